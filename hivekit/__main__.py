@@ -1,0 +1,3 @@
+from hivekit.cli import main
+
+main()

@@ -1,0 +1,284 @@
+"""The operations every surface offers (admin API, dashboard, agent sockets): plain functions of
+``hive`` that validate their input, change the hive, and raise :class:`~hivekit.errors.HiveError`
+with an operator-facing message when they refuse. Bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+from hivekit import deploy, events
+from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
+from hivekit.git import Repo
+from hivekit.hive import OPERATOR, Hive
+from hivekit.names import check_name
+from hivekit.records import (
+    AgentSpec,
+    AgentView,
+    Approval,
+    ApprovalDetail,
+    ApprovalKind,
+    ApprovalStatus,
+    Message,
+    Transient,
+)
+from hivekit.state import agent_view
+
+NO_CHANGE = "(proposal matches currently-deployed tree)"
+MAX_DESCRIPTION = 4000
+MAX_NOTE = 20000
+MAX_BODY = 64 * 1024
+
+
+def _text(value: object, field: str, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be a string")
+    if len(value) > limit:
+        raise BadRequest(f"{field} is too long ({len(value)} characters; the limit is {limit})")
+    return value
+
+
+def existing_agent(hive: Hive, name: object) -> AgentSpec:
+    name = check_name(name)
+    if not hive.store.has_agent(name):
+        known = ", ".join(hive.store.agent_names()) or "none"
+        raise NotFound(f"no agent named {name!r} (agents: {known})")
+    return hive.agent(name)
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+def request_spawn(hive: Hive, name: object, description: object = "") -> Approval:
+    """Ask the operator to approve a new agent ``name`` (or the re-spawn of a tombstone)."""
+    name = check_name(name)
+    description = _text(description, "description", MAX_DESCRIPTION)
+    if name == hive.manager:
+        raise Conflict(f"{name!r} is the manager's reserved name; the hive runs it already")
+    if hive.store.has_agent(name):
+        raise Conflict(f"agent {name!r} already exists")
+    pending = hive.store.pending_spawn(name)
+    if pending:
+        raise Conflict(f"a spawn of {name!r} is already requested: approval #{pending.id}")
+    approval = hive.store.add_approval(ApprovalKind.SPAWN, name, description=description)
+    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    return approval
+
+
+def request_apply(hive: Hive, agent: object, commit: object, description: object = "") -> Approval:
+    """Ask the operator to deploy ``commit`` of the agent's proposed repo.
+
+    The commit is fetched into the applied repo as ``proposal/<id>`` now, so amending the proposed
+    repo later changes nothing about what the operator approves.
+    """
+    spec = existing_agent(hive, agent)
+    description = _text(description, "description", MAX_DESCRIPTION)
+    if not isinstance(commit, str) or not commit.strip():
+        raise BadRequest("commit must be a non-empty ref or sha of the agent's proposed repo")
+    commit = commit.strip()
+    if commit.startswith("-") or any(c.isspace() or ord(c) < 32 for c in commit):
+        raise BadRequest(f"{commit!r} is not a valid commit ref")
+    proposed, applied = Repo(spec.paths.config), Repo(spec.paths.applied)
+    sha = proposed.rev(commit)
+    if sha is None:
+        raise NotFound(f"commit {commit!r} not found in {spec.name}'s proposed repo "
+                       f"({spec.paths.config}); commit there first")
+    try:
+        applied.fetch(spec.paths.config, sha)
+    except Exception as exc:
+        raise OperationFailed(f"could not fetch {sha[:12]} into {spec.name}'s applied repo: "
+                              f"{deploy.describe(exc)}") from exc
+    approval = hive.store.add_approval(ApprovalKind.APPLY, spec.name, commit=commit, sha=sha,
+                                       description=description)
+    try:
+        applied.tag(f"proposal/{approval.id}", sha)
+    except Exception as exc:
+        hive.store.delete_approval(approval.id)
+        raise OperationFailed(
+            f"could not tag proposal/{approval.id}: {deploy.describe(exc)}") from exc
+    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    return approval
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+
+def _approval_id(value: object) -> int:
+    try:
+        approval_id = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise BadRequest(f"approval id must be a number, got {value!r}") from None
+    if approval_id <= 0:
+        raise BadRequest(f"approval id must be positive, got {approval_id}")
+    return approval_id
+
+
+def get_approval(hive: Hive, approval_id: object) -> ApprovalDetail:
+    approval = hive.store.approval(_approval_id(approval_id))
+    return ApprovalDetail(approval=approval, diff=approval_diff(hive, approval))
+
+
+def approval_diff(hive: Hive, approval: Approval) -> str:
+    """The change the approval makes: against ``main`` while pending, else against the ``main``
+    it replaced. Spawns have no diff."""
+    if approval.kind != ApprovalKind.APPLY:
+        return ""
+    repo = Repo(hive.agent(approval.agent).paths.applied)
+    proposal = f"refs/tags/proposal/{approval.id}"
+    if not repo.exists() or repo.rev(proposal) is None:
+        return "(the proposal is gone: the agent was purged)"
+    base = approval.prev_sha if approval.prev_sha and approval.status.terminal else "main"
+    diff = repo.diff(base, proposal)
+    return diff or NO_CHANGE
+
+
+def list_approvals(hive: Hive, status: str | None = None, include_all: bool = False,
+                   limit: int | None = None) -> list[Approval]:
+    if status:
+        try:
+            wanted = ApprovalStatus(status)
+        except ValueError:
+            raise BadRequest(f"unknown status {status!r}; one of: "
+                             + ", ".join(s.value for s in ApprovalStatus)) from None
+        return hive.store.approvals(wanted, limit=limit)
+    if include_all:
+        return hive.store.approvals(limit=limit)
+    return hive.store.approvals(ApprovalStatus.PENDING) + hive.store.approvals(
+        ApprovalStatus.RUNNING)
+
+
+def approve(hive: Hive, approval_id: object) -> Approval:
+    """Approve a pending approval. An apply deploys before this returns (the result says how it
+    ended); a spawn runs in the background and this returns it ``running``."""
+    approval = hive.store.approval(_approval_id(approval_id))
+    if approval.status != ApprovalStatus.PENDING:
+        raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
+    if approval.kind == ApprovalKind.SPAWN:
+        if hive.store.has_agent(approval.agent):
+            raise Conflict(f"agent {approval.agent!r} already exists")
+        return deploy.approve_spawn(hive, approval)
+    if not hive.store.has_agent(approval.agent):
+        raise Conflict(f"agent {approval.agent!r} no longer exists")
+    return deploy.approve_apply(hive, approval)
+
+
+def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
+    note = _text(note, "note", MAX_NOTE)
+    approval = hive.store.approval(_approval_id(approval_id))
+    if approval.status != ApprovalStatus.PENDING:
+        raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
+    return deploy.deny(hive, approval, note)
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
+               work: Callable[[AgentSpec], None]) -> AgentView:
+    spec = existing_agent(hive, name)
+    with hive.begin(spec.name, kind):
+        try:
+            work(spec)
+        except HiveError:
+            raise
+        except Exception as exc:
+            raise OperationFailed(f"{kind.value} {spec.name}: {deploy.describe(exc)}") from exc
+        if wanted:
+            hive.store.set_wanted(spec.name, wanted)
+    view = agent_view(hive, spec.name)
+    hive.bus.publish(events.AgentChanged(name=spec.name, agent=view))
+    return view
+
+
+def start(hive: Hive, name: object) -> AgentView:
+    return _lifecycle(hive, name, Transient.STARTING, "running",
+                      lambda a: hive.hook.start(hive=hive, agent=a))
+
+
+def stop(hive: Hive, name: object) -> AgentView:
+    return _lifecycle(hive, name, Transient.STOPPING, "stopped",
+                      lambda a: hive.hook.stop(hive=hive, agent=a))
+
+
+def restart(hive: Hive, name: object) -> AgentView:
+    def work(a: AgentSpec) -> None:
+        hive.hook.stop(hive=hive, agent=a)
+        hive.hook.start(hive=hive, agent=a)
+
+    return _lifecycle(hive, name, Transient.RESTARTING, "running", work)
+
+
+def rebuild(hive: Hive, name: object) -> AgentView:
+    """Rebuild the agent from its applied ``main`` (outside any approval)."""
+    def work(a: AgentSpec) -> None:
+        try:
+            hive.hook.rebuild(hive=hive, agent=a, deploy=None)
+        except Exception as exc:
+            hive.notify_manager(events.RebuiltHelper(agent=a.name, ok=False, sha=None, tag=None,
+                                                     note=deploy.describe(exc)))
+            raise
+        hive.notify_manager(events.RebuiltHelper(
+            agent=a.name, ok=True, sha=Repo(a.paths.applied).rev(deploy.MAIN), tag=None,
+            note=None))
+
+    return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
+
+
+def destroy(hive: Hive, name: object, purge: bool = False) -> None:
+    """Remove the agent's container; its state stays as a tombstone unless ``purge``.
+
+    Purging a tombstone removes its kept state. The manager cannot be destroyed.
+    """
+    name = check_name(name)
+    if name == hive.manager:
+        raise Conflict(f"refusing to destroy the manager ({name!r}): it is declared by the "
+                       "hive's config")
+    spec = hive.agent(name)
+    active = hive.store.has_agent(name)
+    if not active and not (purge and spec.paths.root.exists()):
+        if spec.paths.root.exists():
+            raise Conflict(f"agent {name!r} is already destroyed (a tombstone); "
+                           "use --purge to remove its kept state")
+        raise NotFound(f"no agent named {name!r}")
+    note = "agent purged" if purge else "agent destroyed"
+    with hive.begin(name, Transient.DESTROYING):
+        if active:
+            try:
+                hive.hook.destroy(hive=hive, agent=spec, purge=purge)
+            except Exception as exc:
+                raise OperationFailed(f"destroy {name}: {deploy.describe(exc)}") from exc
+            hive.store.remove_agent(name)
+        deploy.fail_pending(hive, name, note, tag=not purge)
+        shutil.rmtree(spec.paths.runtime, ignore_errors=True)
+        if purge:
+            shutil.rmtree(spec.paths.root, ignore_errors=True)
+            shutil.rmtree(spec.paths.applied, ignore_errors=True)
+    hive.bus.publish(events.AgentChanged(name=name, agent=None))
+    hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+def send(hive: Hive, to: object, body: object, sender: str = OPERATOR) -> Message:
+    """Send ``body`` to agent ``to``'s inbox (as the operator unless ``sender`` says otherwise)."""
+    recipient = check_name(to)
+    if not hive.store.has_agent(recipient):
+        raise NotFound(f"no agent named {recipient!r} to send to")
+    if not isinstance(body, str) or not body.strip():
+        raise BadRequest("body must be a non-empty string")
+    if len(body.encode()) > MAX_BODY:
+        raise BadRequest(f"body is too long (the limit is {MAX_BODY} bytes)")
+    return hive.send(sender, recipient, body)
+
+
+def inbox(hive: Hive, name: object, limit: int = 100) -> list[Message]:
+    """The agent's inbox, newest ``limit`` messages, oldest first."""
+    name = check_name(name)
+    if not hive.store.has_agent(name) and not hive.paths.agent(name).root.exists():
+        raise NotFound(f"no agent named {name!r}")
+    return hive.store.recent_inbox(name, limit)
+

@@ -1,0 +1,243 @@
+"""The HTTP API: one Litestar app over :mod:`hivekit.actions`, served on the admin socket and
+reused by every other server (the dashboard's). Handlers only translate: JSON in (structured by
+cattrs, extra keys refused), an action called on a worker thread, JSON out; a
+:class:`~hivekit.errors.HiveError` becomes ``{"error": message}`` with its status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import cattrs
+from attrs import frozen
+from litestar import Litestar, Request, Response, Router, get, post
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from hivekit import actions, state
+from hivekit.convert import converter, problems, to_json
+from hivekit.errors import BadRequest, HiveError
+from hivekit.events import Event
+from hivekit.hive import Hive
+
+log = logging.getLogger("hivekit.api")
+
+#: Largest request body accepted (messages are capped lower by the actions).
+MAX_BODY = 1024 * 1024
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+
+@frozen
+class SpawnRequest:
+    name: str
+    description: str = ""
+
+
+@frozen
+class ApplyRequest:
+    agent: str
+    commit: str
+    description: str = ""
+
+
+@frozen
+class DenyRequest:
+    note: str = ""
+
+
+@frozen
+class DestroyRequest:
+    purge: bool = False
+
+
+@frozen
+class MessageRequest:
+    to: str
+    body: str
+
+
+async def parse(request: Request, cls: type) -> Any:
+    """The request's JSON body structured into ``cls``; a 400 saying what is wrong otherwise."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise HiveErrorResponse(413, f"request body too large (limit {MAX_BODY} bytes)")
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        raise BadRequest("; ".join(problems(exc, "body"))) from None
+
+
+class HiveErrorResponse(HiveError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(content=converter.unstructure(obj), status_code=status)
+
+
+def error_handler(_request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HiveError):
+        return Response(content={"error": exc.message}, status_code=exc.status)
+    if isinstance(exc, HTTPException):
+        return Response(content={"error": exc.detail}, status_code=exc.status_code)
+    log.exception("internal error")
+    return Response(content={"error": f"internal error: {type(exc).__name__}: {exc}"},
+                    status_code=500)
+
+
+async def _run(hive: Hive, func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a synchronous action on a worker thread (the core is synchronous)."""
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(lambda: func(hive, *args, **kwargs),
+                                          abandon_on_cancel=True)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@get("/api/state")
+async def get_state(hive: Hive) -> Response:
+    """The whole picture: ``seq`` (read first), agents, pending approvals, questions..."""
+    return Response(await _run(hive, state.snapshot))
+
+
+@get("/api/agents")
+async def list_agents(hive: Hive) -> Response:
+    return _json(await _run(hive, state.agents))
+
+
+@get("/api/approvals")
+async def list_approvals(hive: Hive, status: str | None = None, all: bool = False,
+                         limit: int | None = None) -> Response:
+    return _json(await _run(hive, actions.list_approvals, status, all, limit))
+
+
+@get("/api/approvals/{approval_id:str}")
+async def show_approval(hive: Hive, approval_id: str) -> Response:
+    return _json(await _run(hive, actions.get_approval, approval_id))
+
+
+@post("/api/approvals/{approval_id:str}/approve", status_code=200)
+async def approve(hive: Hive, approval_id: str) -> Response:
+    return _json(await _run(hive, actions.approve, approval_id))
+
+
+@post("/api/approvals/{approval_id:str}/deny", status_code=200)
+async def deny(hive: Hive, request: Request, approval_id: str) -> Response:
+    body = await parse(request, DenyRequest)
+    return _json(await _run(hive, actions.deny, approval_id, body.note))
+
+
+@post("/api/requests/spawn", status_code=201)
+async def request_spawn(hive: Hive, request: Request) -> Response:
+    body = await parse(request, SpawnRequest)
+    return _json(await _run(hive, actions.request_spawn, body.name, body.description), 201)
+
+
+@post("/api/requests/apply", status_code=201)
+async def request_apply(hive: Hive, request: Request) -> Response:
+    body = await parse(request, ApplyRequest)
+    return _json(await _run(hive, actions.request_apply, body.agent, body.commit,
+                            body.description), 201)
+
+
+_LIFECYCLE = {"start": actions.start, "stop": actions.stop, "restart": actions.restart,
+              "rebuild": actions.rebuild}
+
+
+@post("/api/agents/{name:str}/{verb:str}", status_code=200)
+async def agent_action(hive: Hive, request: Request, name: str, verb: str) -> Response:
+    if verb == "destroy":
+        body = await parse(request, DestroyRequest)
+        await _run(hive, actions.destroy, name, body.purge)
+        return Response({"destroyed": name, "purge": body.purge})
+    if verb not in _LIFECYCLE:
+        raise HiveErrorResponse(404, f"no action {verb!r}; one of: start, stop, restart, "
+                                     "rebuild, destroy")
+    return _json(await _run(hive, _LIFECYCLE[verb], name))
+
+
+@get("/api/agents/{name:str}/inbox")
+async def inbox(hive: Hive, name: str, limit: int = 100) -> Response:
+    return _json(await _run(hive, actions.inbox, name, limit))
+
+
+@post("/api/messages", status_code=201)
+async def send_message(hive: Hive, request: Request) -> Response:
+    body = await parse(request, MessageRequest)
+    return _json(await _run(hive, actions.send, body.to, body.body), 201)
+
+
+@get("/api/events")
+async def stream_events(hive: Hive, request: Request) -> ServerSentEvent:
+    """Server-sent events: ``id`` = seq, ``event`` = type, ``data`` = the event's JSON.
+
+    The first frame is ``hello`` with the current seq. A client reconnecting with
+    ``Last-Event-ID`` first gets what it missed, or a ``resync`` frame when those events are no
+    longer kept (then it reloads ``/api/state``).
+    """
+    sub = hive.bus.subscribe()
+    last = request.headers.get("last-event-id")
+
+    async def frames() -> AsyncIterator[ServerSentEventMessage]:
+        try:
+            seen = hive.bus.seq
+            backlog = None
+            if last and last.isdigit():
+                backlog = hive.bus.since(int(last))
+                if backlog is None:
+                    yield ServerSentEventMessage(event="resync", data=json.dumps({"seq": seen}))
+            yield ServerSentEventMessage(event="hello", data=json.dumps({"seq": seen}))
+            sent = int(last) if backlog is not None and last else 0
+            for env in backlog or []:
+                sent = env.seq
+                yield _frame(env.seq, env.event)
+            async for env in sub:
+                if env.seq <= sent:
+                    continue
+                yield _frame(env.seq, env.event)
+        finally:
+            sub.close()
+
+    return ServerSentEvent(frames())
+
+
+def _frame(seq: int, event: Event) -> ServerSentEventMessage:
+    return ServerSentEventMessage(id=str(seq), event=type(event).TYPE,
+                                  data=to_json(event, Event))
+
+
+ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
+          request_apply, agent_action, inbox, send_message, stream_events]
+
+
+def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
+    """The API app for ``hive``, with every route plugins add through ``register_routes``."""
+    handlers: list[Any] = list(ROUTES)
+    hive.hook.register_routes(hive=hive, register=handlers.append)
+    handlers += extra or []
+    return Litestar(
+        route_handlers=[Router("/", route_handlers=handlers)],
+        dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
+        exception_handlers={Exception: error_handler},
+        request_max_body_size=MAX_BODY,
+        debug=False,
+        logging_config=None,
+    )

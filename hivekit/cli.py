@@ -1,0 +1,234 @@
+"""The ``hivekit`` command: a click group whose commands come from plugins (``register_commands``).
+
+The core contributes only what must work without a daemon and whatever plugins are enabled:
+``serve``, ``plugins`` and ``config check``. The operator's commands (``agents``, ``approve``...)
+come from the bundled ``cli`` plugin. Imports stay lazy: ``hivekit --help`` loads click, pluggy,
+the config's TOML and the enabled plugins' modules, nothing heavier.
+
+Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from hivekit import __version__
+
+
+class HiveContext:
+    """What commands get as ``ctx.obj``: the config path and lazily loaded config."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Any = None
+
+    @property
+    def config(self) -> Any:
+        """The read config (``hivekit.config.Config``); a bad one ends the command with exit 1."""
+        if self._config is None:
+            from hivekit import config as cfg
+            from hivekit.errors import ConfigError
+
+            try:
+                self._config = cfg.read(cfg.find_path(self.config_path))
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._config
+
+    def client(self) -> Any:
+        from hivekit.client import Client
+
+        return Client(self.config.runtime_dir / "admin.sock")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` to stderr (each line prefixed ``error:``) and exit ``code``."""
+    for line in message.splitlines() or [""]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="FILE", envvar="HIVEKIT_CONFIG",
+              help="Config file (default: $HIVEKIT_CONFIG, else ./hivekit.toml, else embedded "
+                   "defaults).")
+@click.version_option(__version__, prog_name="hivekit")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """hivekit: a control plane for a hive of AI agents.
+
+    A manager agent proposes work, you approve or deny it, and every decision is deployed
+    through git-audited tags. Start the hive with `hivekit serve`; the other commands talk to it.
+    """
+    ctx.obj = HiveContext(config_path)
+
+
+@cli.command()
+@click.pass_obj
+def serve(obj: HiveContext) -> None:
+    """Run the hive: store, plugins, recovery, and the API on the admin socket."""
+    import logging
+
+    from hivekit import daemon, plugins
+    from hivekit.errors import HiveError
+
+    logging.basicConfig(level=os.environ.get("HIVEKIT_LOG_LEVEL", "INFO").upper(),
+                        format="hivekit: %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("sh").setLevel(logging.WARNING)  # one INFO line per subprocess otherwise
+    try:
+        loaded = plugins.load(obj.config)
+        code = daemon.serve(obj.config, loaded)
+    except HiveError as exc:
+        fail(str(exc))
+    sys.exit(code)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def plugins_command(obj: HiveContext, as_json: bool) -> None:
+    """List every installed plugin: enabled or not, where it comes from, the hooks it implements."""
+    from hivekit import plugins
+    from hivekit.errors import HiveError
+
+    available = plugins.installed()
+    enabled, _problems = plugins.enabled_names(obj.config, available)
+    pm = plugins.make_manager()
+    rows = []
+    for name, plugin in sorted(available.items()):
+        row: dict[str, Any] = {
+            "name": name, "enabled": name in enabled, "module": plugin.entry_point.value,
+            "distribution": plugin.distribution, "version": plugin.version, "hooks": [],
+        }
+        try:
+            obj_ = plugins.import_plugin(plugin)
+            pm.register(obj_, name=name)
+            row["hooks"] = plugins.hook_names(pm, obj_)
+            row["backend"] = "is_running" in row["hooks"]
+        except (HiveError, ValueError) as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        state = "enabled " if row["enabled"] else "disabled"
+        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "?"
+        kind = " (backend)" if row.get("backend") else ""
+        click.echo(f"{state}  {row['name']}{kind}  [{origin}]  {row['module']}")
+        if "error" in row:
+            click.echo(f"          error: {row['error']}")
+        elif row["hooks"]:
+            click.echo(f"          hooks: {', '.join(row['hooks'])}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.pass_obj
+def config_check(obj: HiveContext, file: str | None) -> None:
+    """Validate a config file (default: the one `serve` would use) and its plugins' tables."""
+    from hivekit import config as cfg
+    from hivekit import plugins
+    from hivekit.errors import HiveError
+
+    try:
+        path = cfg.find_path(file or obj.config_path)
+        config = cfg.read(path)
+        loaded = plugins.load(config)
+    except HiveError as exc:
+        fail(str(exc))
+    click.echo(f"{config.source}: ok (backend {loaded.backend}; plugins: "
+               f"{', '.join(loaded.enabled)}; state in {config.state_dir})")
+
+
+# --- plugin commands --------------------------------------------------------------------------
+
+
+def _argv_config(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("HIVEKIT_CONFIG")
+
+
+def _enabled_for_cli(argv: list[str]) -> list[str] | None:
+    """Which plugins' commands to offer: the config's enabled set, read cheaply (TOML only).
+
+    None when the config cannot be read: then every installed plugin's commands are offered and
+    the command itself reports the config problem.
+    """
+    from hivekit.plugins import DEFAULT_ENABLED
+
+    named = _argv_config(argv)
+    path = Path(named) if named else Path("hivekit.toml")
+    hive: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            hive = tomllib.loads(path.read_text()).get("hive", {})
+        except (tomllib.TOMLDecodeError, OSError):
+            return None
+    elif named:
+        return None
+    if not isinstance(hive, dict):
+        return None
+    from hivekit.config import DEFAULT_BACKEND
+
+    names = [*DEFAULT_ENABLED, hive.get("backend", DEFAULT_BACKEND), *hive.get("enable", [])]
+    disabled = hive.get("disable", [])
+    return [n for n in names if isinstance(n, str) and n not in disabled]
+
+
+def load_commands(group: click.Group, argv: list[str]) -> None:
+    """Register the enabled plugins' commands on ``group``; a plugin that fails is reported."""
+    from hivekit import plugins
+    from hivekit.errors import HiveError
+
+    wanted = _enabled_for_cli(argv)
+    pm = plugins.make_manager()
+    for name, plugin in plugins.installed().items():
+        if wanted is not None and name not in wanted:
+            continue
+        try:
+            obj = plugins.import_plugin(plugin)
+        except HiveError as exc:
+            click.echo(f"warning: {exc}", err=True)
+            continue
+        try:
+            plugins.register(pm, name, obj)
+        except HiveError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    owners = {name: "core" for name in group.commands}
+
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        before = dict(group.commands)
+        impl.function(group)
+        for cmd_name in set(group.commands) - set(before):
+            owners[cmd_name] = impl.plugin_name
+        for cmd_name, cmd in before.items():
+            if group.commands.get(cmd_name) is not cmd:
+                fail(f"plugin {impl.plugin_name!r} registers command {cmd_name!r}, already "
+                     f"registered by {owners[cmd_name]!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    load_commands(cli, args)
+    cli.main(args=args, prog_name="hivekit")

@@ -1,0 +1,124 @@
+"""The CLI's side of the admin socket: HTTP over a Unix socket, errors as operator messages."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hivekit.errors import HiveError
+
+
+class NoDaemon(HiveError):
+    status = 503
+
+
+class ApiError(HiveError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    """Calls the daemon's API at ``socket``. No timeout on reads: a build may take many minutes."""
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = Path(socket)
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)),
+                                  base_url="http://hive",
+                                  timeout=httpx.Timeout(10.0, read=None))
+
+    def _no_daemon(self) -> NoDaemon:
+        return NoDaemon(f"no hive running at {self.socket}; start one with `hivekit serve`")
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        params = {k: v for k, v in params.items() if v is not None}
+        try:
+            resp = self._http.request(method, path, json=body, params=params)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
+            raise self._no_daemon() from None
+        except httpx.HTTPError as exc:
+            raise ApiError(f"talking to the hive at {self.socket} failed: {exc}", 0) from None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"error": resp.text}
+        if resp.status_code >= 400:
+            message = data.get("error") if isinstance(data, dict) else None
+            raise ApiError(message or f"HTTP {resp.status_code}", resp.status_code)
+        return data
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, **params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body)
+
+    def events(self, on_ready: Callable[[], None] | None = None) -> Iterator[tuple[str, Any]]:
+        """Yield ``(type, data)`` from ``/api/events``; ``on_ready`` runs once it is subscribed."""
+        try:
+            with self._http.stream("GET", "/api/events") as resp:
+                kind, data = None, []
+                for line in resp.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif line == "" and kind:
+                        payload = json.loads("\n".join(data)) if data else None
+                        if kind == "hello" and on_ready:
+                            on_ready()
+                        yield kind, payload
+                        kind, data = None, []
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
+            raise self._no_daemon() from None
+
+    def watch(self, call: Callable[[], Any], on_event: Callable[[str, Any], bool]) -> Any:
+        """Run ``call`` (a POST) while following the event stream.
+
+        ``on_event(type, data)`` sees every event from just before ``call`` starts until it
+        returns True (done). Returns ``call``'s result; re-raises its error at once.
+        """
+        ready = threading.Event()
+        frames: queue.Queue[tuple[str, Any] | BaseException | None] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for frame in self.events(on_ready=ready.set):
+                    frames.put(frame)
+            except BaseException as exc:  # handed to the caller's thread
+                frames.put(exc)
+            frames.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        ready.wait(10)
+        outcome: dict[str, Any] = {}
+
+        def run_call() -> None:
+            try:
+                outcome["result"] = call()
+            except BaseException as exc:  # handed to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run_call, daemon=True)
+        worker.start()
+        while True:
+            if "error" in outcome:
+                raise outcome["error"]
+            try:
+                frame = frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(frame, BaseException):
+                raise frame
+            if frame is None or on_event(*frame):
+                break
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("result")

@@ -1,0 +1,179 @@
+"""``hivekit serve``: open the store, load plugins, recover, and serve the API on the admin socket.
+
+One daemon per state dir, enforced by an flock on ``<state_dir>/hive.lock`` (held for the
+daemon's life; the kernel drops it however the process dies, so a stale lock never blocks a
+restart). SIGINT/SIGTERM stop it cleanly: event streams are ended first so open dashboards never
+hold the stop up, then ``shutdown`` hooks run and the socket is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+
+from hivekit import deploy, hookimpl
+from hivekit.config import Config
+from hivekit.errors import HiveError
+from hivekit.hive import Hive
+from hivekit.paths import MAX_SOCKET_PATH
+from hivekit.plugins import Loaded, register
+from hivekit.records import Transient
+
+log = logging.getLogger("hivekit")
+
+#: Seconds open connections get to finish when the daemon stops.
+GRACEFUL_SECONDS = 2
+
+
+class StateDirLock:
+    """An exclusive flock on ``path``; the holder's pid is written into it for the refusal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise HiveError(
+                f"another hivekit is already serving {self.path.parent} (pid {holder}); "
+                "stop it first, or use another state_dir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` with mode 0600 from the start (never world-writable).
+
+    The caller holds the state-dir lock, so a leftover socket file is a dead daemon's: removed.
+    """
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise HiveError(
+            f"socket path {path} is too long ({len(os.fsencode(path))} bytes; the limit is "
+            f"{MAX_SOCKET_PATH}): set [hive] runtime_dir to a shorter path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending the hive's event streams as soon as a stop is asked for."""
+
+    def __init__(self, config: uvicorn.Config, hive: Hive) -> None:
+        super().__init__(config)
+        self.hive = hive
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.hive.stopping.set()
+        self.hive.bus.close()
+        super().handle_exit(sig, frame)
+
+
+class Reconcile:
+    """The core's last startup step (plugin ``core-reconcile``): bring the declared hive up.
+
+    The manager is spawned without an approval the first time; afterwards every agent the
+    operator last wanted running and that is not is started. Runs in the background so the API
+    answers at once; failures are logged (and visible as stopped agents).
+    """
+
+    @hookimpl(trylast=True)
+    def startup(self, hive: Hive) -> None:
+        threading.Thread(target=self.bring_up, args=(hive,), name="reconcile",
+                         daemon=True).start()
+
+    @staticmethod
+    def bring_up(hive: Hive) -> None:
+        from hivekit import events
+        from hivekit.state import agent_view
+
+        try:
+            if not hive.store.has_agent(hive.manager):
+                deploy.spawn_manager(hive)
+                hive.bus.publish(events.AgentChanged(name=hive.manager,
+                                                     agent=agent_view(hive, hive.manager)))
+        except Exception as exc:
+            log.error("could not bring up the manager %r: %s", hive.manager, deploy.describe(exc))
+        for name, wanted in hive.store.wanted().items():
+            if wanted != "running" or hive.stopping.is_set():
+                continue
+            agent = hive.agent(name)
+            try:
+                if hive.hook.is_running(hive=hive, agent=agent):
+                    continue
+                with hive.begin(name, Transient.STARTING):
+                    hive.hook.start(hive=hive, agent=agent)
+                hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(hive, name)))
+            except Exception as exc:
+                log.error("could not start %r: %s", name, deploy.describe(exc))
+
+
+def build_hive(config: Config, loaded: Loaded) -> Hive:
+    """A :class:`Hive` with the core's own plugins registered beside the enabled ones."""
+    register(loaded.pm, "core", deploy.Recovery())
+    register(loaded.pm, "core-reconcile", Reconcile())
+    return Hive(config, loaded)
+
+
+def serve(config: Config, loaded: Loaded) -> int:
+    """Run the daemon until SIGINT/SIGTERM; returns the exit code."""
+    lock = StateDirLock(config.state_dir / "hive.lock")
+    lock.acquire()
+    hive = None
+    sock_path = None
+    try:
+        hive = build_hive(config, loaded)
+        hive.hook.startup(hive=hive)
+        from hivekit.api import create_app
+
+        app = create_app(hive)
+        sock_path = hive.paths.admin_socket
+        sock = bind_unix(sock_path)
+        uv_config = uvicorn.Config(app, log_level="warning", lifespan="off",
+                                   timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        server = Server(uv_config, hive)
+        log.info("hivekit serving %s (backend %s, plugins: %s)", sock_path, loaded.backend,
+                 ", ".join(loaded.enabled))
+        asyncio.run(server.serve(sockets=[sock]))
+        return 0
+    finally:
+        if hive is not None:
+            hive.stopping.set()
+            hive.bus.close()
+            hive.call_each("shutdown", hive=hive)
+        if sock_path is not None:
+            sock_path.unlink(missing_ok=True)
+        lock.release()

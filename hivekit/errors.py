@@ -1,0 +1,85 @@
+"""Errors an operator may see.
+
+Every error the domain raises on purpose is a :class:`HiveError`: its message is written for the
+operator (what went wrong and what to do), and the surfaces print it without a traceback. The
+``status`` is the HTTP status the API answers with; the domain itself knows nothing of HTTP beyond
+this one number per kind of error.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+class HiveError(Exception):
+    """An expected failure with an operator-facing message."""
+
+    status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadRequest(HiveError):
+    """The request itself is wrong (bad name, missing field): fixing the input fixes it."""
+
+    status = 400
+
+
+class NotFound(HiveError):
+    """The named agent, approval, question or commit does not exist."""
+
+    status = 404
+
+
+class Conflict(HiveError):
+    """The request is valid but the hive's state refuses it (not pending, already exists, busy)."""
+
+    status = 409
+
+
+class ConfigError(HiveError):
+    """The configuration is invalid. ``problems`` holds one line per problem."""
+
+    status = 400
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(HiveError):
+    """A plugin could not be loaded or validated; the message names the plugin."""
+
+    status = 500
+
+
+class OperationFailed(HiveError):
+    """A lifecycle or deploy operation ran and failed (a build error, a backend failure)."""
+
+    status = 500
+
+
+@attrs.frozen
+class CommandFailed(Exception):
+    """An external program failed: what ran, how it ended, and the end of what it said.
+
+    Raised by :func:`hivekit.proc.run` and everything built on it (git, nix, nixos-container...).
+    ``str()`` gives one readable paragraph: the command line, the exit code (or the timeout) and
+    the last lines of stderr, where tools like nix put the actual error.
+    """
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stderr_tail: str
+    timed_out: bool = False
+
+    def __str__(self) -> str:
+        cmd = " ".join(self.argv)
+        how = "timed out" if self.timed_out else f"exited {self.exit_code}"
+        tail = self.stderr_tail.strip()
+        return f"`{cmd}` {how}" + (f":\n{tail}" if tail else "")

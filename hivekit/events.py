@@ -1,0 +1,149 @@
+"""Events: what the dashboard hears (on the bus) and what the manager hears (in its inbox).
+
+Both are tagged unions: one small frozen class per type, serialised by :mod:`hivekit.convert` as
+JSON with a ``"type"`` key taken from the class's ``TYPE``. Consumers ``match`` on the classes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from attrs import frozen
+
+from hivekit.records import AgentView, Approval, Message, Question, Transient
+
+# --- dashboard events (published on the bus, stamped with a seq) --------------------------------
+
+
+@frozen
+class ApprovalAdded:
+    TYPE: ClassVar[str] = "approval_added"
+    approval: Approval
+
+
+@frozen
+class ApprovalChanged:
+    """An approval's status moved (pending → running, or to a terminal state)."""
+
+    TYPE: ClassVar[str] = "approval_changed"
+    approval: Approval
+
+
+@frozen
+class QuestionAdded:
+    TYPE: ClassVar[str] = "question_added"
+    question: Question
+
+
+@frozen
+class QuestionResolved:
+    TYPE: ClassVar[str] = "question_resolved"
+    question: Question
+
+
+@frozen
+class MessageSent:
+    TYPE: ClassVar[str] = "message"
+    message: Message
+
+
+@frozen
+class AgentChanged:
+    """An agent appeared, changed status, or went away (``agent`` is None then)."""
+
+    TYPE: ClassVar[str] = "agent_changed"
+    name: str
+    agent: AgentView | None
+
+
+@frozen
+class TransientChanged:
+    TYPE: ClassVar[str] = "transient"
+    name: str
+    transient: Transient | None
+
+
+@frozen
+class LogLine:
+    """One line of a lifecycle operation's output (a build, a start...)."""
+
+    TYPE: ClassVar[str] = "log"
+    agent: str
+    line: str
+    stream: str = "stdout"
+
+
+@frozen
+class DeployStep:
+    TYPE: ClassVar[str] = "deploy_step"
+    approval_id: int
+    agent: str
+    step: str
+
+
+Event = (
+    ApprovalAdded
+    | ApprovalChanged
+    | QuestionAdded
+    | QuestionResolved
+    | MessageSent
+    | AgentChanged
+    | TransientChanged
+    | LogLine
+    | DeployStep
+)
+
+
+@frozen
+class Envelope:
+    """An event as delivered: its seq (monotonic across the daemon's life) and the event."""
+
+    seq: int
+    event: Event
+
+
+# --- helper events (JSON bodies of ``system`` messages in the manager's inbox) ------------------
+
+
+@frozen
+class ApprovalResolvedHelper:
+    """An approval reached a terminal state. ``tag`` names the git tag that proves it."""
+
+    TYPE: ClassVar[str] = "approval_resolved"
+    id: int
+    kind: str
+    agent: str
+    status: str
+    commit: str | None
+    sha: str | None
+    tag: str | None
+    note: str | None
+
+
+@frozen
+class SpawnedHelper:
+    TYPE: ClassVar[str] = "spawned"
+    agent: str
+    ok: bool
+    sha: str | None
+    note: str | None
+
+
+@frozen
+class RebuiltHelper:
+    TYPE: ClassVar[str] = "rebuilt"
+    agent: str
+    ok: bool
+    sha: str | None
+    tag: str | None
+    note: str | None
+
+
+@frozen
+class DestroyedHelper:
+    TYPE: ClassVar[str] = "destroyed"
+    agent: str
+    purge: bool
+
+
+HelperEvent = ApprovalResolvedHelper | SpawnedHelper | RebuiltHelper | DestroyedHelper

@@ -1,0 +1,170 @@
+"""The running hive: what every hook receives as ``hive``.
+
+It holds the config, the paths, the store, the event bus and the plugin manager, and offers the
+few services plugins and actions share: per-agent operations (lock + transient state), the live
+log, and messages to inboxes. It does no domain work itself: see :mod:`hivekit.actions` and
+:mod:`hivekit.deploy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from hivekit import events
+from hivekit.bus import EventBus
+from hivekit.config import Config
+from hivekit.convert import to_json
+from hivekit.errors import Conflict
+from hivekit.names import agent_port
+from hivekit.paths import Paths
+from hivekit.plugins import Loaded
+from hivekit.records import AgentSpec, Message, Transient
+from hivekit.store import Store
+
+log = logging.getLogger("hivekit")
+
+#: The sender name of messages hivekit itself sends (helper events, wake-ups).
+SYSTEM = "system"
+#: The sender name of the operator's messages.
+OPERATOR = "operator"
+
+
+class Operation:
+    """One lifecycle operation on one agent: holds its lock and shows its transient state.
+
+    Created by :meth:`Hive.begin` (which refuses a second operation on a busy agent); released
+    when its ``with`` block ends, however it ends. It may be handed to another thread first.
+    """
+
+    def __init__(self, hive: Hive, name: str, kind: Transient, lock: threading.Lock) -> None:
+        self.hive, self.name, self.kind, self._lock = hive, name, kind, lock
+        self._done = False
+
+    def __enter__(self) -> Operation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.hive._transients.pop(self.name, None)
+        self._lock.release()
+        self.hive.bus.publish(events.TransientChanged(name=self.name, transient=None))
+
+
+class Hive:
+    def __init__(self, config: Config, loaded: Loaded, store: Store | None = None,
+                 bus: EventBus | None = None) -> None:
+        self.config = config
+        self.loaded = loaded
+        self.pm: pluggy.PluginManager = loaded.pm
+        self.hook = loaded.pm.hook
+        self.paths = Paths(config.state_dir, config.runtime_dir)
+        self.manager = config.hive.manager
+        self.bus = bus or EventBus()
+        self.store = store or Store(self.paths.db)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._transients: dict[str, Transient] = {}
+        #: Set when the daemon is stopping; background work checks it.
+        self.stopping = threading.Event()
+
+    # --- plugins ---------------------------------------------------------------------------
+
+    def plugin_config(self, name: str) -> Any:
+        """The named plugin's structured config table (its ``config_schema`` class)."""
+        return self.loaded.plugin_configs[name]
+
+    def each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
+        """Each plugin's implementation of ``hook`` in call order, as ``(plugin, call)``.
+
+        For hooks whose results or failures must be told apart by plugin (pluggy's own call
+        merges results and stops at the first exception). Wrappers are not called this way.
+        """
+        caller = getattr(self.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:
+                continue
+            args = [kwargs[a] for a in impl.argnames]
+            yield impl.plugin_name, (lambda f=impl.function, a=args: f(*a))
+
+    def call_each(self, hook: str, **kwargs: Any) -> None:
+        """Call an observer hook one plugin at a time, logging (not raising) their exceptions.
+
+        Observers (deploy_step, finalize_deploy, abort_deploy, approval_resolved, shutdown)
+        must each get their call even when another plugin's fails.
+        """
+        for plugin, call in self.each(hook, **kwargs):
+            try:
+                call()
+            except Exception:
+                log.exception("plugin %r failed in hook %s (ignored)", plugin, hook)
+
+    # --- agents ----------------------------------------------------------------------------
+
+    def port(self, name: str) -> int:
+        h = self.config.hive
+        return agent_port(name, manager=self.manager, manager_port=h.manager_port,
+                          base=h.port_base, span=h.port_range)
+
+    def agent(self, name: str) -> AgentSpec:
+        """The spec of agent ``name`` (whether or not it exists: callers check)."""
+        return AgentSpec(name=name, port=self.port(name), is_manager=name == self.manager,
+                         paths=self.paths.agent(name))
+
+    def begin(self, name: str, kind: Transient) -> Operation:
+        """Start a lifecycle operation on ``name``; refused while another one runs on it."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        if not lock.acquire(blocking=False):
+            busy = self._transients.get(name)
+            doing = f" ({busy.value})" if busy else ""
+            raise Conflict(f"agent {name!r} is busy{doing}; wait for it to finish and retry")
+        self._transients[name] = kind
+        self.bus.publish(events.TransientChanged(name=name, transient=kind))
+        return Operation(self, name, kind, lock)
+
+    def transients(self) -> dict[str, Transient]:
+        return dict(self._transients)
+
+    def log(self, agent: str, line: str, stream: str = "stdout") -> None:
+        """A line of a lifecycle operation's output: the daemon's log and the dashboard's."""
+        log.info("[%s] %s", agent, line)
+        self.bus.publish(events.LogLine(agent=agent, line=line, stream=stream))
+
+    def line_logger(self, agent: str) -> Callable[[str, str], None]:
+        """An ``on_line(stream, line)`` for :func:`hivekit.proc.run` that feeds :meth:`log`."""
+        return lambda stream, line: self.log(agent, line, stream)
+
+    # --- messages --------------------------------------------------------------------------
+
+    def send(self, sender: str, recipient: str, body: str) -> Message:
+        """Put a message in ``recipient``'s inbox (stored first, then announced on the bus)."""
+        message = self.store.add_message(sender, recipient, body)
+        self.bus.publish(events.MessageSent(message=message))
+        return message
+
+    def notify_manager(self, event: events.HelperEvent) -> None:
+        """A helper event (JSON, tagged by ``type``) into the manager's inbox."""
+        self.send(SYSTEM, self.manager, to_json(event, events.HelperEvent))
+
+    # --- misc ------------------------------------------------------------------------------
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    def ensure_dirs(self) -> None:
+        for d in (self.paths.state_dir, self.paths.agents_root, self.paths.applied_root,
+                  self.paths.shared, self.paths.runtime_dir):
+            Path(d).mkdir(parents=True, exist_ok=True)

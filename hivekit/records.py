@@ -1,0 +1,177 @@
+"""The hive's records: immutable attrs classes; :mod:`hivekit.convert` turns them into JSON/rows.
+
+Times are UNIX epoch seconds (floats): sortable, timezone-free, and what a browser's ``Date`` takes
+after ``* 1000``.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from attrs import field, frozen
+
+
+class ApprovalKind(enum.StrEnum):
+    SPAWN = "spawn"
+    APPLY = "apply"
+
+
+class ApprovalStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    APPROVED = "approved"
+    DENIED = "denied"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (ApprovalStatus.APPROVED, ApprovalStatus.DENIED, ApprovalStatus.FAILED)
+
+
+class Transient(enum.StrEnum):
+    """What a lifecycle operation is doing to an agent right now (shown as a pulsing pill)."""
+
+    SPAWNING = "spawning"
+    STARTING = "starting"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    REBUILDING = "rebuilding"
+    DESTROYING = "destroying"
+
+
+@frozen
+class AgentPaths:
+    """Every directory that belongs to one agent (all derived from the hive's config)."""
+
+    #: The "proposed" repo: the manager edits and commits here.
+    config: Path
+    #: The agent's durable notes (forge-token lives here).
+    state: Path
+    #: Model credentials, mode 0700, kept across destroy.
+    creds: Path
+    #: The "applied" repo: hivekit-only; what the container builds from.
+    applied: Path
+    #: Runtime dir holding ``hive.sock``; bound at ``/run/hive`` inside the container.
+    runtime: Path
+
+    @property
+    def root(self) -> Path:
+        """``<state_dir>/agents/<n>``: config, state and creds live under it."""
+        return self.config.parent
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "hive.sock"
+
+
+@frozen
+class AgentSpec:
+    """Who an agent is: what a backend needs to create, build and run it."""
+
+    name: str
+    #: The agent's deterministic web port (see :mod:`hivekit.ports`).
+    port: int
+    is_manager: bool
+    paths: AgentPaths
+
+
+@frozen
+class AgentView:
+    """An agent as the operator sees it (``GET /api/state``, ``hivekit agents --json``)."""
+
+    name: str
+    #: ``running`` or ``stopped``, as the backend reports it.
+    status: str
+    port: int
+    #: The applied repo's ``main``: what is deployed.
+    deployed_sha: str | None
+    transient: Transient | None
+    badges: list[str] = field(factory=list)
+    is_manager: bool = False
+
+
+@frozen
+class Tombstone:
+    """A destroyed agent whose state was kept: re-spawnable under the same name, purgeable."""
+
+    name: str
+    deployed_sha: str | None
+
+
+@frozen
+class Approval:
+    """A spawn or apply request and what became of it."""
+
+    id: int
+    kind: ApprovalKind
+    agent: str
+    status: ApprovalStatus
+    #: What the manager asked for (a ref or sha in the proposed repo); None for spawns.
+    commit: str | None
+    #: The full sha fetched as ``proposal/<id>`` (for spawns: the deployed init commit).
+    sha: str | None
+    description: str
+    #: The operator's deny note, or the failure reason.
+    note: str | None
+    #: The terminal git tag (``deployed/<id>``, ``failed/<id>``, ``denied/<id>``, ``deployed/0``).
+    tag: str | None
+    created_at: float
+    resolved_at: float | None = None
+    #: ``main`` before the deploy moved it; what a failed or interrupted deploy goes back to.
+    prev_sha: str | None = None
+
+
+@frozen
+class ApprovalDetail:
+    """One approval with the diff the operator decides on."""
+
+    approval: Approval
+    diff: str
+
+
+@frozen
+class Message:
+    """One broker message in a recipient's inbox."""
+
+    id: int
+    sender: str
+    recipient: str
+    body: str
+    created_at: float
+    acked_at: float | None = None
+
+
+@frozen
+class Question:
+    """A question asked by an agent of the operator (``target == "operator"``) or of a peer."""
+
+    id: int
+    asker: str
+    target: str
+    question: str
+    options: list[str] = field(factory=list)
+    multi: bool = False
+    deadline: float | None = None
+    #: ``pending``, ``answered``, ``cancelled`` or ``expired``.
+    status: str = "pending"
+    answer: str | None = None
+    answered_by: str | None = None
+    created_at: float = 0.0
+    resolved_at: float | None = None
+
+
+@frozen
+class Deploy:
+    """One approval's deploy, as the deploy-phase hooks see it."""
+
+    approval_id: int
+    agent: AgentSpec
+    #: The commit being deployed (the proposal).
+    sha: str
+    #: ``main`` before this deploy.
+    prev_sha: str
+
+    @property
+    def deployed_tag(self) -> str:
+        return f"deployed/{self.approval_id}"

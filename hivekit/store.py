@@ -1,0 +1,312 @@
+"""The hive's database: approvals, agents, messages and questions in one SQLite file (apsw, WAL).
+
+One connection per thread (a shared connection would serialise every caller); every write is one
+``with conn:`` transaction; the schema is upgraded in place by a ``user_version`` chain, and a
+database written by a newer hivekit is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from hivekit.convert import converter
+from hivekit.errors import Conflict, HiveError, NotFound
+from hivekit.records import Approval, ApprovalKind, ApprovalStatus, Message, Question
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA_V1 = """
+CREATE TABLE approvals (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: tags proposal/<id> persist
+    kind        TEXT NOT NULL,
+    agent       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    commit_ref  TEXT,
+    sha         TEXT,
+    prev_sha    TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    note        TEXT,
+    tag         TEXT,
+    created_at  REAL NOT NULL,
+    resolved_at REAL
+);
+CREATE INDEX approvals_status ON approvals(status, id);
+CREATE INDEX approvals_agent ON approvals(agent, status);
+
+CREATE TABLE agents (
+    name       TEXT PRIMARY KEY,
+    wanted     TEXT NOT NULL DEFAULT 'running',  -- what the operator last asked for
+    created_at REAL NOT NULL
+);
+
+CREATE TABLE messages (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender     TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    acked_at   REAL
+);
+CREATE INDEX messages_inbox ON messages(recipient, acked_at, id);
+
+CREATE TABLE questions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    asker       TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    question    TEXT NOT NULL,
+    options     TEXT NOT NULL DEFAULT '[]',
+    multi       INTEGER NOT NULL DEFAULT 0,
+    deadline    REAL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    answer      TEXT,
+    answered_by TEXT,
+    created_at  REAL NOT NULL,
+    resolved_at REAL
+);
+CREATE INDEX questions_pending ON questions(status, deadline);
+"""
+
+
+class Store:
+    """The database at ``path``; safe to share between threads (each gets its own connection)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._upgrade()
+
+    # --- connections -------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> apsw.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = apsw.Connection(str(self.path))
+            conn.setbusytimeout(BUSY_TIMEOUT_MS)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _upgrade(self) -> None:
+        conn = self.conn
+        with conn:
+            version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+            if version > SCHEMA_VERSION:
+                raise HiveError(
+                    f"{self.path} has schema version {version}, newer than this hivekit "
+                    f"understands ({SCHEMA_VERSION}); upgrade hivekit or use another state_dir"
+                )
+            if version == 0:
+                conn.execute(_SCHEMA_V1)
+                conn.execute("PRAGMA user_version = 1")
+            # Future upgrades: `if version <= 1: ...; PRAGMA user_version = 2`, and so on.
+
+    def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, args)
+        try:
+            names = [d[0] for d in cur.getdescription()]
+        except apsw.ExecutionCompleteError:  # no rows at all
+            return []
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    @contextmanager
+    def transaction(self) -> Iterator[apsw.Connection]:
+        """A write transaction on this thread's connection (immediate: no upgrade deadlocks)."""
+        conn = self.conn
+        with conn:
+            yield conn
+
+    # --- approvals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _approval(row: dict[str, Any]) -> Approval:
+        row["commit"] = row.pop("commit_ref")
+        return converter.structure(row, Approval)
+
+    def add_approval(self, kind: ApprovalKind, agent: str, *, commit: str | None = None,
+                     sha: str | None = None, description: str = "") -> Approval:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO approvals(kind, agent, status, commit_ref, sha, description,"
+                " created_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                (kind.value, agent, commit, sha, description, time.time()),
+            )
+            new_id = conn.last_insert_rowid()
+        return self.approval(new_id)
+
+    def approval(self, approval_id: int) -> Approval:
+        rows = self._rows("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        if not rows:
+            raise NotFound(f"no approval #{approval_id}; `hivekit approvals --all` lists them")
+        return self._approval(rows[0])
+
+    def approvals(self, status: ApprovalStatus | None = None, limit: int | None = None,
+                  agent: str | None = None) -> list[Approval]:
+        """Newest first when limited (the recent history); oldest first otherwise."""
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status.value)
+        if agent is not None:
+            where.append("agent = ?")
+            args.append(agent)
+        sql = "SELECT * FROM approvals" + (" WHERE " + " AND ".join(where) if where else "")
+        if limit is not None:
+            sql += " ORDER BY id DESC LIMIT ?"
+            args.append(limit)
+        else:
+            sql += " ORDER BY id"
+        return [self._approval(r) for r in self._rows(sql, args)]
+
+    def delete_approval(self, approval_id: int) -> None:
+        """Forget an approval that never became visible (its request failed half-way)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM approvals WHERE id = ?", (approval_id,))
+
+    def claim(self, approval_id: int, prev_sha: str | None = None) -> Approval:
+        """Move a pending approval to ``running`` (recording ``prev_sha``), exactly once.
+
+        :raises Conflict: it is not pending (the message says what it is).
+        :raises NotFound: there is no such approval.
+        """
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE approvals SET status = 'running', prev_sha = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (prev_sha, approval_id),
+            )
+            changed = conn.changes()
+        if not changed:
+            current = self.approval(approval_id)
+            raise Conflict(f"approval #{approval_id} is {current.status.value}, not pending")
+        return self.approval(approval_id)
+
+    def resolve(self, approval_id: int, status: ApprovalStatus, *, expect: ApprovalStatus,
+                note: str | None = None, tag: str | None = None,
+                sha: str | None = None) -> Approval:
+        """Move an approval from ``expect`` to a terminal ``status``, exactly once."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE approvals SET status = ?, note = ?, tag = ?, sha = COALESCE(?, sha),"
+                " resolved_at = ? WHERE id = ? AND status = ?",
+                (status.value, note, tag, sha, time.time(), approval_id, expect.value),
+            )
+            changed = conn.changes()
+        if not changed:
+            current = self.approval(approval_id)
+            raise Conflict(f"approval #{approval_id} is {current.status.value}, "
+                           f"not {expect.value}")
+        return self.approval(approval_id)
+
+    def pending_spawn(self, agent: str) -> Approval | None:
+        rows = self._rows(
+            "SELECT * FROM approvals WHERE agent = ? AND kind = 'spawn' "
+            "AND status IN ('pending', 'running') ORDER BY id LIMIT 1", (agent,))
+        return self._approval(rows[0]) if rows else None
+
+    # --- agents ------------------------------------------------------------------------------
+
+    def agent_names(self) -> list[str]:
+        return [r["name"] for r in self._rows("SELECT name FROM agents ORDER BY name")]
+
+    def has_agent(self, name: str) -> bool:
+        return bool(self._rows("SELECT 1 AS x FROM agents WHERE name = ?", (name,)))
+
+    def add_agent(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO agents(name, wanted, created_at) VALUES (?, 'running', ?) "
+                "ON CONFLICT(name) DO UPDATE SET wanted = 'running'", (name, time.time()))
+
+    def remove_agent(self, name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM agents WHERE name = ?", (name,))
+
+    def set_wanted(self, name: str, wanted: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE agents SET wanted = ? WHERE name = ?", (wanted, name))
+
+    def wanted(self) -> dict[str, str]:
+        return {r["name"]: r["wanted"] for r in self._rows("SELECT name, wanted FROM agents")}
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def add_message(self, sender: str, recipient: str, body: str) -> Message:
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO messages(sender, recipient, body, created_at) VALUES (?, ?, ?, ?)",
+                (sender, recipient, body, now))
+            new_id = conn.last_insert_rowid()
+        return Message(id=new_id, sender=sender, recipient=recipient, body=body, created_at=now)
+
+    def inbox(self, recipient: str, *, unacked_only: bool = False,
+              limit: int | None = None, after: int = 0) -> list[Message]:
+        """Messages to ``recipient`` in the order they were sent."""
+        sql = "SELECT * FROM messages WHERE recipient = ? AND id > ?"
+        if unacked_only:
+            sql += " AND acked_at IS NULL"
+        sql += " ORDER BY id"
+        args: list[Any] = [recipient, after]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [converter.structure(r, Message) for r in self._rows(sql, args)]
+
+    def recent_inbox(self, recipient: str, limit: int) -> list[Message]:
+        """The newest ``limit`` messages to ``recipient``, oldest first."""
+        rows = self._rows("SELECT * FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT ?",
+                          (recipient, limit))
+        return [converter.structure(r, Message) for r in reversed(rows)]
+
+    def ack(self, recipient: str, ids: list[int]) -> int:
+        """Retire ``recipient``'s messages ``ids``; returns how many were newly acknowledged."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE messages SET acked_at = ? WHERE id = ? AND recipient = ? "
+                "AND acked_at IS NULL", [(time.time(), i, recipient) for i in ids])
+            return conn.changes()
+
+    # --- questions ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _question(row: dict[str, Any]) -> Question:
+        row["options"] = json.loads(row["options"])
+        row["multi"] = bool(row["multi"])
+        return converter.structure(row, Question)
+
+    def question(self, question_id: int) -> Question:
+        rows = self._rows("SELECT * FROM questions WHERE id = ?", (question_id,))
+        if not rows:
+            raise NotFound(f"no question #{question_id}; `hivekit questions` lists them")
+        return self._question(rows[0])
+
+    def questions(self, *, status: str | None = "pending",
+                  target: str | None = None) -> list[Question]:
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if target is not None:
+            where.append("target = ?")
+            args.append(target)
+        sql = "SELECT * FROM questions" + (" WHERE " + " AND ".join(where) if where else "")
+        return [self._question(r) for r in self._rows(sql + " ORDER BY id", args)]

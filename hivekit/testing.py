@@ -1,0 +1,350 @@
+"""The fake backend, and helpers for testing hivekit plugins (hivekit's own and third parties').
+
+Enable it with ``[hive] backend = "fake"``. It runs no container: each agent is a JSON file under
+``<state_dir>/fake/`` (so "containers" survive a daemon restart), and every call it receives is
+appended to ``<state_dir>/fake/calls.jsonl``. It can be told, per agent, to misbehave, either in
+its config table or, while the hive runs, in ``<state_dir>/fake/control.json`` (read at every
+call), both with the same keys::
+
+    [fake]
+    fail = { coder = "nix: attribute 'foo' missing" }   # spawn/rebuild/start raise this
+    delay = { coder = 3.0 }                             # spawn/rebuild take this many seconds
+    hang = ["coder"]                                    # spawn/rebuild never finish
+
+A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
+That lets a test commit a broken config the way a manager would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen
+
+from hivekit import hookimpl
+from hivekit.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from hivekit.hive import Hive
+    from hivekit.records import AgentSpec, Deploy
+
+#: The marker file whose presence in an applied tree fails the fake build.
+FAIL_MARKER = "FAIL"
+
+
+@frozen
+class FakeConfig:
+    #: agent name → error message its spawn/rebuild/start fail with.
+    fail: dict[str, str] = field(factory=dict)
+    #: agent name → seconds its spawn/rebuild take.
+    delay: dict[str, float] = field(factory=dict)
+    #: agents whose spawn/rebuild hang until the daemon stops.
+    hang: list[str] = field(factory=list)
+
+
+def fake_dir(hive: Hive) -> Path:
+    d = hive.paths.state_dir / "fake"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+_lock = threading.Lock()
+
+
+def _record(hive: Hive, call: str, agent: AgentSpec, **extra: Any) -> None:
+    entry = {"call": call, "agent": agent.name, "time": time.time(), **extra}
+    with _lock, open(fake_dir(hive) / "calls.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def calls(state_dir: Path) -> list[dict[str, Any]]:
+    """Every call the fake backend received in the hive at ``state_dir``, oldest first."""
+    path = Path(state_dir) / "fake" / "calls.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def control(state_dir: Path, **settings: Any) -> None:
+    """Tell a running fake backend how to misbehave (``fail=``, ``delay=``, ``hang=``)."""
+    d = Path(state_dir) / "fake"
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / "control.json.tmp"
+    tmp.write_text(json.dumps(settings))
+    os.replace(tmp, d / "control.json")
+
+
+def _settings(hive: Hive) -> FakeConfig:
+    base: FakeConfig = hive.plugin_config("fake")
+    path = fake_dir(hive) / "control.json"
+    if not path.exists():
+        return base
+    raw = json.loads(path.read_text() or "{}")
+    return FakeConfig(fail={**base.fail, **raw.get("fail", {})},
+                      delay={**base.delay, **raw.get("delay", {})},
+                      hang=[*base.hang, *raw.get("hang", [])])
+
+
+def _container(hive: Hive, name: str) -> Path:
+    return fake_dir(hive) / f"{name}.json"
+
+
+def _load(hive: Hive, name: str) -> dict[str, Any] | None:
+    path = _container(hive, name)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _save(hive: Hive, name: str, data: dict[str, Any]) -> None:
+    path = _container(hive, name)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
+    settings = _settings(hive)
+    if agent.name in settings.hang:
+        hive.log(agent.name, f"fake: {what} hangs (told to)")
+        while not hive.stopping.wait(0.2):
+            pass
+        raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
+    if delay := settings.delay.get(agent.name):
+        hive.log(agent.name, f"fake: {what} takes {delay}s")
+        hive.stopping.wait(delay)
+    if message := settings.fail.get(agent.name):
+        raise OperationFailed(message)
+
+
+def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
+    from hivekit.git import read_ref
+
+    _misbehave(hive, agent, what)
+    marker = agent.paths.applied / FAIL_MARKER
+    if marker.exists():
+        raise OperationFailed(marker.read_text().strip() or "fake: build failed")
+    sha = read_ref(agent.paths.applied) or ""
+    hive.log(agent.name, f"fake: built {agent.name} at {sha[:12]}")
+    return sha
+
+
+@hookimpl
+def config_schema() -> type:
+    return FakeConfig
+
+
+@hookimpl
+def initial_config_files(agent: AgentSpec) -> dict[str, str]:
+    return {
+        "agent.conf": f"# {agent.name}'s config (fake backend: any content builds)\n",
+        "README.md": f"# {agent.name}\n\nCommit here, then request an apply of the commit.\n",
+    }
+
+
+@hookimpl
+def spawn(hive: Hive, agent: AgentSpec) -> None:
+    _record(hive, "spawn", agent)
+    sha = _build(hive, agent, "spawn")
+    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
+
+
+@hookimpl
+def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
+    _record(hive, "rebuild", agent, approval=deploy.approval_id if deploy else None)
+    sha = _build(hive, agent, "rebuild")
+    _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
+                             "built_sha": sha})
+
+
+@hookimpl
+def start(hive: Hive, agent: AgentSpec) -> None:
+    _record(hive, "start", agent)
+    state = _load(hive, agent.name)
+    if state is None:
+        raise OperationFailed(f"fake: container h-{agent.name} does not exist")
+    if message := _settings(hive).fail.get(agent.name):
+        raise OperationFailed(message)
+    _save(hive, agent.name, {**state, "running": True})
+
+
+@hookimpl
+def stop(hive: Hive, agent: AgentSpec) -> None:
+    _record(hive, "stop", agent)
+    state = _load(hive, agent.name)
+    if state is not None:
+        _save(hive, agent.name, {**state, "running": False})
+
+
+@hookimpl
+def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
+    _record(hive, "destroy", agent, purge=purge)
+    _container(hive, agent.name).unlink(missing_ok=True)
+
+
+@hookimpl
+def is_running(hive: Hive, agent: AgentSpec) -> bool:
+    state = _load(hive, agent.name)
+    return bool(state and state.get("running"))
+
+
+# --- a real daemon for tests ------------------------------------------------------------------
+
+
+class HiveProcess:
+    """A real ``hivekit serve`` in a child process, for end-to-end tests of hivekit and plugins.
+
+    ``root`` should be a short path (socket paths are limited to 107 bytes). ``config`` is the
+    TOML text; its ``[hive]`` table gets ``state_dir``/``runtime_dir`` under ``root`` unless it
+    sets them. Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, root: Path, config: str = "[hive]\nbackend = \"fake\"\n",
+                 env: dict[str, str] | None = None) -> None:
+        import tomllib
+
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        raw = tomllib.loads(config)
+        hive = raw.get("hive", {})
+        extra = ""
+        if "state_dir" not in hive:
+            extra += 'state_dir = "state"\n'
+        if "runtime_dir" not in hive:
+            extra += 'runtime_dir = "run"\n'
+        if "[hive]" in config:
+            config = config.replace("[hive]\n", "[hive]\n" + extra, 1)
+        else:
+            config = "[hive]\n" + extra + config
+        self.config_path = self.root / "hivekit.toml"
+        self.config_path.write_text(config)
+        self.state_dir = self.root / (hive.get("state_dir") or "state")
+        self.runtime_dir = self.root / (hive.get("runtime_dir") or "run")
+        self.socket = self.runtime_dir / "admin.sock"
+        self.log_path = self.root / "serve.log"
+        self.env = {**os.environ, "HIVEKIT_CONFIG": str(self.config_path), **(env or {})}
+        self.proc: Any = None
+
+    def __enter__(self) -> HiveProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> None:
+        import subprocess
+        import sys
+
+        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "hivekit", "serve"], cwd=self.root,
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hivekit serve exited {self.proc.returncode}:\n{self.log()}")
+            if self.socket.exists():
+                try:
+                    self.get("/api/state")
+                    return
+                except Exception:  # not answering yet
+                    pass
+            time.sleep(0.05)
+        raise TimeoutError(f"hivekit serve did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self, sig: int | None = None, timeout: float = 15.0) -> int | None:
+        """Stop with ``sig`` (default SIGTERM) and return the exit code."""
+        import signal
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig or signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a test of recovery needs."""
+        import signal
+
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    # --- talking to it -----------------------------------------------------------------------
+
+    def client(self) -> Any:
+        from hivekit.client import Client
+
+        return Client(self.socket)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client().get(path, **params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.client().post(path, body)
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 120.0) -> Any:
+        """Run the ``hivekit`` CLI against this hive; returns the CompletedProcess (text)."""
+        import subprocess
+        import sys
+
+        return subprocess.run([sys.executable, "-m", "hivekit", *args], cwd=self.root,
+                              env=self.env, capture_output=True, text=True, input=input,
+                              timeout=timeout)
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+        """Poll ``predicate()`` until it returns something truthy; return that."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}:\n{self.log()[-4000:]}")
+
+    def approval(self, approval_id: int) -> dict[str, Any]:
+        return self.get(f"/api/approvals/{approval_id}")["approval"]
+
+    def wait_resolved(self, approval_id: int, timeout: float = 20.0) -> dict[str, Any]:
+        return self.wait_for(
+            lambda: (a := self.approval(approval_id))["status"] in ("approved", "denied",
+                                                                  "failed") and a,
+            timeout, f"approval #{approval_id} to resolve")
+
+    def spawn(self, name: str) -> dict[str, Any]:
+        """Request and approve a spawn of ``name``; wait until it is approved."""
+        approval = self.post("/api/requests/spawn", {"name": name})
+        self.post(f"/api/approvals/{approval['id']}/approve")
+        result = self.wait_resolved(approval["id"])
+        if result["status"] != "approved":
+            raise RuntimeError(f"spawn of {name} {result['status']}: {result['note']}")
+        return result
+
+    def commit(self, agent: str, files: dict[str, str], message: str = "change") -> str:
+        """Commit ``files`` in ``agent``'s proposed repo (as the manager would); returns the sha."""
+        from hivekit.git import Repo
+
+        repo = Repo(self.state_dir / "agents" / agent / "config")
+        for rel, content in files.items():
+            (repo.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (repo.path / rel).write_text(content)
+        return repo.commit_all(message)

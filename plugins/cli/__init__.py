@@ -1,0 +1,287 @@
+"""The operator's commands (bundled plugin ``cli``): thin wrappers over the admin API.
+
+Every command talks to the running daemon over ``<runtime_dir>/admin.sock``. List commands take
+``--json``. Commands that wait for a deploy (``approve``, ``rebuild``, ``start``...) show its steps
+and the backend's output as they come (``--quiet`` hides them) and exit with the outcome: 0 when
+it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard always agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from hivekit import hookimpl
+from hivekit.cli import HiveContext, fail, print_json
+
+TERMINAL = ("approved", "denied", "failed")
+
+
+def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the command the API client; turn API errors into ``error: …`` and exit 1."""
+
+    @functools.wraps(func)
+    @click.pass_obj
+    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
+        from hivekit.errors import HiveError
+
+        try:
+            return func(obj.client(), *args, **kwargs)
+        except HiveError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    secs = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit} ago"
+    return f"{secs}s ago"
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    if not rows:
+        return
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _approval_line(a: dict[str, Any]) -> str:
+    what = a["agent"] if a["kind"] == "spawn" else f"{a['agent']} @ {_short(a['sha'])}"
+    line = f"#{a['id']} {a['kind']} {what}: {a['status']}"
+    if a.get("tag"):
+        line += f" ({a['tag']})"
+    return line
+
+
+def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
+            call: Callable[[], Any]) -> Any:
+    """Run ``call`` while printing the agent's deploy steps and log lines; return its result."""
+    final: dict[str, Any] = {}
+
+    def on_event(kind: str, data: Any) -> bool:
+        if kind == "deploy_step" and data["agent"] == agent and not quiet:
+            click.echo(f"-- {data['step']}", err=True)
+        elif kind == "log" and data["agent"] == agent and not quiet:
+            click.echo(f"   {data['line']}", err=True)
+        elif (kind == "approval_changed" and data["approval"]["id"] == approval_id
+              and data["approval"]["status"] in TERMINAL):
+            final["approval"] = data["approval"]
+            return True
+        return False
+
+    result = client.watch(call, on_event)
+    if approval_id is not None and isinstance(result, dict):
+        if result.get("status") in TERMINAL:
+            return result
+        return final.get("approval", result)
+    return result
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def agents(client: Any, as_json: bool) -> None:
+    """List the agents, their status, port and deployed commit (and tombstones)."""
+    state = client.get("/api/state")
+    if as_json:
+        print_json(state["agents"])
+        return
+    rows = [[a["name"] + (" (manager)" if a["is_manager"] else ""),
+             a["transient"] or a["status"], str(a["port"]), _short(a["deployed_sha"]),
+             ", ".join(a["badges"])] for a in state["agents"]]
+    _table(rows, ["NAME", "STATUS", "PORT", "DEPLOYED", "BADGES"])
+    if not rows:
+        click.echo("no agents")
+    for t in state["tombstones"]:
+        click.echo(f"tombstone: {t['name']} (destroyed; state kept at {_short(t['deployed_sha'])};"
+                   f" `hivekit request spawn {t['name']}` brings it back)")
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include resolved approvals.")
+@click.option("--status", type=click.Choice(["pending", "running", "approved", "denied",
+                                             "failed"]), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) -> None:
+    """List pending approvals (with --all: every approval)."""
+    rows = client.get("/api/approvals", status=status, all=show_all or None)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no approvals" + ("" if show_all else " pending"))
+    _table([[f"#{a['id']}", a["kind"], a["agent"], a["status"], _short(a["sha"]),
+             a["tag"] or "", _ago(a["created_at"]), a["description"][:40]] for a in rows],
+           ["ID", "KIND", "AGENT", "STATUS", "SHA", "TAG", "CREATED", "DESCRIPTION"])
+
+
+@click.command()
+@click.argument("approval_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def show(client: Any, approval_id: str, as_json: bool) -> None:
+    """Show one approval with the diff it deploys."""
+    detail = client.get(f"/api/approvals/{approval_id}")
+    if as_json:
+        print_json(detail)
+        return
+    a = detail["approval"]
+    click.echo(_approval_line(a))
+    if a["commit"]:
+        click.echo(f"commit: {a['commit']} ({a['sha']})")
+    if a["description"]:
+        click.echo(f"description: {a['description']}")
+    if a["note"]:
+        click.echo(f"note: {a['note']}")
+    if detail["diff"]:
+        click.echo()
+        click.echo(detail["diff"].rstrip("\n"))
+
+
+@click.command()
+@click.argument("approval_id", metavar="ID")
+@click.option("-q", "--quiet", is_flag=True, help="Don't show the deploy's progress.")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved approval as JSON.")
+@api_command
+def approve(client: Any, approval_id: str, quiet: bool, as_json: bool) -> None:
+    """Approve an approval and wait for its deploy: exit 0 deployed, 1 failed."""
+    current = client.get(f"/api/approvals/{approval_id}")["approval"]
+    result = _follow(client, current["agent"], quiet or as_json, current["id"],
+                     lambda: client.post(f"/api/approvals/{approval_id}/approve"))
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(_approval_line(result))
+    if result["status"] != "approved":
+        if result.get("note") and not as_json:
+            click.echo(f"error: {result['note']}", err=True)
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("approval_id", metavar="ID")
+@click.option("--note", default="", help="Why (recorded in the denied/<id> tag and told to the "
+                                         "manager).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def deny(client: Any, approval_id: str, note: str, as_json: bool) -> None:
+    """Deny a pending approval."""
+    result = client.post(f"/api/approvals/{approval_id}/deny", {"note": note})
+    print_json(result) if as_json else click.echo(_approval_line(result))
+
+
+@click.group()
+def request() -> None:
+    """Request a spawn or an apply (what the manager does; the operator then approves)."""
+
+
+@request.command("spawn")
+@click.argument("name")
+@click.option("--description", default="", help="Why this agent.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def request_spawn(client: Any, name: str, description: str, as_json: bool) -> None:
+    """Request a new agent NAME (or bring a tombstone back)."""
+    a = client.post("/api/requests/spawn", {"name": name, "description": description})
+    print_json(a) if as_json else click.echo(
+        f"requested: #{a['id']} spawn {name} (`hivekit approve {a['id']}` to approve)")
+
+
+@request.command("apply")
+@click.argument("agent")
+@click.argument("commit")
+@click.option("--description", default="", help="What the change does.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def request_apply(client: Any, agent: str, commit: str, description: str, as_json: bool) -> None:
+    """Request deploying COMMIT of AGENT's proposed repo."""
+    a = client.post("/api/requests/apply",
+                    {"agent": agent, "commit": commit, "description": description})
+    print_json(a) if as_json else click.echo(
+        f"requested: #{a['id']} apply {agent} @ {_short(a['sha'])} "
+        f"(`hivekit show {a['id']}` for the diff)")
+
+
+def _lifecycle_command(verb: str, doc: str) -> click.Command:
+    @click.command(verb, help=doc)
+    @click.argument("name")
+    @click.option("-q", "--quiet", is_flag=True, help="Don't show the backend's output.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
+    @api_command
+    def command(client: Any, name: str, quiet: bool, as_json: bool) -> None:
+        view = _follow(client, name, quiet or as_json, None,
+                       lambda: client.post(f"/api/agents/{name}/{verb}"))
+        if as_json:
+            print_json(view)
+        else:
+            click.echo(f"{name}: {view['status']}")
+
+    return command
+
+
+@click.command()
+@click.argument("name")
+@click.option("--purge", is_flag=True,
+              help="Also delete its config history, notes and credentials (no undo).")
+@api_command
+def destroy(client: Any, name: str, purge: bool) -> None:
+    """Destroy agent NAME's container; its state is kept as a tombstone unless --purge."""
+    client.post(f"/api/agents/{name}/destroy", {"purge": purge})
+    click.echo(f"{name}: destroyed" + (" and purged" if purge else
+                                       " (state kept; --purge removes it)"))
+
+
+@click.command()
+@click.argument("to")
+@click.argument("body")
+@api_command
+def send(client: Any, to: str, body: str) -> None:
+    """Send a message to agent TO as the operator."""
+    m = client.post("/api/messages", {"to": to, "body": body})
+    click.echo(f"sent #{m['id']} to {to}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True, help="How many recent messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
+    """Show agent NAME's recent inbox."""
+    messages = client.get(f"/api/agents/{name}/inbox", limit=limit)
+    if as_json:
+        print_json(messages)
+        return
+    if not messages:
+        click.echo(f"{name}'s inbox is empty")
+    for m in messages:
+        mark = " " if m["acked_at"] else "*"
+        click.echo(f"{mark} #{m['id']} {_ago(m['created_at'])} from {m['sender']}: {m['body']}")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    for command in (agents, approvals, show, approve, deny, request, destroy, send, inbox):
+        cli.add_command(command)
+    for verb, doc in (("start", "Start agent NAME."), ("stop", "Stop agent NAME."),
+                      ("restart", "Restart agent NAME."),
+                      ("rebuild", "Rebuild agent NAME from its deployed config.")):
+        cli.add_command(_lifecycle_command(verb, doc))
