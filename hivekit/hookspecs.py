@@ -156,6 +156,15 @@ def is_running(hive: Hive, agent: AgentSpec) -> bool | None:
     """Whether the agent's container runs. Stops at first non-None result (the backend's)."""
 
 
+@hookspec(firstresult=True)
+def agent_flake_ref(hive: Hive, agent: AgentSpec) -> str | None:
+    """The flake reference a Nix-based backend builds the agent from (``<ref>#<name>``'s ref).
+
+    Stops at first non-None result: the meta flake plugin answers with its meta repo when
+    enabled; otherwise the backend falls back to its own configured per-agent ref.
+    """
+
+
 @hookspec
 def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str] | None:
     """Files to seed a new agent's proposed repo with: ``{relative path: content}``.
