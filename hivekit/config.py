@@ -152,10 +152,19 @@ _AT = re.compile(r"^(?P<msg>.*) @ \$(?P<path>.*)$")
 _EXTRA = re.compile(r"extra fields found \((?P<keys>.*)\)")
 
 
+def _format(exc: BaseException, type_: type | None) -> str:
+    # cattrs says only "invalid value" for a validator's ValueError; its message is the useful part.
+    if type(exc) is ValueError and str(exc):
+        return str(exc)
+    from cattrs.v import format_exception
+
+    return format_exception(exc, type_)
+
+
 def _explain(exc: cattrs.BaseValidationError, cls: type, table: str) -> list[str]:
     known = ", ".join(a.name for a in attrs.fields(cls)) if attrs.has(cls) else ""
     lines = []
-    for line in cattrs.transform_error(exc):
+    for line in cattrs.transform_error(exc, format_exception=_format):
         m = _AT.match(line)
         msg, sub = (m["msg"], m["path"].lstrip(".")) if m else (line, "")
         extra = _EXTRA.search(msg)

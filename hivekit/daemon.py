@@ -13,6 +13,7 @@ import errno
 import fcntl
 import logging
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -99,7 +100,11 @@ class Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.hive.stopping.set()
         self.hive.bus.close()
-        super().handle_exit(sig, frame)
+        # Not uvicorn's own handler: it re-raises the signal after the shutdown, so the process
+        # would die "killed by SIGTERM" (or raise KeyboardInterrupt) instead of exiting 0.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
 
 
 class Reconcile:

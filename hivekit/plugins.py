@@ -203,8 +203,6 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
 
 def _schema(pm: pluggy.PluginManager, name: str) -> type | None:
     """The config class the named plugin declares (its own ``config_schema`` impl only)."""
-    for impl in pm.hook.config_schema.get_hookimpls():
-        if impl.plugin_name == name:
-            return impl.function()
-    return None
+    others = [p for n, p in pm.list_name_plugin() if n != name]
+    return pm.subset_hook_caller("config_schema", remove_plugins=others)()
 

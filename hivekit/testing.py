@@ -10,6 +10,12 @@ call), both with the same keys::
     fail = { coder = "nix: attribute 'foo' missing" }   # spawn/rebuild/start raise this
     delay = { coder = 3.0 }                             # spawn/rebuild take this many seconds
     hang = ["coder"]                                    # spawn/rebuild never finish
+    crash = { coder = "main-moved" }                    # SIGKILL the daemon at that point
+
+``crash`` names a deploy step (``tagged``, ``main-moved``, ``prepare``, ``build``, ``deployed``,
+``finalized``) or a deploy-phase hook (``prepare_deploy``, ``finalize_deploy``): when a deploy of
+that agent reaches it, the fake kills the whole daemon with SIGKILL, once (the entry is removed
+from control.json first), so crash recovery can be tested against a real process.
 
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
 That lets a test commit a broken config the way a manager would.
@@ -45,6 +51,8 @@ class FakeConfig:
     delay: dict[str, float] = field(factory=dict)
     #: agents whose spawn/rebuild hang until the daemon stops.
     hang: list[str] = field(factory=list)
+    #: agent name → deploy step or hook at which the daemon SIGKILLs itself (once).
+    crash: dict[str, str] = field(factory=dict)
 
 
 def fake_dir(hive: Hive) -> Path:
@@ -87,7 +95,20 @@ def _settings(hive: Hive) -> FakeConfig:
     raw = json.loads(path.read_text() or "{}")
     return FakeConfig(fail={**base.fail, **raw.get("fail", {})},
                       delay={**base.delay, **raw.get("delay", {})},
-                      hang=[*base.hang, *raw.get("hang", [])])
+                      hang=[*base.hang, *raw.get("hang", [])],
+                      crash={**base.crash, **raw.get("crash", {})})
+
+
+def _maybe_crash(hive: Hive, agent: str, point: str) -> None:
+    if _settings(hive).crash.get(agent) != point:
+        return
+    path = fake_dir(hive) / "control.json"
+    raw = json.loads(path.read_text() or "{}") if path.exists() else {}
+    raw.get("crash", {}).pop(agent, None)
+    control(hive.paths.state_dir, **raw)  # one-shot: the restarted daemon must not crash again
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _container(hive: Hive, name: str) -> Path:
@@ -183,6 +204,28 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     _record(hive, "destroy", agent, purge=purge)
     _container(hive, agent.name).unlink(missing_ok=True)
+
+
+@hookimpl
+def deploy_step(hive: Hive, deploy: Deploy, step: str) -> None:
+    _maybe_crash(hive, deploy.agent.name, step)
+
+
+@hookimpl
+def prepare_deploy(hive: Hive, deploy: Deploy) -> None:
+    _record(hive, "prepare_deploy", deploy.agent, approval=deploy.approval_id)
+    _maybe_crash(hive, deploy.agent.name, "prepare_deploy")
+
+
+@hookimpl
+def finalize_deploy(hive: Hive, deploy: Deploy) -> None:
+    _record(hive, "finalize_deploy", deploy.agent, approval=deploy.approval_id)
+    _maybe_crash(hive, deploy.agent.name, "finalize_deploy")
+
+
+@hookimpl
+def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
+    _record(hive, "abort_deploy", deploy.agent, approval=deploy.approval_id, reason=reason)
 
 
 @hookimpl
