@@ -33,6 +33,11 @@ class Client:
                                   base_url="http://hive",
                                   timeout=httpx.Timeout(10.0, read=None))
 
+    def _lost(self, exc: Exception) -> ApiError:
+        return ApiError(f"lost the connection to the hive at {self.socket} ({exc}); if the "
+                        "daemon stopped, it finishes interrupted work when it starts again "
+                        "(`hivekit approvals --all` shows the outcome)", 0)
+
     def _no_daemon(self) -> NoDaemon:
         return NoDaemon(f"no hive running at {self.socket}; start one with `hivekit serve`")
 
@@ -43,7 +48,7 @@ class Client:
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
             raise self._no_daemon() from None
         except httpx.HTTPError as exc:
-            raise ApiError(f"talking to the hive at {self.socket} failed: {exc}", 0) from None
+            raise self._lost(exc) from None
         try:
             data = resp.json()
         except ValueError:
@@ -77,12 +82,17 @@ class Client:
                         kind, data = None, []
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
             raise self._no_daemon() from None
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from None
 
-    def watch(self, call: Callable[[], Any], on_event: Callable[[str, Any], bool]) -> Any:
+    def watch(self, call: Callable[[], Any], on_event: Callable[[str, Any], bool],
+              finished: Callable[[Any], bool] = lambda result: True) -> Any:
         """Run ``call`` (a POST) while following the event stream.
 
         ``on_event(type, data)`` sees every event from just before ``call`` starts until it
-        returns True (done). Returns ``call``'s result; re-raises its error at once.
+        returns True, or until ``call`` has returned and ``finished(result)`` says that result
+        needs no more waiting (a spawn's approval returns ``running`` and ends later). Returns
+        ``call``'s result; re-raises its error at once.
         """
         ready = threading.Event()
         frames: queue.Queue[tuple[str, Any] | BaseException | None] = queue.Queue()
@@ -111,8 +121,10 @@ class Client:
             if "error" in outcome:
                 raise outcome["error"]
             try:
-                frame = frames.get(timeout=0.2)
+                frame = frames.get(timeout=0.1)
             except queue.Empty:
+                if "result" in outcome and finished(outcome["result"]):
+                    break
                 continue
             if isinstance(frame, BaseException):
                 raise frame

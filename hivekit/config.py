@@ -11,14 +11,15 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
 from attrs import field, frozen
 
-from hivekit.convert import converter
 from hivekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import cattrs
 
 #: The backend the hive runs on when the config names none.
 DEFAULT_BACKEND = "fake"
@@ -138,6 +139,10 @@ def structure_table(
     cls: type, raw: dict[str, Any], table: str, source: Path | str | None, problems: list[str]
 ) -> Any:
     """Structure one table into ``cls``; on failure append one line per problem and return None."""
+    import cattrs  # lazily: `hivekit --help` reads the config's [hive] table without cattrs
+
+    from hivekit.convert import converter
+
     try:
         return converter.structure(raw, cls)
     except cattrs.BaseValidationError as exc:
@@ -162,6 +167,8 @@ def _format(exc: BaseException, type_: type | None) -> str:
 
 
 def _explain(exc: cattrs.BaseValidationError, cls: type, table: str) -> list[str]:
+    import cattrs
+
     known = ", ".join(a.name for a in attrs.fields(cls)) if attrs.has(cls) else ""
     lines = []
     for line in cattrs.transform_error(exc, format_exception=_format):

@@ -18,14 +18,16 @@ import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from attrs import field, frozen
 
 from hivekit import hookspecs
-from hivekit.config import Config, structure_table
 from hivekit.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from hivekit.config import Config
 
 GROUP = "hivekit"
 
@@ -149,6 +151,8 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
     ``extra`` registers further plugin objects by name as if enabled (tests use it).
     Raises :class:`ConfigError` (every config problem, one line each) or :class:`PluginError`.
     """
+    from hivekit.config import structure_table
+
     available = installed()
     names, problems = enabled_names(config, available)
     for table in config.tables:

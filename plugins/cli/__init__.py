@@ -83,7 +83,9 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
             return True
         return False
 
-    result = client.watch(call, on_event)
+    result = client.watch(
+        call, on_event,
+        finished=lambda r: approval_id is None or r.get("status") in TERMINAL)
     if approval_id is not None and isinstance(result, dict):
         if result.get("status") in TERMINAL:
             return result

@@ -1,0 +1,47 @@
+"""External programs: output, failures with the command line and stderr's end, timeouts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hivekit.errors import CommandFailed
+from hivekit.proc import ProgramMissing, run
+
+
+def test_stdout_is_returned():
+    assert run(["git", "--version"]).startswith("git version")
+
+
+def test_failure_carries_command_and_stderr_tail():
+    script = "for i in $(seq 1 100); do echo line$i >&2; done; exit 3"
+    with pytest.raises(CommandFailed) as info:
+        run(["sh", "-c", script])
+    exc = info.value
+    assert exc.exit_code == 3 and not exc.timed_out
+    lines = exc.stderr_tail.splitlines()
+    assert lines[0] == "line69" and lines[-1] == "line100"  # the last 32: where nix's error is
+    assert str(exc).startswith("`sh -c for i in")
+
+
+def test_timeout_kills_and_says_so():
+    started = time.monotonic()
+    with pytest.raises(CommandFailed) as info:
+        run(["sleep", "30"], timeout=0.5)
+    assert info.value.timed_out and "timed out" in str(info.value)
+    assert time.monotonic() - started < 10
+
+
+def test_missing_program_names_it():
+    with pytest.raises(ProgramMissing, match="'no-such-prog' was not found on PATH"):
+        run(["no-such-prog", "x"])
+
+
+def test_lines_stream_as_they_come():
+    seen = []
+    out = run(["sh", "-c", "echo one; echo two >&2; echo three"],
+              on_line=lambda stream, line: seen.append((stream, line)))
+    assert out == "one\nthree\n"
+    assert ("stderr", "two") in seen
+    assert [line for stream, line in seen if stream == "stdout"] == ["one", "three"]
