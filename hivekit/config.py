@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import cattrs
 
 #: The backend the hive runs on when the config names none.
-DEFAULT_BACKEND = "fake"
+DEFAULT_BACKEND = "process"
 
 
 def _positive(_inst: Any, att: attrs.Attribute, value: int) -> None:

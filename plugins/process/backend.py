@@ -1,0 +1,374 @@
+"""The process backend (plugin ``process``, ``[hive] backend = "process"``): each agent is a
+supervised child process of the daemon, sandboxed with bubblewrap when it can run here.
+
+What an agent runs comes from ``agent.toml`` in its applied repo (see :mod:`.spec`); how it is
+run from the ``[process]`` table (see :mod:`.settings`). Agents are children of the daemon: they
+stop when it stops (and die with it if it is killed), and the core's startup reconciliation
+starts again every agent the operator last wanted running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hivekit_plugins.process import sandbox, spec
+from hivekit_plugins.process.settings import ProcessConfig
+from hivekit_plugins.process.supervisor import (
+    Child,
+    Launch,
+    LogFile,
+    describe_exit,
+    group_members,
+)
+
+from hivekit import hookimpl
+from hivekit.errors import HiveError, OperationFailed
+
+if TYPE_CHECKING:
+    from hivekit.hive import Hive
+    from hivekit.records import AgentSpec, Deploy
+
+log = logging.getLogger("hivekit.process")
+
+#: The exec shim, run by path with ``python -I`` so that it needs nothing but the stdlib.
+LAUNCHER = Path(__file__).with_name("launch.py")
+#: The agent's output, in its notes dir.
+LOG_NAME = "agent.log"
+#: Environment variables passed from the hive to every agent when set.
+PASSED_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+
+
+class Backend:
+    """The hive's agents and how they are run; one per :class:`Hive` (see :func:`backend`)."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+        self.settings: ProcessConfig = hive.plugin_config("process")
+        self.children: dict[str, Child] = {}
+        self._lock = threading.Lock()
+        self._bwrap: str | None = None
+        self._probed = False
+
+    # --- sandbox -------------------------------------------------------------------------------
+
+    def bwrap(self) -> str | None:
+        """The bubblewrap program to run agents under, or None for plain processes.
+
+        Decided once (at startup, or at the first launch): ``sandbox = "auto"`` probes and falls
+        back with a warning; ``"bwrap"`` refuses to go on without it; ``"none"`` never tries.
+        """
+        with self._lock:
+            if self._probed:
+                return self._bwrap
+            mode = self.settings.sandbox
+            if mode == "none":
+                log.info("process: sandbox = \"none\": agents run as plain processes")
+            else:
+                problem = sandbox.probe(self.settings.bwrap)
+                if problem is None:
+                    self._bwrap = os.path.realpath(_which(self.settings.bwrap))
+                    log.info("process: agents run under bubblewrap (%s)", self._bwrap)
+                elif mode == "bwrap":
+                    raise HiveError(
+                        f"[process] sandbox = \"bwrap\", but bubblewrap cannot run here: "
+                        f"{problem}\nfix that, or set [process] sandbox = \"auto\" to fall "
+                        "back to plain processes")
+                else:
+                    log.warning("process: bubblewrap cannot run here, so agents run as plain "
+                                "processes that see and can change everything this hive's "
+                                "user can: %s", problem)
+            self._probed = True
+            return self._bwrap
+
+    # --- launching -----------------------------------------------------------------------------
+
+    def launch_for(self, agent: AgentSpec, config: spec.AgentToml) -> Launch:
+        """How to run ``config`` for ``agent``: checks that its command exists."""
+        hive, p = self.hive, agent.paths
+        for d in (p.state, p.creds, p.runtime, hive.paths.shared):
+            d.mkdir(parents=True, exist_ok=True)
+        # The hive's own bin dir first: `python` and `hivekit` are the ones the hive runs on.
+        path_var = config.env.get("PATH") or os.pathsep.join(
+            [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
+        program = spec.resolve(config, p.applied, path_var)
+        bwrap = self.bwrap()
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update({"PATH": path_var, "HOME": str(p.creds)})
+        env.update(config.env)
+        env.update({
+            "HIVE_LABEL": agent.name,
+            "HIVE_PORT": str(agent.port),
+            "HIVE_SOCKET": (f"{sandbox.RUNTIME_MOUNT}/hive.sock" if bwrap
+                            else str(p.socket)),
+            "HIVE_DASHBOARD_PORT": str(hive.config.hive.dashboard_port),
+            "HIVE_OPERATOR_PRONOUNS": hive.config.hive.operator_pronouns,
+            "HIVE_NOTES": str(p.state),
+            "HIVE_CREDS": str(p.creds),
+            "HIVE_SHARED": sandbox.SHARED_MOUNT if bwrap else str(hive.paths.shared),
+            "HIVE_CONFIG": str(p.applied),
+        })
+        inner = [program, *config.args]
+        if bwrap:
+            inner = [*sandbox.argv(bwrap, name=agent.name,
+                                   hidden=[hive.paths.state_dir, hive.paths.runtime_dir],
+                                   applied=p.applied, notes=p.state, creds=p.creds,
+                                   shared=hive.paths.shared, runtime=p.runtime), *inner]
+        limits = [a for k, v in self.settings.rlimits(agent.name).items()
+                  for a in ("--rlimit", f"{k}={v}")]
+        argv = [sys.executable, "-I", str(LAUNCHER), "--parent", str(os.getpid()), *limits,
+                "--", *inner]
+        describe = " ".join([config.command, *config.args])
+        return Launch(argv=argv, env=env, cwd=str(p.state), describe=describe, bwrap=bwrap,
+                      wait_for_port=config.wait_for_port)
+
+    def child(self, agent: AgentSpec) -> Child:
+        with self._lock:
+            child = self.children.get(agent.name)
+            if child is None:
+                s = self.settings
+                child = Child(
+                    agent.name,
+                    logfile=LogFile(agent.paths.state / LOG_NAME, s.log_max_bytes),
+                    pidfile=self.hive.paths.runtime_dir / "process" / f"{agent.name}.pid",
+                    log=lambda line, stream, n=agent.name: self.hive.log(n, line, stream),
+                    changed=lambda n=agent.name: self._announce(n),
+                    stopping=self.hive.stopping, restart_delay=s.restart_delay,
+                    restart_delay_max=s.restart_delay_max, restart_reset=s.restart_reset)
+                self.children[agent.name] = child
+            return child
+
+    def _announce(self, name: str) -> None:
+        from hivekit import events
+        from hivekit.state import agent_view
+
+        if not self.hive.store.has_agent(name):
+            return
+        try:
+            self.hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(self.hive,
+                                                                                 name)))
+        except Exception:
+            log.exception("process: could not announce %s's state", name)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> Child | None:
+        with self._lock:
+            return self.children.get(name)
+
+    def run(self, agent: AgentSpec, launch: Launch) -> None:
+        """Start ``launch`` (the agent must be stopped) and wait until it is up; on failure the
+        agent is left stopped and :class:`OperationFailed` says why, with its last output."""
+        child = self.child(agent)
+        try:
+            gen = child.start(launch)
+        except OSError as exc:
+            raise OperationFailed(f"{agent.name}: {exc}") from None
+        problem = self._wait_ready(child, gen, agent.port) if launch.wait_for_port else None
+        if problem is None:
+            child.settled()
+            return
+        child.stop(self.settings.stop_timeout)
+        tail = "\n".join(child.tail()[-10:])
+        raise OperationFailed(f"{agent.name}: {launch.describe!r} {problem}"
+                              + (f"; its last output:\n{tail}" if tail else ""))
+
+    def _wait_ready(self, child: Child, gen: int, port: int) -> str | None:
+        deadline = time.monotonic() + self.settings.start_timeout
+        while True:
+            code = child.exit_of(gen)
+            if code is not None:
+                return f"ended ({describe_exit(code)}) before it listened on port {port}"
+            pid = child.pid()
+            listeners = _listeners(port)
+            if pid is not None and listeners and _holds(pid, listeners):
+                return None
+            if self.hive.stopping.is_set():
+                return "was interrupted: the hive is stopping"
+            if time.monotonic() >= deadline:
+                taken = " (another process holds that port)" if listeners else ""
+                return (f"did not listen on port {port} within "
+                        f"{self.settings.start_timeout:g}s{taken}; set wait_for_port = false "
+                        "in agent.toml if it serves no page")
+            time.sleep(0.05)
+
+    def start(self, agent: AgentSpec) -> None:
+        child = self.child(agent)
+        if child.running():
+            return
+        child.stop(self.settings.stop_timeout)  # a crashed one waiting for its restart
+        config = spec.load(agent.paths.applied)
+        self.run(agent, self.launch_for(agent, config))
+
+    def deploy(self, agent: AgentSpec) -> None:
+        """Run what the applied repo's working tree now says, replacing what runs.
+
+        The new ``agent.toml`` is parsed and its command found before anything is stopped; if
+        the new process does not come up, the previous one is started again and the error
+        raised, so a broken config never leaves the agent down.
+        """
+        config = spec.load(agent.paths.applied)
+        launch = self.launch_for(agent, config)
+        child = self.child(agent)
+        previous = child.launch if child.running() or child.waiting_to_restart() else None
+        child.stop(self.settings.stop_timeout)
+        try:
+            self.run(agent, launch)
+        except OperationFailed:
+            if previous is not None:
+                self.hive.log(agent.name, "the new config did not come up: starting the "
+                                          "previous one again", "hive")
+                try:
+                    self.run(agent, previous)
+                except OperationFailed as exc:
+                    self.hive.log(agent.name, f"the previous config failed too: {exc}", "hive")
+            raise
+
+    def stop(self, agent: AgentSpec) -> None:
+        child = self.get(agent.name)
+        if child is not None:
+            child.stop(self.settings.stop_timeout)
+
+    def forget(self, agent: AgentSpec) -> None:
+        self.stop(agent)
+        with self._lock:
+            child = self.children.pop(agent.name, None)
+        if child is not None:
+            child.logfile.close()
+
+    def stop_all(self) -> None:
+        """Stop every agent at once: SIGTERM to all, then wait out one shared timeout."""
+        with self._lock:
+            children = list(self.children.values())
+        pending = [(c, c.request_stop()) for c in children]
+        deadline = time.monotonic() + self.settings.stop_timeout
+        for child, proc in pending:
+            child.finish_stop(proc, max(0.1, deadline - time.monotonic()))
+            child.logfile.close()
+
+
+def _which(program: str) -> str:
+    import shutil
+
+    return shutil.which(program) or program
+
+
+def _listeners(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address), from /proc/net/tcp{,6}."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is ADDR:PORT in hex; state 0A is LISTEN; field 9 is the inode.
+            if len(fields) > 9 and fields[3] == "0A" and \
+                    int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _holds(pgid: int, inodes: set[str]) -> bool:
+    """Whether a process of the agent's group holds one of the listening sockets: a port
+    answered by some other program does not count as the agent being up."""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for pid in group_members(pgid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+_backends: weakref.WeakKeyDictionary[Hive, Backend] = weakref.WeakKeyDictionary()
+_backends_lock = threading.Lock()
+
+
+def backend(hive: Hive) -> Backend:
+    """The :class:`Backend` of ``hive`` (made on first use)."""
+    with _backends_lock:
+        found = _backends.get(hive)
+        if found is None:
+            found = _backends[hive] = Backend(hive)
+        return found
+
+
+# --- hooks ---------------------------------------------------------------------------------------
+
+
+@hookimpl
+def config_schema() -> type:
+    return ProcessConfig
+
+
+@hookimpl
+def initial_config_files(agent: AgentSpec) -> dict[str, str]:
+    return {spec.FILE: spec.seed(agent.name)}
+
+
+@hookimpl
+def startup(hive: Hive) -> None:
+    backend(hive).bwrap()  # probe now: the warning (or the refusal) belongs to the start
+
+
+@hookimpl
+def shutdown(hive: Hive) -> None:
+    backend(hive).stop_all()
+
+
+@hookimpl
+def spawn(hive: Hive, agent: AgentSpec) -> None:
+    backend(hive).deploy(agent)
+
+
+@hookimpl
+def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
+    backend(hive).deploy(agent)
+
+
+@hookimpl
+def start(hive: Hive, agent: AgentSpec) -> None:
+    backend(hive).start(agent)
+
+
+@hookimpl
+def stop(hive: Hive, agent: AgentSpec) -> None:
+    backend(hive).stop(agent)
+
+
+@hookimpl
+def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
+    backend(hive).forget(agent)
+
+
+@hookimpl
+def is_running(hive: Hive, agent: AgentSpec) -> bool:
+    child = backend(hive).get(agent.name)
+    return child is not None and child.running()
+
+
+@hookimpl
+def agent_badges(hive: Hive, agent: AgentSpec) -> list[str]:
+    b = backend(hive)
+    child = b.get(agent.name)
+    badges = []
+    if child is not None and child.waiting_to_restart():
+        badges.append(f"crashed, restarting (restart {child.restarts})")
+    if b._probed and b._bwrap is None and child is not None:
+        badges.append("no sandbox")
+    return badges

@@ -1,0 +1,92 @@
+"""Bubblewrap: what an agent sees when the hive sandboxes it.
+
+The sandbox is built on an empty root: every top-level host directory is bound read-only (so
+the host's programs and libraries work as they are), with a fresh ``/dev``, ``/proc``, ``/tmp``
+and ``/run`` (``/run``'s host entries bound read-only again, since on NixOS the system profile
+lives there), then:
+
+* the hive's own state and runtime dirs are covered by empty tmpfs, which hides every other
+  agent's notes and creds, ``hive.db`` and ``admin.sock``;
+* the agent's applied config repo is bound back read-only, its notes and creds read-write at
+  their host paths, ``<state_dir>/shared`` read-write at ``/shared`` and its socket dir
+  ``<runtime_dir>/agents/<n>`` at ``/run/hive``;
+* it gets its own pid, IPC, UTS (hostname ``h-<name>``) and cgroup namespaces, no capabilities
+  (``--cap-drop ALL``: a hive run as root does not hand root's capabilities to its agents) and
+  ``--die-with-parent``. The network is the host's: the agent serves its page on HIVE_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from hivekit.proc import run
+
+#: Where the agent's socket dir and the shared dir appear inside the sandbox.
+RUNTIME_MOUNT = "/run/hive"
+SHARED_MOUNT = "/shared"
+#: Top-level host entries the sandbox makes fresh (or, for /shared, its own) instead of binding.
+_FRESH = frozenset({"proc", "dev", "tmp", "run", "shared"})
+#: Namespaces and hardening for every sandboxed agent (and the probe).
+ISOLATION = ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+             "--cap-drop", "ALL", "--die-with-parent")
+
+
+def _bind_children(root: str, skip: frozenset[str]) -> list[str]:
+    """Bind every entry of host dir ``root`` read-only at the same path (symlinks recreated)."""
+    args: list[str] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return args
+    for entry in entries:
+        if entry.name in skip:
+            continue
+        path = os.path.join(root, entry.name)
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(path), path]
+        else:
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def host_view() -> list[str]:
+    """The host, read-only, with fresh /dev, /proc, /tmp and /run."""
+    return [
+        *_bind_children("/", _FRESH),
+        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        *_bind_children("/run", frozenset({"hive"})),
+    ]
+
+
+def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Path, creds: Path,
+         shared: Path, runtime: Path) -> list[str]:
+    """The bubblewrap command line (up to and including ``--``) for one agent."""
+    args = [bwrap, *host_view()]
+    for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
+        args += ["--tmpfs", d]
+    args += ["--ro-bind", str(applied), str(applied),
+             "--bind", str(notes), str(notes),
+             "--bind", str(creds), str(creds),
+             "--bind", str(shared), SHARED_MOUNT,
+             "--bind", str(runtime), RUNTIME_MOUNT,
+             *ISOLATION, "--hostname", f"h-{name}", "--chdir", str(notes), "--"]
+    return args
+
+
+def probe(bwrap: str) -> str | None:
+    """Whether bubblewrap can run here: None if it can, else why not (for the warning).
+
+    Runs a trivial program under the same host view and isolation agents get, so a kernel
+    that forbids user namespaces, a seccomp filter or a missing program shows up at start.
+    """
+    program = shutil.which(bwrap)
+    if program is None:
+        return f"{bwrap!r} was not found on PATH (install bubblewrap)"
+    try:
+        run([program, *host_view(), *ISOLATION, "--", sys.executable, "-c", ""], timeout=30)
+    except Exception as exc:
+        return str(exc)
+    return None

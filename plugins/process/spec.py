@@ -1,0 +1,165 @@
+"""``agent.toml``: what the process backend runs for an agent, read from its applied repo.
+
+The manager commits it in the agent's proposed repo like any other config file; a change reaches
+the running agent only through an approved apply. Keys::
+
+    command = "python"                      # required
+    args = ["-m", "hivekit_plugins.process.placeholder"]
+    wait_for_port = true                    # a start counts once it listens on HIVE_PORT
+    [env]
+    PYTHONUNBUFFERED = "1"
+
+``command`` is a program name looked up on the agent's PATH (the hive's own bin dir comes first,
+so ``python`` and ``hivekit`` are the hive's), an absolute path, or a path relative to the config
+repo (``./run.sh``, committed with its executable bit).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+import cattrs
+from attrs import field, frozen
+from cattrs.v import format_exception
+
+from hivekit.errors import OperationFailed
+
+FILE = "agent.toml"
+
+#: Variables hivekit sets itself: an agent's config cannot change who it is or where it talks.
+IDENTITY = frozenset({
+    "HIVE_LABEL", "HIVE_PORT", "HIVE_SOCKET", "HIVE_DASHBOARD_PORT", "HIVE_OPERATOR_PRONOUNS",
+    "HIVE_NOTES", "HIVE_CREDS", "HIVE_SHARED", "HIVE_CONFIG",
+})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@frozen
+class AgentToml:
+    """A parsed, checked ``agent.toml``."""
+
+    #: The program to run (see the module's docstring for how it is found).
+    command: str
+    #: Its arguments.
+    args: list[str] = field(factory=list)
+    #: Extra environment variables (on top of the identity hivekit sets).
+    env: dict[str, str] = field(factory=dict)
+    #: Whether a start or build waits until the program listens on HIVE_PORT. With false it
+    #: counts as done as soon as the program was started.
+    wait_for_port: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not self.command.strip():
+            raise ValueError("command must not be empty")
+        for value in (self.command, *self.args, *self.env.values()):
+            if "\0" in value:
+                raise ValueError("command, args and env values must not contain NUL bytes")
+        for key in self.env:
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"env: {key!r} is not a valid environment variable name")
+            if key in IDENTITY:
+                raise ValueError(f"env: {key} is set by hivekit (the agent's identity) and "
+                                 "cannot be overridden")
+
+
+def _strict(kind: type) -> object:
+    # cattrs would turn 5 into "5" and "no" into True; a config that says so is a mistake.
+    def structure(value: object, _type: object) -> object:
+        if not isinstance(value, kind) or (kind is str and isinstance(value, bool)):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    return structure
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+_converter.register_structure_hook(str, _strict(str))
+_converter.register_structure_hook(bool, _strict(bool))
+
+
+def seed(name: str) -> str:
+    """The ``agent.toml`` a new agent starts with: the placeholder page."""
+    return (
+        f"# What the process backend runs for {name}. Commit a change here and request an\n"
+        "# apply: once approved, the agent restarts with it (a file that does not parse, or a\n"
+        "# command that is not found or does not come up, fails the deploy and the running\n"
+        "# agent is kept). Keys: command (required), args, env, wait_for_port (default true:\n"
+        "# a start counts once the program listens on $HIVE_PORT).\n"
+        "# The hive sets HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_DASHBOARD_PORT,\n"
+        "# HIVE_OPERATOR_PRONOUNS, HIVE_NOTES, HIVE_CREDS, HIVE_SHARED and HIVE_CONFIG.\n"
+        'command = "python"\n'
+        'args = ["-m", "hivekit_plugins.process.placeholder"]\n'
+        "\n"
+        "[env]\n"
+        'PYTHONUNBUFFERED = "1"\n'
+    )
+
+
+def parse(text: str) -> AgentToml:
+    """Parse and check ``agent.toml``'s text; :class:`OperationFailed` says what is wrong."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise OperationFailed(f"{FILE}: not valid TOML: {exc}") from None
+    if "command" not in raw:
+        raise OperationFailed(f"{FILE}: command is missing (the program to run, e.g. "
+                              'command = "python")')
+    try:
+        return _converter.structure(raw, AgentToml)
+    except cattrs.BaseValidationError as exc:
+        lines = [_tidy(line) for line in cattrs.transform_error(exc, format_exception=_say)]
+        raise OperationFailed(f"{FILE}: " + "; ".join(lines)) from None
+    except (ValueError, TypeError) as exc:
+        raise OperationFailed(f"{FILE}: {exc}") from None
+
+
+def _say(exc: BaseException, type_: type | None) -> str:
+    # Our own checks' messages say exactly what is wrong; cattrs' generic ones otherwise.
+    if isinstance(exc, ValueError | TypeError) and not isinstance(exc, KeyError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def _tidy(line: str) -> str:
+    msg, _, where = line.rpartition(" @ ")
+    where = where.removeprefix("$").removeprefix(".")
+    if not msg:
+        return line
+    if msg.startswith("extra fields found"):
+        return msg.replace("extra fields found", "unknown keys") + \
+            " (known: command, args, env, wait_for_port)"
+    return f"{where}: {msg}" if where else msg
+
+
+def load(applied: Path) -> AgentToml:
+    """The checked ``agent.toml`` of the applied repo's working tree (what ``main`` holds)."""
+    path = applied / FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise OperationFailed(f"{FILE} is missing from the agent's config; commit one with "
+                              'at least command = "..."') from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OperationFailed(f"{FILE}: cannot read: {exc}") from None
+    return parse(text)
+
+
+def resolve(spec: AgentToml, applied: Path, path_var: str) -> str:
+    """The absolute path of the program ``spec.command`` names, checked to be executable."""
+    command = spec.command
+    if "/" in command:
+        target = Path(command) if os.path.isabs(command) else applied / command
+        if not target.is_file() or not os.access(target, os.X_OK):
+            where = "" if os.path.isabs(command) else " (relative to the agent's config repo)"
+            raise OperationFailed(f"{FILE}: command {command!r}{where} is not an executable "
+                                  "file")
+        return str(target)
+    found = shutil.which(command, path=path_var)
+    if found is None:
+        raise OperationFailed(f"{FILE}: command {command!r} was not found on the agent's PATH "
+                              f"({path_var})")
+    return found
