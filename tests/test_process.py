@@ -182,14 +182,8 @@ def test_spawn_fails_when_the_port_is_taken_by_another_program(phive):
     assert outer_pid(phive, "demo") is None
 
 
-@needs_bwrap
-def test_the_sandbox_shows_the_host_read_only_and_hides_the_hive(phive):
-    phive.spawn("demo")
-    wait_page(phive, phive.agent_port, "demo")
-    state, run = phive.state_dir.resolve(), phive.runtime_dir.resolve()
-    private = f"probe-{phive.root.parent.name}"
-    probe = f"""
-import json, os, socket, http.server
+PROBE = """
+import json, os, socket, subprocess, http.server
 def writes(path):
     try:
         with open(path, "w") as f:
@@ -198,32 +192,49 @@ def writes(path):
     except OSError:
         return False
 notes = os.environ["HIVE_NOTES"]
-report = {{
-    "hostname": socket.gethostname(),
-    "env": {{k: v for k, v in os.environ.items() if k.startswith("HIVE_")}},
-    "home": os.environ["HOME"],
-    "cwd": os.getcwd(),
-    "etc": writes("/etc/hivekit-probe"),
-    "config": writes(os.environ["HIVE_CONFIG"] + "/probe"),
-    "shared": writes("/shared/from-demo"),
-    "tmp": writes("/tmp/{private}"),
-    "notes": writes(notes + "/probe-note"),
-    "creds": writes(os.environ["HIVE_CREDS"] + "/probe-cred"),
-    "sees_db": os.path.exists("{state}/hive.db"),
-    "sees_admin": os.path.exists("{run}/admin.sock"),
-    "sees_manager": os.path.exists("{state}/agents/manager"),
-    "socket_dir": os.path.isdir("/run/hive"),
-}}
+report = {}
+%s
 with open(notes + "/report.json", "w") as f:
     json.dump(report, f)
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["HIVE_PORT"])),
                                 http.server.SimpleHTTPRequestHandler).serve_forever()
 """
-    toml = f'command = "python"\nargs = ["-c", {json.dumps(probe)}]\n'
-    result = phive.post(f"/api/approvals/{commit_toml(phive, 'demo', toml)}/approve")
+
+
+def run_probe(hive: Hive, name: str, body: str) -> dict:
+    """Deploy a Python program to agent ``name`` that fills ``report`` and serves a page;
+    returns the report it wrote (from inside its sandbox) into its notes."""
+    toml = f'command = "python"\nargs = ["-c", {json.dumps(PROBE % body)}]\n'
+    result = hive.post(f"/api/approvals/{commit_toml(hive, name, toml)}/approve")
     assert result["status"] == "approved", result["note"]
+    notes = hive.state_dir / "agents" / name / "state"
+    return json.loads((notes / "report.json").read_text())
+
+
+@needs_bwrap
+def test_the_sandbox_shows_the_host_read_only_and_hides_the_hive(phive):
+    phive.spawn("demo")
+    wait_page(phive, phive.agent_port, "demo")
+    state, run = phive.state_dir.resolve(), phive.runtime_dir.resolve()
+    private = f"probe-{phive.root.parent.name}"
+    report = run_probe(phive, "demo", f"""
+report.update(
+    hostname=socket.gethostname(),
+    env={{k: v for k, v in os.environ.items() if k.startswith("HIVE_")}},
+    home=os.environ["HOME"],
+    cwd=os.getcwd(),
+    etc=writes("/etc/hivekit-probe"),
+    config=writes(os.environ["HIVE_CONFIG"] + "/probe"),
+    shared=writes("/shared/from-demo"),
+    tmp=writes("/tmp/{private}"),
+    notes=writes(notes + "/probe-note"),
+    creds=writes(os.environ["HIVE_CREDS"] + "/probe-cred"),
+    sees_db=os.path.exists("{state}/hive.db"),
+    sees_admin=os.path.exists("{run}/admin.sock"),
+    sees_manager=os.path.exists("{state}/agents/manager"),
+    socket_dir=os.path.isdir("/run/hive"),
+)""")
     notes = state / "agents" / "demo" / "state"
-    report = json.loads((notes / "report.json").read_text())
     assert report["hostname"] == "h-demo"
     assert report["env"] == {
         "HIVE_LABEL": "demo", "HIVE_PORT": str(phive.agent_port),
@@ -245,6 +256,32 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["HIVE_PORT"])),
     assert (report["sees_db"], report["sees_admin"], report["sees_manager"]) == (
         False, False, False)
     assert report["socket_dir"]
+
+
+@needs_bwrap
+def test_the_manager_commits_to_agents_configs_and_reads_what_was_deployed(phive):
+    phive.spawn("demo")
+    state = phive.state_dir.resolve()
+    report = run_probe(phive, "manager", f"""
+git = ["git", "-c", "user.name=manager", "-c", "user.email=manager@hive"]
+proposed = os.environ["HIVE_AGENTS"] + "/demo/config"
+def ok(*args):
+    return subprocess.run([*git, "-C", proposed, *args], capture_output=True).returncode == 0
+report.update(
+    agents=os.environ["HIVE_AGENTS"], applied=os.environ["HIVE_APPLIED"],
+    commit=ok("commit", "--allow-empty", "-m", "from the manager"),
+    fetch=ok("fetch", "-q", "applied"),
+    applied_writable=writes(os.environ["HIVE_APPLIED"] + "/demo/probe"),
+    sees_db=os.path.exists("{state}/hive.db"),
+)""")
+    assert report["agents"] == str(state / "agents")
+    assert report["applied"] == str(state / "applied")
+    assert report["commit"] and report["fetch"]
+    assert not report["applied_writable"] and not report["sees_db"]
+    from hivekit.git import Repo
+
+    log = Repo(state / "agents" / "demo" / "config")("log", "-1", "--format=%s")
+    assert log.strip() == "from the manager"
 
 
 # --- supervision --------------------------------------------------------------------------

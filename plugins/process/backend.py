@@ -114,12 +114,21 @@ class Backend:
             "HIVE_SHARED": sandbox.SHARED_MOUNT if bwrap else str(hive.paths.shared),
             "HIVE_CONFIG": str(p.applied),
         })
+        extra: list[tuple[str, Path]] = []
+        if agent.is_manager:
+            # The manager edits every agent's proposed repo and reads what was deployed.
+            paths = hive.paths
+            env.update({"HIVE_AGENTS": str(paths.agents_root),
+                        "HIVE_APPLIED": str(paths.applied_root)})
+            extra = [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
+                     ("--ro-bind-try", paths.meta)]
         inner = [program, *config.args]
         if bwrap:
             inner = [*sandbox.argv(bwrap, name=agent.name,
                                    hidden=[hive.paths.state_dir, hive.paths.runtime_dir],
                                    applied=p.applied, notes=p.state, creds=p.creds,
-                                   shared=hive.paths.shared, runtime=p.runtime), *inner]
+                                   shared=hive.paths.shared, runtime=p.runtime, extra=extra),
+                     *inner]
         limits = [a for k, v in self.settings.rlimits(agent.name).items()
                   for a in ("--rlimit", f"{k}={v}")]
         argv = [sys.executable, "-I", str(LAUNCHER), "--parent", str(os.getpid()), *limits,
@@ -166,6 +175,9 @@ class Backend:
         """Start ``launch`` (the agent must be stopped) and wait until it is up; on failure the
         agent is left stopped and :class:`OperationFailed` says why, with its last output."""
         child = self.child(agent)
+        if launch.bwrap is None:
+            self.hive.log(agent.name, "no sandbox: running as a plain process that sees and can "
+                                      "change everything the hive's user can", "hive")
         try:
             gen = child.start(launch)
         except OSError as exc:

@@ -10,6 +10,10 @@ lives there), then:
 * the agent's applied config repo is bound back read-only, its notes and creds read-write at
   their host paths, ``<state_dir>/shared`` read-write at ``/shared`` and its socket dir
   ``<runtime_dir>/agents/<n>`` at ``/run/hive``;
+* the manager, whose work is editing the other agents' configs, also gets ``<state_dir>/agents``
+  read-write (every agent's proposed repo, and with it their notes and creds, as the reference
+  daemon's manager had) and ``<state_dir>/applied`` and ``<state_dir>/meta`` read-only, all at
+  their host paths, so the ``applied`` remote of each proposed repo resolves;
 * it gets its own pid, IPC, UTS (hostname ``h-<name>``) and cgroup namespaces, no capabilities
   (``--cap-drop ALL``: a hive run as root does not hand root's capabilities to its agents) and
   ``--die-with-parent``. The network is the host's: the agent serves its page on HIVE_PORT.
@@ -62,11 +66,17 @@ def host_view() -> list[str]:
 
 
 def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Path, creds: Path,
-         shared: Path, runtime: Path) -> list[str]:
-    """The bubblewrap command line (up to and including ``--``) for one agent."""
+         shared: Path, runtime: Path, extra: list[tuple[str, Path]] = ()) -> list[str]:
+    """The bubblewrap command line (up to and including ``--``) for one agent.
+
+    :param extra: further ``(bwrap bind option, host path)`` pairs bound at the same path after
+        the hive's dirs are hidden (the manager's view of the other agents' repos).
+    """
     args = [bwrap, *host_view()]
     for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
         args += ["--tmpfs", d]
+    for option, path in extra:
+        args += [option, str(path), str(path)]
     args += ["--ro-bind", str(applied), str(applied),
              "--bind", str(notes), str(notes),
              "--bind", str(creds), str(creds),

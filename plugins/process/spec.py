@@ -33,7 +33,7 @@ FILE = "agent.toml"
 #: Variables hivekit sets itself: an agent's config cannot change who it is or where it talks.
 IDENTITY = frozenset({
     "HIVE_LABEL", "HIVE_PORT", "HIVE_SOCKET", "HIVE_DASHBOARD_PORT", "HIVE_OPERATOR_PRONOUNS",
-    "HIVE_NOTES", "HIVE_CREDS", "HIVE_SHARED", "HIVE_CONFIG",
+    "HIVE_NOTES", "HIVE_CREDS", "HIVE_SHARED", "HIVE_CONFIG", "HIVE_AGENTS", "HIVE_APPLIED",
 })
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
