@@ -161,7 +161,7 @@ def test_spawned_agent_answers_on_its_port_with_its_identity(phive):
     assert agents["demo"]["status"] == "running"
     # The seed committed in its config is what runs.
     seeded = (phive.state_dir / "applied" / "demo" / "agent.toml").read_text()
-    assert 'args = ["-m", "hivekit_plugins.process.placeholder"]' in seeded
+    assert 'command = "hivekit"\nargs = ["placeholder"]' in seeded
 
 
 def test_spawn_fails_when_the_port_is_taken_by_another_program(phive):
@@ -429,7 +429,7 @@ def test_a_broken_agent_toml_fails_the_deploy_and_the_old_agent_keeps_running(ph
     assert alive(before) and program_pid(phive, "demo") == before
     assert status(phive.agent_port)["name"] == "demo"
     applied = (phive.state_dir / "applied" / "demo" / "agent.toml").read_text()
-    assert "hivekit_plugins.process.placeholder" in applied  # main went back
+    assert 'args = ["placeholder"]' in applied  # main went back
 
 
 def test_unknown_keys_and_missing_commands_fail_the_deploy(phive):

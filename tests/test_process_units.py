@@ -13,8 +13,8 @@ from hivekit.errors import OperationFailed
 
 def test_the_seed_parses_and_runs_the_placeholder():
     parsed = spec.parse(spec.seed("demo"))
-    assert parsed.command == "python"
-    assert parsed.args == ["-m", "hivekit_plugins.process.placeholder"]
+    assert parsed.command == "hivekit"
+    assert parsed.args == ["placeholder"]
     assert parsed.wait_for_port is True
 
 

@@ -1,6 +1,7 @@
 """The page a freshly spawned agent serves until its ``agent.toml`` says otherwise.
 
-``python -m hivekit_plugins.process.placeholder`` serves on ``127.0.0.1:$HIVE_PORT`` (set
+``hivekit placeholder`` (or ``python -m hivekit_plugins.process.placeholder``) serves on
+``127.0.0.1:$HIVE_PORT`` (set
 ``HIVE_BIND`` to listen elsewhere) until SIGTERM:
 
 * ``GET /``: a small page saying who the agent is, with its notes.

@@ -3,8 +3,8 @@
 The manager commits it in the agent's proposed repo like any other config file; a change reaches
 the running agent only through an approved apply. Keys::
 
-    command = "python"                      # required
-    args = ["-m", "hivekit_plugins.process.placeholder"]
+    command = "hivekit"                     # required
+    args = ["placeholder"]
     wait_for_port = true                    # a start counts once it listens on HIVE_PORT
     [env]
     PYTHONUNBUFFERED = "1"
@@ -82,7 +82,7 @@ _converter.register_structure_hook(bool, _strict(bool))
 
 
 def seed(name: str) -> str:
-    """The ``agent.toml`` a new agent starts with: the placeholder page."""
+    """The ``agent.toml`` a new agent starts with: ``hivekit placeholder``, a page."""
     return (
         f"# What the process backend runs for {name}. Commit a change here and request an\n"
         "# apply: once approved, the agent restarts with it (a file that does not parse, or a\n"
@@ -91,8 +91,8 @@ def seed(name: str) -> str:
         "# a start counts once the program listens on $HIVE_PORT).\n"
         "# The hive sets HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_DASHBOARD_PORT,\n"
         "# HIVE_OPERATOR_PRONOUNS, HIVE_NOTES, HIVE_CREDS, HIVE_SHARED and HIVE_CONFIG.\n"
-        'command = "python"\n'
-        'args = ["-m", "hivekit_plugins.process.placeholder"]\n'
+        'command = "hivekit"\n'
+        'args = ["placeholder"]\n'
         "\n"
         "[env]\n"
         'PYTHONUNBUFFERED = "1"\n'
