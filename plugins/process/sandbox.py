@@ -75,6 +75,10 @@ def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Pat
     args = [bwrap, *host_view()]
     for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
         args += ["--tmpfs", d]
+    # The hive's own Python (its `python` and `hivekit` come first on the agent's PATH), in
+    # case it lives somewhere the sandbox covers, such as /tmp.
+    for prefix in sorted({sys.prefix, sys.base_prefix}):
+        args += ["--ro-bind-try", prefix, prefix]
     for option, path in extra:
         args += [option, str(path), str(path)]
     args += ["--ro-bind", str(applied), str(applied),
@@ -95,8 +99,9 @@ def probe(bwrap: str) -> str | None:
     program = shutil.which(bwrap)
     if program is None:
         return f"{bwrap!r} was not found on PATH (install bubblewrap)"
+    true = shutil.which("true") or "/bin/true"
     try:
-        run([program, *host_view(), *ISOLATION, "--", sys.executable, "-c", ""], timeout=30)
+        run([program, *host_view(), *ISOLATION, "--", true], timeout=30)
     except Exception as exc:
         return str(exc)
     return None
