@@ -318,6 +318,9 @@ def test_a_killed_agent_is_restarted_and_the_bus_says_so(phive):
         lambda: [e for e in events if "exited unexpectedly" in e and "restarting in" in e],
         what="the crash on the bus")
     assert '"agent":"demo"' in said[0]
+    # The restarted agent's own output reaches the live log too.
+    phive.wait_for(lambda: any("placeholder: demo serving" in e for e in events),
+                   what="the agent's output on the bus")
     log = (phive.state_dir / "agents" / "demo" / "state" / "agent.log").read_text()
     assert "exited unexpectedly (exit code 137)" in log
 

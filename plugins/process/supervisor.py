@@ -150,6 +150,8 @@ class Child:
         #: False from a start until its caller saw the process come up: an exit before that
         #: is a failed start (the caller reports it), not a crash to restart.
         self._settled = False
+        #: The supervising thread has finished.
+        self._ended = False
 
     # --- what callers see ----------------------------------------------------------------------
 
@@ -195,12 +197,16 @@ class Child:
             self.restarts, self._settled = 0, False
             self._tail.clear()
             target = self._gen + 1
+            self._ended = False
             self._thread = threading.Thread(target=self._supervise, name=f"agent-{self.name}",
                                             daemon=True)
             self._thread.start()
-            self._cond.wait_for(lambda: self._gen >= target or self._error is not None)
+            self._cond.wait_for(lambda: self._gen >= target or self._error is not None
+                                or self._ended)
             if self._error is not None:
                 raise OSError(self._error)
+            if self._gen < target:
+                raise OSError("not started: the hive is stopping")
             return target
 
     def settled(self) -> None:
@@ -258,6 +264,14 @@ class Child:
     # --- the supervising thread ------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        try:
+            self._supervise_loop()
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _supervise_loop(self) -> None:
         delay = self.restart_delay
         while True:
             with self._cond:
@@ -340,6 +354,7 @@ class Child:
             self.pidfile.unlink()
         with self._cond:
             self._exits[self._gen] = code
+            self._exits.pop(self._gen - 8, None)  # only recent launches are ever asked about
             self._proc = None
             self._cond.notify_all()
         return code
