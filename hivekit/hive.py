@@ -72,6 +72,7 @@ class Hive:
         self.paths = Paths(config.state_dir, config.runtime_dir)
         self.manager = config.hive.manager
         self.bus = bus or EventBus()
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(self.paths.db)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
