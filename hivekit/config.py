@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import cattrs
 from attrs import field, frozen
+from cattrs.v import format_exception
 
 from hivekit.convert import converter
 from hivekit.errors import ConfigError
@@ -148,6 +149,14 @@ def structure_table(
     return None
 
 
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    # A ValueError with no target type was raised by the class itself (an attrs validator or
+    # __attrs_post_init__): its message is written for the operator, so keep it.
+    if isinstance(exc, ValueError) and type_ is None and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
 _AT = re.compile(r"^(?P<msg>.*) @ \$(?P<path>.*)$")
 _EXTRA = re.compile(r"extra fields found \((?P<keys>.*)\)")
 
@@ -155,7 +164,7 @@ _EXTRA = re.compile(r"extra fields found \((?P<keys>.*)\)")
 def _explain(exc: cattrs.BaseValidationError, cls: type, table: str) -> list[str]:
     known = ", ".join(a.name for a in attrs.fields(cls)) if attrs.has(cls) else ""
     lines = []
-    for line in cattrs.transform_error(exc):
+    for line in cattrs.transform_error(exc, format_exception=_format_exception):
         m = _AT.match(line)
         msg, sub = (m["msg"], m["path"].lstrip(".")) if m else (line, "")
         extra = _EXTRA.search(msg)
