@@ -6,7 +6,7 @@ import hivekit_plugins.nixos_container as nc
 import pytest
 from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
 
-from hivekit import hookimpl, plugins
+from hivekit import deploy, hookimpl, plugins
 from hivekit.config import read
 from hivekit.errors import CommandFailed, OperationFailed, PluginError
 from hivekit.git import Repo
@@ -324,3 +324,24 @@ def test_a_manager_name_nixos_container_cannot_take_is_refused(local):
     with pytest.raises(PluginError) as err:
         nc.startup(local)
     assert "'h-*' is reserved for agents" in str(err.value)
+
+
+def test_a_wrong_conf_dir_fails_the_spawn_clearly_and_cleans_up(short_tmp, monkeypatch):
+    host = Host(short_tmp / "host")
+    monkeypatch.setenv("NIXOS_STANDIN_ROOT", str(host.root))
+    flake = write_flake(short_tmp / "flake", short_tmp / "state" / "applied", ["tester"])
+    path = short_tmp / "hivekit.toml"
+    path.write_text(config(host, flake).replace(str(host.conf_dir), str(short_tmp / "elsewhere"))
+                    .replace("[hive]\n", '[hive]\nstate_dir = "state"\n'))
+    (short_tmp / "state").mkdir()
+    cfg = read(path)
+    hive = Hive(cfg, plugins.load(cfg))
+    hive.ensure_dirs()
+    agent = hive.agent("tester")
+    deploy.seed(hive, agent)
+    with pytest.raises(OperationFailed) as err:
+        hive.hook.spawn(hive=hive, agent=agent)
+    assert (f"container h-tester has no conf at {short_tmp}/elsewhere/h-tester.conf: set "
+            "[nixos_container] containers_conf_dir") in str(err.value)
+    assert host.containers() == []  # what create made was destroyed again
+    hive.store.close()

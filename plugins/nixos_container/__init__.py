@@ -178,7 +178,11 @@ def configure(hive: Hive, agent: AgentSpec, container: str) -> None:
     cfg = settings(hive)
     wanted = binds(hive, agent)
     conf = conf_path(hive, container)
-    # Checked (and rendered) before anything is created or written.
+    if not conf.is_file():
+        raise OperationFailed(
+            f"container {container} has no conf at {conf}: set [{PLUGIN}] containers_conf_dir "
+            "to nixos-container's configuration directory (/etc/nixos-containers on NixOS)")
+    # Checked (and rendered) before anything is written.
     new = rewrite(conf.read_text(), wanted, container)
     for bind in wanted:
         # systemd-nspawn refuses to start when a bind source is missing.
