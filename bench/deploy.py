@@ -33,7 +33,8 @@ def floor_deploy(proposed: Path, applied: Path, n: int) -> None:
 
 
 def run(quick: bool = False) -> Result:
-    from hivekit import actions, git as hgit
+    from hivekit import actions
+    from hivekit import git as hgit
 
     repeat = 5 if quick else 40
     result = Result("deploy overhead (fake backend, in process)")

@@ -26,6 +26,6 @@ def run(quick: bool = False) -> Result:
     late = statistics.median(costs[-10:])
     result.add(f"spawn #{total - 9}..{total} vs #6..15", late, early, target=1.2)
     step = max(1, total // 10)
-    result.notes.append("curve (median ms per window of %d): " % step + ", ".join(
+    result.notes.append(f"curve (median ms per window of {step}): " + ", ".join(
         f"{statistics.median(costs[i:i + step]) * 1000:.0f}" for i in range(0, total, step)))
     return result
