@@ -128,7 +128,7 @@ def approval_diff(hive: Hive, approval: Approval) -> str:
         return ""
     repo = Repo(hive.agent(approval.agent).paths.applied)
     proposal = f"refs/tags/proposal/{approval.id}"
-    if not repo.exists() or repo.rev(proposal) is None:
+    if not repo.exists() or repo.ref(proposal) is None:
         return "(the proposal is gone: the agent was purged)"
     base = approval.prev_sha if approval.prev_sha and approval.status.terminal else "main"
     diff = repo.diff(base, proposal)
@@ -221,7 +221,7 @@ def rebuild(hive: Hive, name: object) -> AgentView:
                                                      note=deploy.describe(exc)))
             raise
         hive.notify_manager(events.RebuiltHelper(
-            agent=a.name, ok=True, sha=Repo(a.paths.applied).rev(deploy.MAIN), tag=None,
+            agent=a.name, ok=True, sha=Repo(a.paths.applied).ref(deploy.MAIN), tag=None,
             note=None))
 
     return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
