@@ -13,7 +13,9 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -71,20 +73,30 @@ def bind_unix(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` with mode 0600 from the start (never world-writable).
 
     The caller holds the state-dir lock, so a leftover socket file is a dead daemon's: removed.
+    Safe to call from any thread: the socket is bound inside a fresh private (0700) directory,
+    made 0600 and renamed into place, so it is never reachable with looser permissions and the
+    process-wide umask, which other threads' files depend on, is left alone.
     """
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+    # The staging path is <parent>/<8 random characters>/s: it must fit too.
+    needed = max(len(os.fsencode(path)), len(os.fsencode(path.parent)) + 11)
+    if needed > MAX_SOCKET_PATH:
         raise HiveError(
-            f"socket path {path} is too long ({len(os.fsencode(path))} bytes; the limit is "
+            f"socket path {path} is too long (binding it takes {needed} bytes; the limit is "
             f"{MAX_SOCKET_PATH}): set [hive] runtime_dir to a shorter path")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
+    staging = Path(tempfile.mkdtemp(prefix="", dir=path.parent))
     try:
-        sock.bind(str(path))
+        tmp = staging / "s"
+        sock.bind(str(tmp))
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    except BaseException:
+        sock.close()
+        raise
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+        shutil.rmtree(staging, ignore_errors=True)
     sock.listen(128)
     return sock
 
