@@ -280,10 +280,12 @@ class Store:
     def ack(self, recipient: str, ids: list[int]) -> int:
         """Retire ``recipient``'s messages ``ids``; returns how many were newly acknowledged."""
         with self.transaction() as conn:
+            # changes() counts only executemany's last statement: count them all.
+            before = conn.total_changes()
             conn.executemany(
                 "UPDATE messages SET acked_at = ? WHERE id = ? AND recipient = ? "
                 "AND acked_at IS NULL", [(time.time(), i, recipient) for i in ids])
-            return conn.changes()
+            return conn.total_changes() - before
 
     # --- questions ---------------------------------------------------------------------------
 
