@@ -28,6 +28,7 @@ from hivekit.errors import HiveError
 from hivekit.hive import Hive
 from hivekit.paths import MAX_SOCKET_PATH
 from hivekit.plugins import Loaded, register
+from hivekit.questions import Watchdog
 from hivekit.records import Transient
 
 log = logging.getLogger("hivekit")
@@ -157,6 +158,7 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     """A :class:`Hive` with the core's own plugins registered beside the enabled ones."""
     register(loaded.pm, "core", deploy.Recovery())
     register(loaded.pm, "core-reconcile", Reconcile())
+    register(loaded.pm, "core-questions", Watchdog())
     return Hive(config, loaded)
 
 
@@ -185,6 +187,7 @@ def serve(config: Config, loaded: Loaded) -> int:
         if hive is not None:
             hive.stopping.set()
             hive.bus.close()
+            hive.doorbell.close()  # long-polling receivers answer now, not at their timeout
             hive.call_each("shutdown", hive=hive)
         if sock_path is not None:
             sock_path.unlink(missing_ok=True)
