@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -112,7 +113,12 @@ class Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.hive.stopping.set()
         self.hive.bus.close()
-        super().handle_exit(sig, frame)
+        # Not super(): uvicorn would re-raise the signal once serving ends, killing the process
+        # before the shutdown hooks run and the socket is removed. A second SIGINT forces.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
 
 class Reconcile:
