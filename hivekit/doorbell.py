@@ -50,6 +50,11 @@ class Doorbell:
 
         return stop
 
+    def listening(self, inbox: str) -> int:
+        """How many are waiting on ``inbox`` right now (for diagnostics and tests)."""
+        with self._lock:
+            return len(self._listeners.get(inbox, ()))
+
     def ring(self, inbox: str) -> None:
         """Wake everyone listening on ``inbox``."""
         with self._lock:

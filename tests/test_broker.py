@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hivekit import broker, config, plugins, questions
@@ -106,7 +109,7 @@ def test_closed_doorbell_ends_waits(local: Hive) -> None:
 
 
 def test_send_refuses_unknown_agents_and_bad_bodies(local: Hive) -> None:
-    with pytest.raises(NotFound, match="no agent named 'ghost'.*agents: alpha, beta, manager"):
+    with pytest.raises(NotFound, match=r"no agent named 'ghost'.*agents: alpha, beta, manager"):
         broker.send(local, "alpha", "ghost", "hi")
     with pytest.raises(BadRequest, match="invalid agent name"):
         broker.send(local, "alpha", "../x", "hi")
@@ -225,3 +228,54 @@ def test_destroying_an_agent_cancels_its_questions(local: Hive) -> None:
     (event,) = [e for e in helper_events(local, "alpha") if e["type"] == "question_answered"]
     assert (event["id"], event["status"], event["answered_by"]) == (theirs.id, "cancelled",
                                                                     SYSTEM)
+
+
+# --- the agent sockets (plugin agent_api), in-process -------------------------------------------
+
+
+def _wait_until(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _client(path: Path) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://hive",
+                        timeout=httpx.Timeout(10.0, read=None))
+
+
+def test_agent_sockets_are_idempotent_and_answer_long_polls_when_they_stop(local: Hive) -> None:
+    from hivekit_plugins.agent_api.server import AgentSockets
+
+    sockets = AgentSockets(local, 64 * 1024)
+    try:
+        path = sockets.ensure("alpha")
+        inode = os.stat(path).st_ino
+        assert sockets.ensure("alpha") == path and os.stat(path).st_ino == inode  # kept
+        path.unlink()  # someone removed it: the next ensure binds it anew
+        sockets.ensure("alpha")
+        assert _client(path).get("/whoami").json()["name"] == "alpha"
+
+        answers: list[httpx.Response] = []
+        poll = threading.Thread(target=lambda: answers.append(
+            _client(path).get("/recv", params={"wait": 300})))
+        poll.start()
+        _wait_until(lambda: local.doorbell.listening("alpha") == 1, "the long-poll to wait")
+        sockets.remove("alpha")  # the agent is destroyed: its long-poll is answered, empty
+        poll.join(30)
+        assert answers and answers[0].json() == {"messages": [], "cursor": 0}
+        assert not path.exists()
+
+        path = sockets.ensure("beta")
+        poll = threading.Thread(target=lambda: answers.append(
+            _client(path).get("/recv", params={"wait": 300})))
+        poll.start()
+        _wait_until(lambda: local.doorbell.listening("beta") == 1, "the long-poll to wait")
+        local.doorbell.close()  # the daemon stops: what it does before the shutdown hooks
+        poll.join(30)
+        assert answers[1].json() == {"messages": [], "cursor": 0}
+    finally:
+        sockets.close()
+    assert not path.exists()
