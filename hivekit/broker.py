@@ -46,6 +46,8 @@ MAX_BATCH = 100
 MAX_WAIT = 300.0
 #: The most ids one ack takes.
 MAX_ACK = 1000
+#: Ids are SQLite integers: anything above cannot name a message.
+MAX_ID = 2**63 - 1
 #: Appended to every broadcast message.
 BROADCAST_HINT = ("\n\n(hint: this was a broadcast to every agent in the hive; "
                   "it may need no action from you)")
@@ -116,7 +118,7 @@ def _limits(after: object, limit: object, wait: object) -> tuple[int, int, float
         wait_f = float(wait)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise BadRequest("after and limit must be integers, wait a number of seconds") from None
-    if after_i < 0:
+    if not 0 <= after_i <= MAX_ID:
         raise BadRequest(f"after must be 0 or a message id, got {after_i}")
     if not 1 <= limit_i <= MAX_BATCH:
         raise BadRequest(f"limit must be between 1 and {MAX_BATCH}, got {limit_i}")
@@ -190,7 +192,7 @@ def ack(hive: Hive, agent: str, ids: object) -> int:
     harmless), so a receiver may simply ack everything it handled.
     """
     if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids):
         raise BadRequest("ids must be a list of message ids (integers)")
     if len(ids) > MAX_ACK:
         raise BadRequest(f"too many ids ({len(ids)}; at most {MAX_ACK} per ack)")

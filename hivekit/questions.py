@@ -56,8 +56,8 @@ def _question_id(value: object) -> int:
         question_id = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise BadRequest(f"question id must be a number, got {value!r}") from None
-    if question_id <= 0:
-        raise BadRequest(f"question id must be positive, got {question_id}")
+    if not 0 < question_id < 2**63:
+        raise BadRequest(f"question id must be a positive number, got {question_id}")
     return question_id
 
 

@@ -14,6 +14,7 @@ they are used.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -47,19 +48,21 @@ class AgentApiConfig:
 
 
 _sockets: weakref.WeakKeyDictionary[Hive, AgentSockets] = weakref.WeakKeyDictionary()
+_sockets_lock = threading.Lock()
 
 
 def sockets(hive: Hive) -> AgentSockets | None:
     """The hive's agent sockets (started on first use); None once the hive is stopping."""
-    found = _sockets.get(hive)
-    if found is None:
-        if hive.stopping.is_set():
-            return None
-        from .server import AgentSockets
+    with _sockets_lock:  # hooks run on several threads: start one set of sockets only
+        found = _sockets.get(hive)
+        if found is None:
+            if hive.stopping.is_set():
+                return None
+            from .server import AgentSockets
 
-        config: AgentApiConfig = hive.plugin_config("agent_api")
-        found = _sockets[hive] = AgentSockets(hive, config.max_request_bytes)
-    return found
+            config: AgentApiConfig = hive.plugin_config("agent_api")
+            found = _sockets[hive] = AgentSockets(hive, config.max_request_bytes)
+        return found
 
 
 def _ensure(hive: Hive, name: str) -> None:
@@ -75,13 +78,15 @@ def config_schema() -> type:
 
 @hookimpl
 def startup(hive: Hive) -> None:
+    sockets(hive)
     for name in hive.store.agent_names():
         _ensure(hive, name)
 
 
 @hookimpl
 def shutdown(hive: Hive) -> None:
-    served = _sockets.pop(hive, None)
+    with _sockets_lock:
+        served = _sockets.pop(hive, None)
     if served is not None:
         served.close()
 
