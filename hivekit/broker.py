@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from attrs import field, frozen
 
 from hivekit.errors import BadRequest, NotFound
+from hivekit.hive import OPERATOR
 from hivekit.names import check_name
 from hivekit.records import Message
 
@@ -89,6 +90,9 @@ def send(hive: Hive, sender: str, to: object, body: object) -> Message:
     """
     recipient = check_name(to)
     body = check_body(body)
+    if recipient == OPERATOR:
+        # The operator's inbox: agents' replies, shown on the dashboard and by `inbox operator`.
+        return hive.send(sender, recipient, body)
     if not hive.store.has_agent(recipient):
         known = ", ".join(hive.store.agent_names()) or "none"
         raise NotFound(f"no agent named {recipient!r} to send to (agents: {known})")

@@ -131,6 +131,27 @@ def mcp_command(socket_path: str) -> None:
     serve(socket_path)
 
 
+@click.command("harness")
+@click.option("--socket", "socket_path", metavar="PATH", envvar="HIVE_SOCKET",
+              default=CONTAINER_SOCKET, show_default=True, help="The agent's hive socket.")
+@click.option("--port", type=int, envvar="HIVE_PORT", required=True,
+              help="Where to serve the agent's page (default: $HIVE_PORT).")
+@click.option("--notes", type=click.Path(file_okay=False), envvar="HIVE_NOTES", default=".",
+              show_default=True, help="The agent's notes dir, listed on its page.")
+def harness_command(socket_path: str, port: int, notes: str) -> None:
+    """Run the reference agent: answer messages, serve a page on the agent's port.
+
+    What an agent runs without an LLM; read plugins/agent_api/harness.py for the loop an LLM
+    harness runs instead.
+    """
+    from pathlib import Path
+
+    from .harness import main
+
+    main(socket_path, port, Path(notes))
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(mcp_command)
+    cli.add_command(harness_command)
