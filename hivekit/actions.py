@@ -12,7 +12,7 @@ from hivekit import deploy, events
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, Hive
-from hivekit.names import check_name
+from hivekit.names import RESERVED, check_name
 from hivekit.records import (
     AgentSpec,
     AgentView,
@@ -28,7 +28,6 @@ from hivekit.state import agent_view
 NO_CHANGE = "(proposal matches currently-deployed tree)"
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 20000
-MAX_BODY = 64 * 1024
 
 
 def _text(value: object, field: str, limit: int) -> str:
@@ -58,6 +57,9 @@ def request_spawn(hive: Hive, name: object, description: object = "") -> Approva
     description = _text(description, "description", MAX_DESCRIPTION)
     if name == hive.manager:
         raise Conflict(f"{name!r} is the manager's reserved name; the hive runs it already")
+    if name in RESERVED:
+        raise BadRequest(f"{name!r} is reserved (it names a sender, not an agent); "
+                         "pick another name")
     if hive.store.has_agent(name):
         raise Conflict(f"agent {name!r} already exists")
     pending = hive.store.pending_spawn(name)
@@ -128,7 +130,7 @@ def approval_diff(hive: Hive, approval: Approval) -> str:
         return ""
     repo = Repo(hive.agent(approval.agent).paths.applied)
     proposal = f"refs/tags/proposal/{approval.id}"
-    if not repo.exists() or repo.rev(proposal) is None:
+    if not repo.exists() or repo.ref(proposal) is None:
         return "(the proposal is gone: the agent was purged)"
     base = approval.prev_sha if approval.prev_sha and approval.status.terminal else "main"
     diff = repo.diff(base, proposal)
@@ -221,7 +223,7 @@ def rebuild(hive: Hive, name: object) -> AgentView:
                                                      note=deploy.describe(exc)))
             raise
         hive.notify_manager(events.RebuiltHelper(
-            agent=a.name, ok=True, sha=Repo(a.paths.applied).rev(deploy.MAIN), tag=None,
+            agent=a.name, ok=True, sha=Repo(a.paths.applied).ref(deploy.MAIN), tag=None,
             note=None))
 
     return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
@@ -265,20 +267,16 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
 
 def send(hive: Hive, to: object, body: object, sender: str = OPERATOR) -> Message:
     """Send ``body`` to agent ``to``'s inbox (as the operator unless ``sender`` says otherwise)."""
-    recipient = check_name(to)
-    if not hive.store.has_agent(recipient):
-        raise NotFound(f"no agent named {recipient!r} to send to")
-    if not isinstance(body, str) or not body.strip():
-        raise BadRequest("body must be a non-empty string")
-    if len(body.encode()) > MAX_BODY:
-        raise BadRequest(f"body is too long (the limit is {MAX_BODY} bytes)")
-    return hive.send(sender, recipient, body)
+    from hivekit import broker
+
+    return broker.send(hive, sender, to, body)
 
 
 def inbox(hive: Hive, name: object, limit: int = 100) -> list[Message]:
     """The agent's inbox, newest ``limit`` messages, oldest first."""
     name = check_name(name)
-    if not hive.store.has_agent(name) and not hive.paths.agent(name).root.exists():
+    if (name != OPERATOR and not hive.store.has_agent(name)
+            and not hive.paths.agent(name).root.exists()):
         raise NotFound(f"no agent named {name!r}")
     return hive.store.recent_inbox(name, limit)
 

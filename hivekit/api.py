@@ -18,11 +18,11 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from hivekit import actions, state
+from hivekit import actions, questions, state
 from hivekit.convert import converter, problems, to_json
 from hivekit.errors import BadRequest, HiveError
 from hivekit.events import Event
-from hivekit.hive import Hive
+from hivekit.hive import OPERATOR, Hive
 
 log = logging.getLogger("hivekit.api")
 
@@ -60,6 +60,13 @@ class DestroyRequest:
 class MessageRequest:
     to: str
     body: str
+
+
+@frozen
+class AnswerRequest:
+    #: Free text; for an option question one option, and for a multi-select question a list of
+    #: options or one string of them separated by commas.
+    answer: Any
 
 
 async def parse(request: Request, cls: type) -> Any:
@@ -185,6 +192,21 @@ async def send_message(hive: Hive, request: Request) -> Response:
     return _json(await _run(hive, actions.send, body.to, body.body), 201)
 
 
+@get("/api/questions")
+async def list_questions(hive: Hive, all: bool = False, target: str = "operator") -> Response:
+    """Questions asked of the operator, oldest first: pending ones (``all=true``: every one).
+    ``target=NAME`` lists those asked of agent NAME instead, ``target=any`` everyone's."""
+    who = None if target == "any" else target
+    return _json(await _run(hive, questions.list_questions, include_resolved=all, target=who))
+
+
+@post("/api/questions/{question_id:str}/answer", status_code=200)
+async def answer_question(hive: Hive, request: Request, question_id: str) -> Response:
+    """Answer a question as the operator; returns the answered question."""
+    body = await parse(request, AnswerRequest)
+    return _json(await _run(hive, questions.answer, question_id, body.answer, by=OPERATOR))
+
+
 @get("/api/events")
 async def stream_events(hive: Hive, request: Request) -> ServerSentEvent:
     """Server-sent events: ``id`` = seq, ``event`` = type, ``data`` = the event's JSON.
@@ -225,7 +247,8 @@ def _frame(seq: int, event: Event) -> ServerSentEventMessage:
 
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
-          request_apply, agent_action, inbox, send_message, stream_events]
+          request_apply, agent_action, inbox, send_message, list_questions, answer_question,
+          stream_events]
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:

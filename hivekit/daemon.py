@@ -13,8 +13,10 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +29,7 @@ from hivekit.errors import HiveError
 from hivekit.hive import Hive
 from hivekit.paths import MAX_SOCKET_PATH
 from hivekit.plugins import Loaded, register
+from hivekit.questions import Watchdog
 from hivekit.records import Transient
 
 log = logging.getLogger("hivekit")
@@ -72,20 +75,30 @@ def bind_unix(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` with mode 0600 from the start (never world-writable).
 
     The caller holds the state-dir lock, so a leftover socket file is a dead daemon's: removed.
+    Safe to call from any thread: the socket is bound inside a fresh private (0700) directory,
+    made 0600 and renamed into place, so it is never reachable with looser permissions and the
+    process-wide umask, which other threads' files depend on, is left alone.
     """
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+    # The staging path is <parent>/<8 random characters>/s: it must fit too.
+    needed = max(len(os.fsencode(path)), len(os.fsencode(path.parent)) + 11)
+    if needed > MAX_SOCKET_PATH:
         raise HiveError(
-            f"socket path {path} is too long ({len(os.fsencode(path))} bytes; the limit is "
+            f"socket path {path} is too long (binding it takes {needed} bytes; the limit is "
             f"{MAX_SOCKET_PATH}): set [hive] runtime_dir to a shorter path")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
+    staging = Path(tempfile.mkdtemp(prefix="", dir=path.parent))
     try:
-        sock.bind(str(path))
+        tmp = staging / "s"
+        sock.bind(str(tmp))
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    except BaseException:
+        sock.close()
+        raise
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+        shutil.rmtree(staging, ignore_errors=True)
     sock.listen(128)
     return sock
 
@@ -100,11 +113,12 @@ class Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.hive.stopping.set()
         self.hive.bus.close()
-        # Not uvicorn's own handler: it re-raises the signal after the shutdown, so the process
-        # would die "killed by SIGTERM" (or raise KeyboardInterrupt) instead of exiting 0.
+        # Not super(): uvicorn would re-raise the signal once serving ends, killing the process
+        # before the shutdown hooks run and the socket is removed. A second SIGINT forces.
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
-        self.should_exit = True
+        else:
+            self.should_exit = True
 
 
 class Reconcile:
@@ -150,6 +164,7 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     """A :class:`Hive` with the core's own plugins registered beside the enabled ones."""
     register(loaded.pm, "core", deploy.Recovery())
     register(loaded.pm, "core-reconcile", Reconcile())
+    register(loaded.pm, "core-questions", Watchdog())
     return Hive(config, loaded)
 
 
@@ -178,6 +193,7 @@ def serve(config: Config, loaded: Loaded) -> int:
         if hive is not None:
             hive.stopping.set()
             hive.bus.close()
+            hive.doorbell.close()  # long-polling receivers answer now, not at their timeout
             hive.call_each("shutdown", hive=hive)
         if sock_path is not None:
             sock_path.unlink(missing_ok=True)

@@ -128,19 +128,19 @@ def approve_apply(hive: Hive, approval: Approval) -> Approval:
     agent = hive.agent(approval.agent)
     with hive.begin(agent.name, Transient.REBUILDING):
         repo = Repo(agent.paths.applied)
-        prev = repo.rev(MAIN)
+        prev = repo.ref(MAIN)
         # Written before the first tag: from here on, a crash is found and finished at startup.
         approval = hive.store.claim(approval.id, prev_sha=prev)
         hive.bus.publish(events.ApprovalChanged(approval=approval))
         deploy = Deploy(approval_id=approval.id, agent=agent, sha=approval.sha or "",
                         prev_sha=prev or "")
         try:
-            proposal = repo.rev(f"refs/tags/proposal/{approval.id}")
+            proposal = repo.ref(f"refs/tags/proposal/{approval.id}")
             if proposal is None or prev is None:
                 raise OperationFailed(
                     f"the applied repo of {agent.name!r} lacks proposal/{approval.id} or main")
-            repo.tag(f"approved/{approval.id}", proposal)
-            repo.tag(f"building/{approval.id}", proposal)
+            repo.create_refs({f"refs/tags/approved/{approval.id}": proposal,
+                              f"refs/tags/building/{approval.id}": proposal})
             _step(hive, deploy, "tagged")
             repo.update_ref(MAIN, proposal)
             repo.sync_worktree()
@@ -178,7 +178,7 @@ def _succeed(hive: Hive, approval: Approval, deploy: Deploy) -> Approval:
 
 def _fail(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy, note: str) -> Approval:
     tag = f"failed/{approval.id}"
-    if repo.rev(f"refs/tags/proposal/{approval.id}") and not repo.has_tag(tag):
+    if repo.ref(f"refs/tags/proposal/{approval.id}") and not repo.has_tag(tag):
         repo.tag(tag, f"refs/tags/proposal/{approval.id}", note)
     if deploy.prev_sha:
         repo.update_ref(MAIN, deploy.prev_sha)
@@ -245,7 +245,7 @@ def _run_spawn(hive: Hive, approval: Approval) -> Approval:
         return hive.store.resolve(approval.id, ApprovalStatus.FAILED,
                                   expect=ApprovalStatus.RUNNING, note=describe(exc))
     hive.store.add_agent(agent.name)
-    sha = Repo(agent.paths.applied).rev(MAIN)
+    sha = Repo(agent.paths.applied).ref(MAIN)
     return hive.store.resolve(approval.id, ApprovalStatus.APPROVED,
                               expect=ApprovalStatus.RUNNING, sha=sha,
                               tag="deployed/0" if fresh else None)
@@ -279,7 +279,7 @@ def deny(hive: Hive, approval: Approval, note: str) -> Approval:
 def _plant_denied(hive: Hive, approval: Approval) -> None:
     repo = Repo(hive.agent(approval.agent).paths.applied)
     proposal = f"refs/tags/proposal/{approval.id}"
-    if repo.exists() and repo.rev(proposal) and not repo.has_tag(f"denied/{approval.id}"):
+    if repo.exists() and repo.ref(proposal) and not repo.has_tag(f"denied/{approval.id}"):
         repo.tag(f"denied/{approval.id}", proposal, approval.note or "")
 
 
@@ -291,7 +291,7 @@ def fail_pending(hive: Hive, agent: str, note: str, *, tag: bool) -> list[Approv
         name = None
         if tag and approval.kind == ApprovalKind.APPLY and repo.exists():
             proposal = f"refs/tags/proposal/{approval.id}"
-            if repo.rev(proposal):
+            if repo.ref(proposal):
                 name = f"failed/{approval.id}"
                 repo.tag(name, proposal, note)
         resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,

@@ -30,6 +30,12 @@ class BadRequest(HiveError):
     status = 400
 
 
+class Forbidden(HiveError):
+    """The caller may not do this (an agent's socket asking for what only the manager may)."""
+
+    status = 403
+
+
 class NotFound(HiveError):
     """The named agent, approval, question or commit does not exist."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from attrs import frozen
+from attrs import field, frozen
 
 from hivekit.records import AgentView, Approval, Message, Question, Transient
 
@@ -102,7 +102,9 @@ class Envelope:
     event: Event
 
 
-# --- helper events (JSON bodies of ``system`` messages in the manager's inbox) ------------------
+# --- helper events (JSON bodies of ``system`` messages in an agent's inbox) ---------------------
+# The manager hears about approvals, spawns, rebuilds and destroys; any agent hears about the
+# questions it asked (``question_answered``) and the questions peers ask it (``question_asked``).
 
 
 @frozen
@@ -146,4 +148,45 @@ class DestroyedHelper:
     purge: bool
 
 
-HelperEvent = ApprovalResolvedHelper | SpawnedHelper | RebuiltHelper | DestroyedHelper
+@frozen
+class QuestionAskedHelper:
+    """A peer agent asked this agent a question; answer it with the ``answer`` operation."""
+
+    TYPE: ClassVar[str] = "question_asked"
+    id: int
+    asker: str
+    question: str
+    options: list[str]
+    multi: bool
+    #: UNIX time after which the question expires unanswered; None for no deadline.
+    deadline: float | None
+
+
+@frozen
+class QuestionAnsweredHelper:
+    """A question this agent asked was resolved.
+
+    ``status`` is ``answered`` (``answer``/``selected`` hold the answer, ``answered_by`` who gave
+    it: ``operator`` or an agent's name), ``expired`` (its deadline passed) or ``cancelled``
+    (``answered_by`` says who cancelled it). ``selected`` lists the chosen options of an option
+    question (one for single-choice), empty for free text.
+    """
+
+    TYPE: ClassVar[str] = "question_answered"
+    id: int
+    question: str
+    target: str
+    status: str
+    answer: str | None
+    answered_by: str | None
+    selected: list[str] = field(factory=list)
+
+
+HelperEvent = (
+    ApprovalResolvedHelper
+    | SpawnedHelper
+    | RebuiltHelper
+    | DestroyedHelper
+    | QuestionAskedHelper
+    | QuestionAnsweredHelper
+)

@@ -57,12 +57,13 @@ class Repo:
         except CommandFailed:
             return None
 
+    def ref(self, name: str) -> str | None:
+        """The sha a full ref name (``refs/heads/main``, ``refs/tags/x``) holds, read from the
+        repo's files: no subprocess. For an annotated tag, the tag object's sha."""
+        return read_ref(self.path, name)
+
     def has_tag(self, tag: str) -> bool:
-        try:
-            self("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}")
-            return True
-        except CommandFailed:
-            return False
+        return self.ref(f"refs/tags/{tag}") is not None
 
     def tag_message(self, tag: str) -> str:
         """The body of an annotated tag."""
@@ -94,6 +95,11 @@ class Repo:
         else:
             self("tag", "--annotate", "--cleanup=verbatim", "-F", "-", name, target,
                  stdin=message)
+
+    def create_refs(self, refs: dict[str, str]) -> None:
+        """Create several refs in one atomic transaction; fails if any of them exists."""
+        lines = "".join(f"create {name} {sha}\n" for name, sha in refs.items())
+        self("update-ref", "--stdin", stdin=f"start\n{lines}prepare\ncommit\n")
 
     def update_ref(self, ref: str, sha: str) -> None:
         self("update-ref", ref, sha)

@@ -21,6 +21,7 @@ from hivekit import events
 from hivekit.bus import EventBus
 from hivekit.config import Config
 from hivekit.convert import to_json
+from hivekit.doorbell import Doorbell
 from hivekit.errors import Conflict
 from hivekit.names import agent_port
 from hivekit.paths import Paths
@@ -72,7 +73,10 @@ class Hive:
         self.paths = Paths(config.state_dir, config.runtime_dir)
         self.manager = config.hive.manager
         self.bus = bus or EventBus()
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(self.paths.db)
+        #: Rung for every message sent: wakes ``recv`` long-polls (see :mod:`hivekit.broker`).
+        self.doorbell = Doorbell()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._transients: dict[str, Transient] = {}
@@ -151,12 +155,17 @@ class Hive:
     def send(self, sender: str, recipient: str, body: str) -> Message:
         """Put a message in ``recipient``'s inbox (stored first, then announced on the bus)."""
         message = self.store.add_message(sender, recipient, body)
+        self.doorbell.ring(recipient)
         self.bus.publish(events.MessageSent(message=message))
         return message
 
+    def notify(self, agent: str, event: events.HelperEvent) -> Message:
+        """A helper event (JSON, tagged by ``type``) from ``system`` into ``agent``'s inbox."""
+        return self.send(SYSTEM, agent, to_json(event, events.HelperEvent))
+
     def notify_manager(self, event: events.HelperEvent) -> None:
         """A helper event (JSON, tagged by ``type``) into the manager's inbox."""
-        self.send(SYSTEM, self.manager, to_json(event, events.HelperEvent))
+        self.notify(self.manager, event)
 
     # --- misc ------------------------------------------------------------------------------
 

@@ -13,6 +13,10 @@ RULE_TEXT = (
 )
 
 
+#: Names that are never agents: senders and recipients hivekit itself stands for.
+RESERVED = frozenset({"operator", "system"})
+
+
 def check_name(name: object) -> str:
     """``name`` if it is a valid agent name; else :class:`BadRequest` stating the rule."""
     if not isinstance(name, str) or not NAME_RULE.fullmatch(name):

@@ -280,10 +280,12 @@ class Store:
     def ack(self, recipient: str, ids: list[int]) -> int:
         """Retire ``recipient``'s messages ``ids``; returns how many were newly acknowledged."""
         with self.transaction() as conn:
+            # changes() counts only executemany's last statement: count them all.
+            before = conn.total_changes()
             conn.executemany(
                 "UPDATE messages SET acked_at = ? WHERE id = ? AND recipient = ? "
                 "AND acked_at IS NULL", [(time.time(), i, recipient) for i in ids])
-            return conn.changes()
+            return conn.total_changes() - before
 
     # --- questions ---------------------------------------------------------------------------
 
@@ -310,3 +312,49 @@ class Store:
             args.append(target)
         sql = "SELECT * FROM questions" + (" WHERE " + " AND ".join(where) if where else "")
         return [self._question(r) for r in self._rows(sql + " ORDER BY id", args)]
+
+    def add_question(self, asker: str, target: str, question: str, *, options: list[str],
+                     multi: bool, deadline: float | None) -> Question:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO questions(asker, target, question, options, multi, deadline,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (asker, target, question, json.dumps(options), int(multi), deadline,
+                 time.time()))
+            new_id = conn.last_insert_rowid()
+        return self.question(new_id)
+
+    def resolve_question(self, question_id: int, status: str, *, answer: str | None = None,
+                         answered_by: str | None = None) -> Question:
+        """Move a pending question to ``status`` (answered, cancelled, expired), exactly once.
+
+        :raises Conflict: it is no longer pending (the message says what became of it).
+        :raises NotFound: there is no such question.
+        """
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE questions SET status = ?, answer = ?, answered_by = ?, resolved_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (status, answer, answered_by, time.time(), question_id))
+            changed = conn.changes()
+        current = self.question(question_id)
+        if not changed:
+            raise Conflict(f"question #{question_id} is {current.status}, not pending")
+        return current
+
+    def due_questions(self, now: float) -> list[Question]:
+        """Pending questions whose deadline is at or before ``now``, oldest deadline first."""
+        rows = self._rows("SELECT * FROM questions WHERE status = 'pending' AND deadline IS NOT"
+                          " NULL AND deadline <= ? ORDER BY deadline, id", (now,))
+        return [self._question(r) for r in rows]
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a pending question, or None."""
+        rows = self._rows("SELECT MIN(deadline) AS d FROM questions WHERE status = 'pending'")
+        return rows[0]["d"] if rows else None
+
+    def questions_of(self, agent: str) -> list[Question]:
+        """Pending questions ``agent`` asked or was asked, oldest first."""
+        rows = self._rows("SELECT * FROM questions WHERE status = 'pending' AND"
+                          " (asker = ? OR target = ?) ORDER BY id", (agent, agent))
+        return [self._question(r) for r in rows]

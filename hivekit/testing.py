@@ -354,7 +354,7 @@ class HiveProcess:
                               env=self.env, capture_output=True, text=True, input=input,
                               timeout=timeout)
 
-    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+    def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
         """Poll ``predicate()`` until it returns something truthy; return that."""
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -367,7 +367,7 @@ class HiveProcess:
     def approval(self, approval_id: int) -> dict[str, Any]:
         return self.get(f"/api/approvals/{approval_id}")["approval"]
 
-    def wait_resolved(self, approval_id: int, timeout: float = 20.0) -> dict[str, Any]:
+    def wait_resolved(self, approval_id: int, timeout: float = 60.0) -> dict[str, Any]:
         return self.wait_for(
             lambda: (a := self.approval(approval_id))["status"] in ("approved", "denied",
                                                                   "failed") and a,

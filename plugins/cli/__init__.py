@@ -279,9 +279,60 @@ def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
         click.echo(f"{mark} #{m['id']} {_ago(m['created_at'])} from {m['sender']}: {m['body']}")
 
 
+def _question_line(q: dict[str, Any]) -> str:
+    asked = "" if q["target"] == "operator" else f" (asked of {q['target']})"
+    line = f"#{q['id']} from {q['asker']}{asked}, {_ago(q['created_at'])}: {q['question']}"
+    if q["options"]:
+        kind = "choose one or more, comma-separated" if q["multi"] else "choose one"
+        line += f"\n    options ({kind}): " + " | ".join(q["options"])
+    if q["status"] == "pending" and q["deadline"]:
+        left = max(0, int(q["deadline"] - time.time()))
+        line += f"\n    expires in {left}s"
+    elif q["status"] != "pending":
+        by = f" by {q['answered_by']}" if q["answered_by"] else ""
+        line += f"\n    {q['status']}{by}" + (f": {q['answer']}" if q["answer"] else "")
+    return line
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Include answered, cancelled and expired "
+                                                      "questions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def questions(client: Any, show_all: bool, as_json: bool) -> None:
+    """List the agents' questions to the operator (pending ones unless --all)."""
+    rows = client.get("/api/questions", all=show_all or None)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("no questions" + ("" if show_all else " pending"))
+    for q in rows:
+        click.echo(_question_line(q))
+
+
+@click.command()
+@click.argument("question_id", metavar="ID")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print the answered question as JSON.")
+@api_command
+def answer(client: Any, question_id: str, text: str, as_json: bool) -> None:
+    """Answer question ID with TEXT (as the operator).
+
+    For a question with options, TEXT must be one of them (case does not matter); for a
+    multi-select question, one or more of them separated by commas ("red, blue").
+    """
+    q = client.post(f"/api/questions/{question_id}/answer", {"answer": text})
+    if as_json:
+        print_json(q)
+    else:
+        click.echo(f"answered #{q['id']} ({q['asker']} asked): {q['answer']}")
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    for command in (agents, approvals, show, approve, deny, request, destroy, send, inbox):
+    for command in (agents, approvals, show, approve, deny, request, destroy, send, inbox,
+                    questions, answer):
         cli.add_command(command)
     for verb, doc in (("start", "Start agent NAME."), ("stop", "Stop agent NAME."),
                       ("restart", "Restart agent NAME."),

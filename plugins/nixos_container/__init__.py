@@ -1,0 +1,340 @@
+"""The production backend (bundled plugin ``nixos_container``): every agent is a NixOS container.
+
+Enable it with ``[hive] backend = "nixos_container"``. Each agent runs in an imperative NixOS
+container managed through ``nixos-container`` and systemd:
+
+* container name: ``h-<name>`` for agents; the manager's container is named after the manager
+  itself (as in hive-c0re, whose manager container ``hm1nd`` keeps working when the manager is
+  named so). ``nixos-container`` caps names at 11 characters, hence the 9-character agent names.
+* **spawn**: ``nixos-container create <c> --flake <ref>#<name>``, then the conf rewrite (host
+  network, bind mounts; see :mod:`.conf`), the resource-limit drop-in, ``systemctl
+  daemon-reload`` and ``nixos-container start <c>``. A failed spawn removes what it created.
+* **rebuild**: the same conf and limits, then ``nixos-container update <c> --flake
+  <ref>#<name>`` (the attribute always given again: the conf stores ``FLAKE=`` without it, and a
+  bare ``update`` would build ``#container``), then stop and start, so that nspawn-level changes
+  (binds, network) apply.
+* **start** re-applies the conf and limits (the drop-in lives under ``/run``, gone after a host
+  reboot) before ``nixos-container start``; **stop**, **destroy** (a missing container is not an
+  error; the drop-in goes too); **is_running**: ``systemctl is-active --quiet
+  container@<c>.service``.
+
+``<ref>`` comes from the ``agent_flake_ref`` hook (the meta_flake plugin answers it), else from
+this plugin's table (``[nixos_container.agents.<name>] flake``, then ``[nixos_container] flake``).
+Every command streams its output line by line to the hive's log and the dashboard's live log;
+a failure carries the command line and the last 32 lines of stderr. Commands run in a writable
+working directory per container (``create``/``update`` leave a ``.tmp`` link in the current
+directory, so two builds must not share one).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hivekit import hookimpl, proc
+from hivekit.errors import CommandFailed, OperationFailed, PluginError
+
+from .conf import LIMITS_FILE, Bind, check_path, limits_dropin, rewrite, write_if_changed
+from .config import NixosContainerConfig
+
+if TYPE_CHECKING:
+    from hivekit.hive import Hive
+    from hivekit.records import AgentSpec, Deploy
+
+log = logging.getLogger("hivekit.nixos_container")
+
+PLUGIN = "nixos_container"
+#: Prefix of every agent's container name (the manager's excepted).
+PREFIX = "h-"
+#: nixos-container's limit on container names (they end up in network interface names).
+MAX_CONTAINER_NAME = 11
+#: nixos-container's message when a verb (other than destroy) names a missing container.
+DOES_NOT_EXIST = "does not exist"
+
+# Where things appear inside a container.
+RUNTIME_MOUNT = "/run/hive"
+SHARED_MOUNT = "/shared"
+MANAGER_NOTES_MOUNT = "/state"
+MANAGER_AGENTS_MOUNT = "/agents"
+MANAGER_APPLIED_MOUNT = "/applied"
+MANAGER_META_MOUNT = "/meta"
+
+
+# --- names, paths, settings ------------------------------------------------------------------
+
+
+def settings(hive: Hive) -> NixosContainerConfig:
+    return hive.plugin_config(PLUGIN)
+
+
+def container_name(hive: Hive, name: str) -> str:
+    """``h-<name>``; the manager's container is named after the manager."""
+    return name if name == hive.manager else f"{PREFIX}{name}"
+
+
+def _host_path(hive: Hive, path: Path) -> Path:
+    # Relative paths in the config file are relative to the file's directory.
+    return path if path.is_absolute() else (hive.config.base_dir / path).resolve()
+
+
+def _program(hive: Hive, program: str) -> str:
+    if "/" in program and not program.startswith("/"):
+        return str((hive.config.base_dir / program).resolve())
+    return program
+
+
+def conf_path(hive: Hive, container: str) -> Path:
+    return _host_path(hive, settings(hive).containers_conf_dir) / f"{container}.conf"
+
+
+def dropin_dir(hive: Hive, container: str) -> Path:
+    return _host_path(hive, settings(hive).systemd_run_dir) / f"container@{container}.service.d"
+
+
+def work_dir(hive: Hive, container: str) -> Path:
+    base = settings(hive).work_dir
+    root = _host_path(hive, base) if base else hive.paths.state_dir / "nixos-container"
+    path = root / container
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def binds(hive: Hive, agent: AgentSpec) -> list[Bind]:
+    """What the agent's container gets bound in (sources are host paths)."""
+    p = agent.paths
+    notes = MANAGER_NOTES_MOUNT if agent.is_manager else f"/agents/{agent.name}/state"
+    out = [
+        Bind(p.runtime, RUNTIME_MOUNT),
+        Bind(p.creds, settings(hive).creds_mount),
+        Bind(p.state, notes),
+        Bind(hive.paths.shared, SHARED_MOUNT),
+    ]
+    if agent.is_manager:
+        out += [
+            Bind(hive.paths.agents_root, MANAGER_AGENTS_MOUNT),
+            Bind(hive.paths.applied_root, MANAGER_APPLIED_MOUNT, read_only=True),
+            Bind(hive.paths.meta, MANAGER_META_MOUNT, read_only=True),
+        ]
+    return out
+
+
+def flake_ref(hive: Hive, agent: AgentSpec) -> str:
+    """The flake to build ``agent`` from: the ``agent_flake_ref`` hook's, else the config's."""
+    ref = hive.hook.agent_flake_ref(hive=hive, agent=agent)
+    if ref:
+        return str(ref)
+    cfg = settings(hive)
+    ref = cfg.agent(agent.name).flake or cfg.flake
+    if ref:
+        return ref
+    raise OperationFailed(
+        f"no flake to build {agent.name!r} from: enable the meta_flake plugin "
+        f"([hive] enable = [\"meta_flake\"]), or set [{PLUGIN}] flake (or "
+        f"[{PLUGIN}.agents.{agent.name}] flake) to a flake with nixosConfigurations."
+        f"{agent.name}")
+
+
+# --- running things --------------------------------------------------------------------------
+
+
+def _run(hive: Hive, agent: AgentSpec, argv: list[str], container: str, timeout: float) -> str:
+    """Run ``argv`` in the container's working directory, streaming its output to the log."""
+    hive.log(agent.name, "$ " + " ".join(argv))
+    return proc.run(argv, cwd=work_dir(hive, container), timeout=timeout,
+                    on_line=hive.line_logger(agent.name))
+
+
+def nixos_container(hive: Hive, agent: AgentSpec, *args: str, build: bool = False) -> str:
+    cfg = settings(hive)
+    argv = [_program(hive, cfg.nixos_container), *args]
+    container = container_name(hive, agent.name)
+    return _run(hive, agent, argv, container, cfg.build_timeout if build else cfg.timeout)
+
+
+def systemctl(hive: Hive, agent: AgentSpec, *args: str) -> str:
+    cfg = settings(hive)
+    argv = [_program(hive, cfg.systemctl), *args]
+    return _run(hive, agent, argv, container_name(hive, agent.name), cfg.timeout)
+
+
+def list_containers(hive: Hive) -> list[str]:
+    """``nixos-container list``, keeping hivekit's containers (``h-*`` and the manager's)."""
+    cfg = settings(hive)
+    out = proc.run([_program(hive, cfg.nixos_container), "list"], timeout=cfg.timeout)
+    names = [line.strip() for line in out.splitlines()]
+    manager = container_name(hive, hive.manager)
+    return [n for n in names if n.startswith(PREFIX) or n == manager]
+
+
+def configure(hive: Hive, agent: AgentSpec, container: str) -> None:
+    """Bind sources, the conf rewrite and the limits drop-in; ``daemon-reload`` if it changed.
+
+    Idempotent: files are only written when their content changes.
+    """
+    cfg = settings(hive)
+    wanted = binds(hive, agent)
+    conf = conf_path(hive, container)
+    if not conf.is_file():
+        raise OperationFailed(
+            f"container {container} has no conf at {conf}: set [{PLUGIN}] containers_conf_dir "
+            "to nixos-container's configuration directory (/etc/nixos-containers on NixOS)")
+    # Checked (and rendered) before anything is written.
+    new = rewrite(conf.read_text(), wanted, container)
+    for bind in wanted:
+        # systemd-nspawn refuses to start when a bind source is missing.
+        bind.source.mkdir(parents=True, exist_ok=True)
+    if write_if_changed(conf, new):
+        hive.log(agent.name, f"wrote {conf} (host network, {len(wanted)} binds)")
+    memory, cpu = cfg.memory_max_of(agent.name), cfg.cpu_quota_of(agent.name)
+    dropin = dropin_dir(hive, container) / LIMITS_FILE
+    if write_if_changed(dropin, limits_dropin(memory, cpu), mode=0o644):
+        hive.log(agent.name, f"wrote {dropin} (MemoryMax={memory}, CPUQuota={cpu})")
+        systemctl(hive, agent, "daemon-reload")
+
+
+def remove_container(hive: Hive, agent: AgentSpec, container: str) -> None:
+    """``nixos-container destroy`` (a missing container is fine), then hivekit's own files."""
+    nixos_container(hive, agent, "destroy", container)
+    shutil.rmtree(dropin_dir(hive, container), ignore_errors=True)
+    shutil.rmtree(work_dir(hive, container), ignore_errors=True)
+
+
+def _check_binds(hive: Hive, agent: AgentSpec, container: str) -> None:
+    for bind in binds(hive, agent):
+        check_path(bind.source, container)
+
+
+# --- hooks -----------------------------------------------------------------------------------
+
+
+@hookimpl
+def config_schema() -> type:
+    return NixosContainerConfig
+
+
+@hookimpl
+def startup(hive: Hive) -> None:
+    """Refuse to run on a host or config this backend cannot work with, and report strays."""
+    cfg = settings(hive)
+    for key in ("nixos_container", "systemctl"):
+        program = _program(hive, getattr(cfg, key))
+        if shutil.which(program) is None:
+            raise PluginError(
+                f"{PLUGIN}: program {program!r} was not found: enable NixOS containers on this "
+                f"host (boot.enableContainers) or set [{PLUGIN}] {key} to its path")
+    manager = container_name(hive, hive.manager)
+    if (len(manager) > MAX_CONTAINER_NAME or not re.fullmatch(r"[a-zA-Z0-9_-]+", manager)
+            or manager.startswith(PREFIX)):
+        raise PluginError(
+            f"{PLUGIN}: the manager's name {hive.manager!r} cannot name its container: "
+            f"nixos-container takes 1-{MAX_CONTAINER_NAME} letters, digits, '-' or '_', and "
+            f"'{PREFIX}*' is reserved for agents; set [hive] manager to another name")
+    for root in (hive.paths.state_dir, hive.paths.runtime_dir):
+        check_path(root, "(every container)", "hive directory")
+    try:
+        existing = set(list_containers(hive))
+    except Exception as exc:
+        log.warning("%s: could not list containers: %s", PLUGIN, exc)
+        return
+    registered = {container_name(hive, n) for n in hive.store.agent_names()}
+    for stray in sorted(existing - registered):
+        log.warning("%s: container %s exists but hivekit has no such agent; remove it with "
+                    "`nixos-container destroy %s` if it is a leftover", PLUGIN, stray, stray)
+    for missing in sorted(registered - existing):
+        log.warning("%s: agent container %s is missing; rebuild will fail until the agent is "
+                    "destroyed and spawned again", PLUGIN, missing)
+
+
+@hookimpl
+def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
+    files = resources.files(__package__)
+    return {
+        target: files.joinpath(source).read_text().replace("@name@", agent.name)
+        for target, source in (("agent.nix", "seed-agent.nix"), ("flake.nix", "seed-flake.nix"))
+    }
+
+
+@hookimpl
+def spawn(hive: Hive, agent: AgentSpec) -> None:
+    container = container_name(hive, agent.name)
+    ref = flake_ref(hive, agent)
+    _check_binds(hive, agent, container)
+    if conf_path(hive, container).exists():
+        raise OperationFailed(
+            f"container {container} already exists, but hivekit has no agent {agent.name!r} "
+            f"(a leftover?); remove it with `nixos-container destroy {container}` and retry")
+    try:
+        nixos_container(hive, agent, "create", container, "--flake", f"{ref}#{agent.name}",
+                        build=True)
+        configure(hive, agent, container)
+        nixos_container(hive, agent, "start", container)
+    except BaseException:
+        # A failed spawn registers nothing, so leave no container behind: a failed create
+        # keeps its conf file, and the next create of the name would say "already exists".
+        try:
+            remove_container(hive, agent, container)
+        except Exception as exc:
+            log.error("%s: removing the half-made container %s failed: %s", PLUGIN, container,
+                      exc)
+        raise
+
+
+@hookimpl
+def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
+    container = container_name(hive, agent.name)
+    ref = flake_ref(hive, agent)
+    _check_binds(hive, agent, container)
+    if not conf_path(hive, container).exists():
+        raise OperationFailed(
+            f"container {container} does not exist ({conf_path(hive, container)} is missing): "
+            f"destroy {agent.name!r} and spawn it again")
+    configure(hive, agent, container)
+    nixos_container(hive, agent, "update", container, "--flake", f"{ref}#{agent.name}",
+                    build=True)
+    # update only reloads a running container; binds and networking apply at a fresh start.
+    nixos_container(hive, agent, "stop", container)
+    nixos_container(hive, agent, "start", container)
+
+
+@hookimpl
+def start(hive: Hive, agent: AgentSpec) -> None:
+    container = container_name(hive, agent.name)
+    _check_binds(hive, agent, container)
+    if conf_path(hive, container).exists():
+        configure(hive, agent, container)
+    nixos_container(hive, agent, "start", container)
+
+
+@hookimpl
+def stop(hive: Hive, agent: AgentSpec) -> None:
+    container = container_name(hive, agent.name)
+    try:
+        nixos_container(hive, agent, "stop", container)
+    except CommandFailed as exc:
+        if DOES_NOT_EXIST not in exc.stderr_tail:
+            raise
+        hive.log(agent.name, f"container {container} does not exist: nothing to stop")
+
+
+@hookimpl
+def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
+    remove_container(hive, agent, container_name(hive, agent.name))
+
+
+@hookimpl
+def is_running(hive: Hive, agent: AgentSpec) -> bool:
+    cfg = settings(hive)
+    unit = f"container@{container_name(hive, agent.name)}.service"
+    try:
+        proc.run([_program(hive, cfg.systemctl), "is-active", "--quiet", unit],
+                 timeout=min(cfg.timeout, 30.0))
+    except CommandFailed:
+        return False  # inactive, failed, unknown (exit 3), or too slow to say
+    except proc.ProgramMissing as exc:
+        log.error("%s: %s", PLUGIN, exc)
+        return False
+    return True

@@ -1,0 +1,77 @@
+"""Port collisions (bundled plugin ``port_check``, on by default).
+
+Every agent's web port is deterministic from its name (:func:`hivekit.names.agent_port`: the
+manager's fixed port, else ``port_base + FNV-1a-32(name) % port_range``), so two names can hash
+to the same port. The harness of the second agent would then fail to bind forever; this plugin
+turns that into an error the operator can act on, before anything is built:
+
+* a spawn or rebuild of an agent whose port another *running* agent holds is refused, naming the
+  holder ("port 8123 is already taken by 'coder' — rename one of them and retry");
+* ``GET /api/state`` gets ``port_conflicts: [{port, agents}]``, one entry per port shared by two
+  or more registered agents, running or not (so a collision is visible before it bites).
+
+The port itself is computed by the core and reaches every backend as ``AgentSpec.port``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from hivekit import hookimpl
+from hivekit.errors import Conflict
+
+if TYPE_CHECKING:
+    from hivekit.hive import Hive
+    from hivekit.records import AgentSpec, AgentView, Deploy
+
+
+def holder(hive: Hive, agent: AgentSpec) -> str | None:
+    """The first other registered agent (by name) that runs and has ``agent``'s port, if any."""
+    for other in hive.store.agent_names():
+        if other == agent.name or hive.port(other) != agent.port:
+            continue
+        if hive.hook.is_running(hive=hive, agent=hive.agent(other)):
+            return other
+    return None
+
+
+def check(hive: Hive, agent: AgentSpec) -> None:
+    """Raise :class:`Conflict` if another running agent holds ``agent``'s port."""
+    other = holder(hive, agent)
+    if other is not None:
+        raise Conflict(
+            f"port {agent.port} is already taken by '{other}' — rename one of them and retry")
+
+
+def conflicts(agents: list[AgentView]) -> list[dict[str, Any]]:
+    """Every port shared by two or more of ``agents``: ``[{port, agents}]``, sorted by port."""
+    by_port: dict[int, list[str]] = defaultdict(list)
+    for view in agents:
+        by_port[view.port].append(view.name)
+    return [{"port": port, "agents": sorted(names)}
+            for port, names in sorted(by_port.items()) if len(names) > 1]
+
+
+# The veto is a wrapper (which pluggy runs before every plain implementation, tryfirst or not):
+# plugins that prepare a spawn with tryfirst (the meta flake syncs before the container is
+# created) are registered after this default plugin and would otherwise run first, leaving
+# their side effects behind for a spawn that is then refused.
+
+
+@hookimpl(wrapper=True, tryfirst=True)
+def spawn(hive: Hive, agent: AgentSpec) -> Generator[None, None, None]:
+    check(hive, agent)
+    return (yield)
+
+
+@hookimpl(wrapper=True, tryfirst=True)
+def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> Generator[None, None, None]:
+    check(hive, agent)
+    return (yield)
+
+
+@hookimpl
+def state_extras(hive: Hive, agents: list[AgentView]) -> dict[str, Any]:
+    return {"port_conflicts": conflicts(agents)}

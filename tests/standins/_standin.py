@@ -1,0 +1,292 @@
+"""Shared state of the nixos-container and systemctl stand-ins (see their docstrings).
+
+Everything lives under ``$NIXOS_STANDIN_ROOT``, laid out like the host the real programs touch:
+
+    etc/nixos-containers/<c>.conf                 nixos-container's configurationDirectory
+    var/lib/nixos-containers/<c>/                 its stateDirectory (the container's root)
+    nix/var/nix/profiles/per-container/<c>/       the container's system profile
+    nix/var/nix/gcroots/per-container/<c>/
+    nix/store/<hash>-nixos-system-<attr>/         what the emulated `nix build` produces
+    run/systemd/system/                           where runtime units and drop-ins go
+    run/lock/nixos-container                      create's lock
+    systemd.json                                  units' states and what daemon-reload loaded
+    calls.jsonl                                   every invocation: program, argv, cwd
+
+Only the standard library: the stand-ins run as plain scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ENV = "NIXOS_STANDIN_ROOT"
+
+
+def root() -> Path:
+    value = os.environ.get(ENV)
+    if not value:
+        sys.stderr.write(f"stand-in: ${ENV} is not set (the stand-ins keep their state there)\n")
+        sys.exit(100)
+    return Path(value)
+
+
+def conf_dir() -> Path:
+    return root() / "etc" / "nixos-containers"
+
+
+def state_dir() -> Path:
+    return root() / "var" / "lib" / "nixos-containers"
+
+
+def profiles_dir() -> Path:
+    return root() / "nix" / "var" / "nix" / "profiles" / "per-container"
+
+
+def gcroots_dir() -> Path:
+    return root() / "nix" / "var" / "nix" / "gcroots" / "per-container"
+
+
+def store_dir() -> Path:
+    return root() / "nix" / "store"
+
+
+def systemd_run_dir() -> Path:
+    return root() / "run" / "systemd" / "system"
+
+
+def record(prog: str, argv: list[str]) -> None:
+    root().mkdir(parents=True, exist_ok=True)
+    with locked("calls"), open(root() / "calls.jsonl", "a") as f:
+        f.write(json.dumps({"prog": prog, "argv": argv, "cwd": os.getcwd()}) + "\n")
+
+
+#: Locks this process holds; a stand-in it runs (run_sibling) is told, and does not wait for them.
+HELD: set[str] = set()
+HELD_ENV = "NIXOS_STANDIN_HELD_LOCKS"
+
+
+@contextlib.contextmanager
+def locked(name: str) -> Iterator[None]:
+    if name in os.environ.get(HELD_ENV, "").split(","):
+        yield  # our caller holds it and waits for us
+        return
+    HELD.add(name)
+    lock_dir = root() / "run" / "lock"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"standin-{name}", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            HELD.discard(name)
+
+
+# --- systemd's state -------------------------------------------------------------------------
+
+
+def load_systemd() -> dict:
+    path = root() / "systemd.json"
+    if not path.exists():
+        return {"units": {}, "loaded_dropins": {}}
+    return json.loads(path.read_text())
+
+
+def save_systemd(data: dict) -> None:
+    path = root() / "systemd.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def dropins_on_disk() -> dict[str, dict[str, str]]:
+    """``{unit: {file: content}}`` for every ``<unit>.d/*.conf`` under the runtime unit dir."""
+    found: dict[str, dict[str, str]] = {}
+    base = systemd_run_dir()
+    if not base.is_dir():
+        return found
+    for d in sorted(base.glob("*.d")):
+        files = {f.name: f.read_text() for f in sorted(d.glob("*.conf")) if f.is_file()}
+        if files:
+            found[d.name[:-2]] = files
+    return found
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """A systemd EnvironmentFile: KEY=VALUE lines, '#'/';' comments, one level of quotes."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def run_sibling(prog: str, *args: str) -> subprocess.CompletedProcess:
+    """Run the other stand-in the way the real programs call each other (through PATH)."""
+    exe = Path(__file__).with_name(prog)
+    env = {**os.environ, HELD_ENV: ",".join(sorted(HELD))}
+    return subprocess.run([sys.executable, str(exe), *args], capture_output=True, text=True,
+                          env=env)
+
+
+# --- nix, emulated ---------------------------------------------------------------------------
+# The stand-in cannot evaluate Nix. It reads the flake's flake.nix and follows what a flake
+# reaches on disk: inputs given as `path:/dir` or `git+file:///dir` (with `?rev=` read from git),
+# and relative `./file.nix` references. Evaluation fails the way it fails for real when:
+# the flake has no flake.nix; the flake does not mention the attribute asked for; or a file it
+# reaches contains `throw "message"` (the way a test commits a broken config).
+
+PATH_INPUT = re.compile(r"""(?:path:|git\+file://)(/[^"'?#\s;]+)(?:\?([^"'#\s;]*))?""")
+REL_FILE = re.compile(r"""(?<![\w/.])(\./[\w./-]+\.nix)""")
+THROW = re.compile(r"""throw\s+"((?:[^"\\]|\\.)*)\"""")
+
+
+class NixError(Exception):
+    """A failed evaluation/build: ``lines`` is what nix writes to stderr."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def strip_comments(text: str) -> str:
+    """Nix source without its comments (``# …`` to the end of a line, ``/* … */``)."""
+    # Block comments become their newlines, so line numbers stay right.
+    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    out = []
+    for line in text.splitlines():
+        in_string, escaped = False, False
+        for i, char in enumerate(line):
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = not in_string
+            elif char == "#" and not in_string:
+                line = line[:i]
+                break
+        out.append(line)
+    return "\n".join(out)
+
+
+def _read(path: Path, rev: str | None, repo: Path | None) -> str | None:
+    if rev and repo is not None:
+        rel = path.relative_to(repo).as_posix()
+        proc = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{rel}"],
+                              capture_output=True, text=True)
+        return proc.stdout if proc.returncode == 0 else None
+    return path.read_text() if path.is_file() else None
+
+
+def _flake_dir(flake: str) -> Path | None:
+    for prefix in ("path:", "git+file://", "file://"):
+        if flake.startswith(prefix):
+            flake = flake[len(prefix):]
+            break
+    flake = flake.split("?", 1)[0]
+    return Path(flake) if flake.startswith("/") else None
+
+
+def evaluate(flake: str, attr: str) -> str:
+    """Check that ``flake#nixosConfigurations.<attr>`` evaluates; return a digest of its inputs."""
+    top = _flake_dir(flake)
+    if top is None:
+        # Anything but a local flake would need the network.
+        raise NixError([f"error: unable to download '{flake}': stand-in has no network "
+                        "(only local path: and git+file: flakes are emulated)"])
+    toplevel = f'nixosConfigurations."{attr}".config.system.build.toplevel'
+    flake_nix = top / "flake.nix"
+    if not flake_nix.is_file():
+        # nix: "error: path '/x/flake.nix' does not exist"
+        raise NixError([f"error: path '{flake_nix}' does not exist"])
+    text = strip_comments(flake_nix.read_text())
+    if "nixosConfigurations" not in text or not re.search(
+            rf'"{re.escape(attr)}"|(^|[^\w-]){re.escape(attr)}\s*[=.;]', text, re.M):
+        # nix's message when an installable's attribute path is missing.
+        raise NixError([
+            f"error: flake 'path:{top}' does not provide attribute "
+            f"'packages.x86_64-linux.{toplevel}', 'legacyPackages.x86_64-linux.{toplevel}' "
+            f"or '{toplevel}'"])
+    digest = hashlib.sha256(f"{flake}#{attr}".encode())
+    seen: set[tuple[str, str | None]] = set()
+    todo: list[tuple[Path, str | None, Path | None]] = [(flake_nix, None, None)]
+    while todo:
+        path, rev, repo = todo.pop(0)
+        if (str(path), rev) in seen or len(seen) > 200:
+            continue
+        seen.add((str(path), rev))
+        content = _read(path, rev, repo)
+        if content is None:
+            if path.name == "flake.nix":
+                continue
+            raise NixError([f"error: path '{path}' does not exist"])
+        digest.update(str(path).encode() + b"\0" + content.encode())
+        content = strip_comments(content)
+        for lineno, line in enumerate(content.splitlines(), 1):
+            m = THROW.search(line)
+            if m:
+                raise NixError([
+                    "error:",
+                    f"       … while evaluating the attribute '{toplevel}'",
+                    "",
+                    "       … while calling the 'throw' builtin",
+                    f"         at {path}:{lineno}:{m.start() + 1}:",
+                    "",
+                    f"       error: {m.group(1)}",
+                ])
+        for m in PATH_INPUT.finditer(content):
+            d = Path(m.group(1))
+            query = dict(p.split("=", 1) for p in (m.group(2) or "").split("&") if "=" in p)
+            sub_rev = query.get("rev")
+            todo.append((d / "flake.nix", sub_rev, d if sub_rev else None))
+        for m in REL_FILE.finditer(content):
+            todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
+    return digest.hexdigest()[:32]
+
+
+def build(flake: str, attr: str, out_link: Path) -> Path:
+    """``nix build -o <out_link> <flake>#nixosConfigurations."<attr>"...toplevel``."""
+    digest = evaluate(flake, attr)
+    out = store_dir() / f"{digest}-nixos-system-{attr}-24.11"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "system").write_text("x86_64-linux")
+    (out / "init").write_text("#!/bin/sh\n# stand-in system\n")
+    (out / "source.json").write_text(json.dumps({"flake": flake, "attr": attr}))
+    try:
+        if out_link.is_symlink() or out_link.exists():
+            out_link.unlink()
+        out_link.symlink_to(out)
+    except OSError as exc:
+        # nix creates the out-link (a GC root) in the current directory.
+        raise NixError([f"error: creating symlink '{out_link}': {exc.strerror}"]) from None
+    return out
+
+
+def set_profile(profile: Path, system: Path) -> None:
+    """``nix-env -p <profile> --set <system>``: a new generation link, then the profile link."""
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    gens = [int(m.group(1)) for p in profile.parent.glob(f"{profile.name}-*-link")
+            if (m := re.fullmatch(rf"{re.escape(profile.name)}-(\d+)-link", p.name))]
+    link = profile.parent / f"{profile.name}-{max(gens, default=0) + 1}-link"
+    link.symlink_to(system)
+    tmp = profile.parent / f".{profile.name}.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(link.name)
+    os.replace(tmp, profile)

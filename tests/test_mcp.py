@@ -1,0 +1,78 @@
+"""``hivekit mcp`` driven by the MCP SDK's own stdio client, against a real ``hivekit serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from hivekit.testing import HiveProcess
+
+COMMON_TOOLS = {"whoami", "send", "recv", "ack", "broadcast", "ask", "answer", "cancel_question",
+                "questions", "agents"}
+MANAGER_TOOLS = {"request_spawn", "request_apply", "approvals", "approval"}
+
+
+def _text(result: Any) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+async def _session(hive: HiveProcess, agent: str, work: Any) -> Any:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "hivekit", "mcp", "--socket",
+              str(hive.runtime_dir / "agents" / agent / "hive.sock")],
+        env=dict(os.environ), cwd=str(hive.root))
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        return await work(session)
+
+
+def test_mcp_bridge_lists_the_tools_and_sends_a_message_that_arrives(hive: HiveProcess) -> None:
+    hive.spawn("alpha")
+
+    async def as_alpha(session: ClientSession) -> dict[str, Any]:
+        tools = await session.list_tools()
+        for tool in tools.tools:
+            assert tool.description, f"tool {tool.name} has no description"
+        return {
+            "tools": {t.name for t in tools.tools},
+            "whoami": _text(await session.call_tool("whoami", {})),
+            "sent": await session.call_tool("send", {"to": "manager", "body": "hello via mcp"}),
+            "ghost": await session.call_tool("send", {"to": "ghost", "body": "boo"}),
+            "spawn": await session.call_tool("request_spawn", {"name": "gamma"}),
+        }
+
+    got = asyncio.run(_session(hive, "alpha", as_alpha))
+    assert got["tools"] >= COMMON_TOOLS
+    assert not got["tools"] & MANAGER_TOOLS  # an agent is not offered the manager's tools
+    assert json.loads(got["whoami"])["name"] == "alpha"
+    assert not got["sent"].isError and "sent message #" in _text(got["sent"])
+    assert got["ghost"].isError and "no agent named 'ghost'" in _text(got["ghost"])
+    assert got["spawn"].isError  # no such tool here
+    arrived = [m for m in hive.get("/api/agents/manager/inbox") if m["sender"] == "alpha"]
+    assert [m["body"] for m in arrived] == ["hello via mcp"]
+
+    async def as_manager(session: ClientSession) -> dict[str, Any]:
+        first = json.loads(_text(await session.call_tool("recv", {})))["messages"]
+        again = json.loads(_text(await session.call_tool("recv", {})))["messages"]
+        mine = [m["id"] for m in first if m["from"] == "alpha"]
+        acked = _text(await session.call_tool("ack", {"ids": [m["id"] for m in first]}))
+        spawn = json.loads(_text(await session.call_tool(
+            "request_spawn", {"name": "gamma", "description": "more hands"})))
+        return {"tools": {t.name for t in (await session.list_tools()).tools}, "first": first,
+                "again": again, "mine": mine, "acked": acked, "spawn": spawn}
+
+    got = asyncio.run(_session(hive, "manager", as_manager))
+    assert got["tools"] >= MANAGER_TOOLS
+    assert [m["body"] for m in got["first"] if m["from"] == "alpha"] == ["hello via mcp"]
+    assert got["again"] == []  # the bridge's cursor: handed out once per connection
+    assert f"acknowledged {len(got['first'])} message(s)" == got["acked"]
+    assert (got["spawn"]["kind"], got["spawn"]["agent"], got["spawn"]["status"]) == (
+        "spawn", "gamma", "pending")
+    assert [a["agent"] for a in hive.get("/api/approvals")] == ["gamma"]

@@ -1,0 +1,347 @@
+"""The nixos_container backend through a real hive (``hivekit serve``) against the stand-ins."""
+
+from __future__ import annotations
+
+import hivekit_plugins.nixos_container as nc
+import pytest
+from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
+
+from hivekit import deploy, hookimpl, plugins
+from hivekit.config import read
+from hivekit.errors import CommandFailed, OperationFailed, PluginError
+from hivekit.git import Repo
+from hivekit.hive import Hive
+
+AGENTS = ["manager", "coder", "tester"]
+
+
+def config(host: Host, flake, extra: str = "") -> str:
+    return f"""
+[hive]
+backend = "nixos_container"
+
+[nixos_container]
+nixos_container = "{NIXOS_CONTAINER}"
+systemctl = "{SYSTEMCTL}"
+containers_conf_dir = "{host.conf_dir}"
+systemd_run_dir = "{host.run_dir}"
+flake = "{flake}"
+cpu_quota = "100%"
+
+[nixos_container.agents.coder]
+memory_max = "4G"
+{extra}"""
+
+
+@pytest.fixture
+def nixos(short_tmp, make_hive):
+    """A hive on the nixos_container backend, its manager up; ``.host`` is the stand-ins' host."""
+    host = Host(short_tmp / "host")
+    state = short_tmp / "h" / "state"
+    flake = write_flake(short_tmp / "flake", state / "applied", AGENTS)
+    proc = make_hive(config(host, flake), env={"NIXOS_STANDIN_ROOT": str(host.root)})
+    proc.host, proc.flake = host, flake
+    proc.wait_for(lambda: any(a["name"] == "manager" and a["status"] == "running"
+                              for a in proc.get("/api/state")["agents"]),
+                  what="the manager's container to run")
+    return proc
+
+
+def agents(proc) -> dict[str, dict]:
+    return {a["name"]: a for a in proc.get("/api/state")["agents"]}
+
+
+def calls(host: Host, *, verb: str | None = None, container: str | None = None) -> list[list]:
+    rows = [c["argv"] for c in host.calls("nixos-container")]
+    return [a for a in rows if (verb is None or a[0] == verb)
+            and (container is None or container in a)]
+
+
+def test_the_manager_comes_up_in_its_own_container(nixos):
+    host, state = nixos.host, nixos.state_dir
+    assert host.containers() == ["manager"]  # no h- prefix for the manager
+    assert calls(host, verb="create") == [["create", "manager", "--flake",
+                                           f"{nixos.flake}#manager"]]
+    conf = host.conf("manager")
+    assert "PRIVATE_NETWORK=0\n" in conf
+    flags = conf.split('EXTRA_NSPAWN_FLAGS="')[1].split('"')[0].split()
+    assert flags == [
+        f"--bind={state}/run/agents/manager:/run/hive".replace(f"{state}/run", str(
+            nixos.runtime_dir)),
+        f"--bind={state}/agents/manager/creds:/root/.claude",
+        f"--bind={state}/agents/manager/state:/state",
+        f"--bind={state}/shared:/shared",
+        f"--bind={state}/agents:/agents",
+        f"--bind-ro={state}/applied:/applied",
+        f"--bind-ro={state}/meta:/meta",
+    ]
+    assert (state / "meta").is_dir()  # bind sources exist before the start
+    unit = host.unit("manager")
+    assert unit["network"] == "host"
+    assert unit["limits"] == {"MemoryMax": "2G", "CPUQuota": "100%"}
+    assert agents(nixos)["manager"]["port"] == 8000
+
+    # A daemon restart finds the manager's container running: nothing is created or started
+    # (startup only lists the containers, to warn about strays).
+    before = len(host.calls("nixos-container"))
+    nixos.restart()
+    assert agents(nixos)["manager"]["status"] == "running"
+    assert [c["argv"] for c in host.calls("nixos-container")[before:]] == [["list"]]
+
+
+def test_spawn_apply_fail_destroy(nixos):
+    host, flake = nixos.host, nixos.flake
+    work = nixos.state_dir / "nixos-container" / "h-coder"
+
+    # --- spawn → approve → running ------------------------------------------------------
+    spawned = nixos.spawn("coder")
+    assert spawned["tag"] == "deployed/0"
+    assert agents(nixos)["coder"]["status"] == "running"
+    seeded = nixos.state_dir / "agents" / "coder" / "config"
+    assert "nixosModules.default" in (seeded / "flake.nix").read_text()
+    assert "flakeInputs = builtins.removeAttrs inputs" in (seeded / "flake.nix").read_text()
+    assert "# environment.systemPackages" in (seeded / "agent.nix").read_text()
+    sequence = [c["argv"] for c in host.calls()
+                if (c["prog"] == "nixos-container" and "h-coder" in c["argv"])
+                or c["argv"] == ["daemon-reload"]]
+    assert sequence[-3:] == [["create", "h-coder", "--flake", f"{flake}#coder"],
+                             ["daemon-reload"], ["start", "h-coder"]]
+    create = next(c for c in host.calls("nixos-container") if c["argv"][0] == "create"
+                  and "h-coder" in c["argv"])
+    assert create["cwd"] == str(work)
+    conf = host.conf("h-coder")
+    assert conf.startswith("HOST_PORT=\nAUTO_START=0\nFLAKE=" + str(flake) + "\n")
+    assert f"--bind={nixos.state_dir}/agents/coder/state:/agents/coder/state" in conf
+    unit = host.unit("h-coder")
+    assert unit["network"] == "host"
+    assert unit["limits"] == {"MemoryMax": "4G", "CPUQuota": "100%"}  # per-agent override
+    dropin = host.run_dir / "container@h-coder.service.d" / "hivekit-limits.conf"
+    assert "MemoryMax=4G\nCPUQuota=100%\n" in dropin.read_text()
+    assert "changed on disk" not in nixos.log()  # daemon-reload came before the start
+    # The commands' output streamed into the hive's log, line by line, as it came.
+    assert "[coder] host IP is 10.233." in nixos.log()
+    assert f"[coder] $ {NIXOS_CONTAINER} create h-coder --flake {flake}#coder" in nixos.log()
+    first_system = unit["system"]
+
+    # --- apply → rebuild: update with the attribute, then stop + start -------------------
+    n_calls = len(host.calls("nixos-container"))
+    sha = nixos.commit("coder", {"agent.nix": "{ pkgs, ... }: {\n  environment.systemPackages "
+                                              "= [ pkgs.jq ];\n}\n"})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "approved", result["note"]
+    assert [c["argv"] for c in host.calls("nixos-container")[n_calls:]] == [
+        ["update", "h-coder", "--flake", f"{flake}#coder"],
+        ["stop", "h-coder"], ["start", "h-coder"]]
+    unit = host.unit("h-coder")
+    assert unit["state"] == "active" and unit["starts"] == 2
+    assert unit["system"] != first_system  # built from the new agent.nix
+    assert not (work / ".tmp").exists()
+    good_system = unit["system"]
+
+    # --- a failing update: the approval fails with the build's error ---------------------
+    bad = nixos.commit("coder", {"agent.nix": '{ ... }: {\n  services.x = throw "missing '
+                                              "option services.x\";\n}\n"})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "failed"
+    applied = Repo(nixos.state_dir / "applied" / "coder")
+    body = applied.tag_message(f"failed/{approval['id']}")
+    assert f"{NIXOS_CONTAINER} update h-coder --flake {flake}#coder" in body
+    assert "error: missing option services.x" in body
+    assert f"failed to build container from flake '{flake}'" in body
+    assert result["note"] == body.strip()
+    assert applied.rev("refs/heads/main") == sha  # back to the last good deploy
+    unit = host.unit("h-coder")
+    assert unit["state"] == "active" and unit["system"] == good_system  # still the old build
+    assert calls(host, verb="stop", container="h-coder") == [["stop", "h-coder"]]
+
+    # --- operator's stop / start / restart ------------------------------------------------
+    nixos.post("/api/agents/coder/stop")
+    assert agents(nixos)["coder"]["status"] == "stopped"
+    nixos.post("/api/agents/coder/start")
+    assert agents(nixos)["coder"]["status"] == "running"
+
+    # --- destroy ----------------------------------------------------------------------------
+    nixos.post("/api/agents/coder/destroy", {"purge": False})
+    assert host.containers() == ["manager"]
+    assert host.unit("h-coder")["state"] == "inactive"
+    assert not (host.run_dir / "container@h-coder.service.d").exists()
+    assert "coder" not in agents(nixos)
+    assert [t["name"] for t in nixos.get("/api/state")["tombstones"]] == ["coder"]
+
+    # A tombstone re-spawns into a fresh container.
+    nixos.spawn("coder")
+    assert host.containers() == ["h-coder", "manager"]
+    assert host.unit("h-coder")["state"] == "active"
+
+
+def test_a_failed_spawn_leaves_no_container(nixos):
+    host = nixos.host
+    # "builder" has no nixosConfiguration in the host flake: nix refuses the attribute.
+    approval = nixos.post("/api/requests/spawn", {"name": "builder"})
+    nixos.post(f"/api/approvals/{approval['id']}/approve")
+    result = nixos.wait_resolved(approval["id"])
+    assert result["status"] == "failed"
+    assert f"{NIXOS_CONTAINER} create h-builder --flake {nixos.flake}#builder" in result["note"]
+    assert 'does not provide attribute' in result["note"]
+    assert host.containers() == ["manager"]  # create's leftover conf was destroyed
+    assert "builder" not in agents(nixos)
+
+    # Once the flake has it, the same name spawns (nothing stale says "already exists").
+    write_flake(nixos.flake, nixos.state_dir / "applied", [*AGENTS, "builder"])
+    nixos.spawn("builder")
+    assert host.unit("h-builder")["state"] == "active"
+
+
+def test_a_colliding_port_is_refused_before_any_container_is_made(short_tmp, make_hive):
+    host = Host(short_tmp / "host")
+    state = short_tmp / "h" / "state"
+    flake = write_flake(short_tmp / "flake", state / "applied", ["manager", "a", "foobar"])
+    proc = make_hive(config(host, flake) .replace("[hive]\n", "[hive]\nport_range = 3\n"),
+                     env={"NIXOS_STANDIN_ROOT": str(host.root)})
+    proc.wait_for(lambda: "manager" in agents(proc), what="the manager")
+    proc.spawn("a")
+    approval = proc.post("/api/requests/spawn", {"name": "foobar"})
+    proc.post(f"/api/approvals/{approval['id']}/approve")
+    result = proc.wait_resolved(approval["id"])
+    assert result["status"] == "failed"
+    assert result["note"] == "port 8101 is already taken by 'a' — rename one of them and retry"
+    assert "h-foobar" not in host.containers()
+    assert not calls(host, container="h-foobar")
+
+
+def test_unsafe_state_dir_is_refused_at_start(short_tmp, make_hive):
+    host = Host(short_tmp / "host")
+    flake = write_flake(short_tmp / "flake", short_tmp / "applied", ["manager"])
+    text = config(host, flake).replace("[hive]\n", '[hive]\nstate_dir = "my state"\n')
+    proc = make_hive(text, start=False, env={"NIXOS_STANDIN_ROOT": str(host.root)})
+    with pytest.raises(RuntimeError) as err:
+        proc.start()
+    assert "contains whitespace" in str(err.value)
+    assert "Traceback" not in proc.log()
+    assert host.calls("nixos-container") == []
+
+
+def test_missing_programs_are_refused_at_start(short_tmp, make_hive):
+    host = Host(short_tmp / "host")
+    text = config(host, short_tmp / "flake").replace(str(SYSTEMCTL), "/nonexistent/systemctl")
+    proc = make_hive(text, start=False, env={"NIXOS_STANDIN_ROOT": str(host.root)})
+    with pytest.raises(RuntimeError) as err:
+        proc.start()
+    assert "program '/nonexistent/systemctl' was not found" in str(err.value)
+    assert "[nixos_container] systemctl" in str(err.value)
+
+
+# --- in-process: the flake reference, and verbs on a missing container -------------------------
+
+
+class MetaAnswer:
+    """Stands for the meta_flake plugin: answers agent_flake_ref for one agent."""
+
+    __name__ = "meta-answer"
+
+    @hookimpl
+    def agent_flake_ref(self, hive, agent):
+        return "/var/lib/hivekit/meta" if agent.name == "coder" else None
+
+
+@pytest.fixture
+def local(short_tmp, monkeypatch):
+    """An in-process Hive on the nixos_container backend (no daemon), and its host."""
+    host = Host(short_tmp / "host")
+    monkeypatch.setenv("NIXOS_STANDIN_ROOT", str(host.root))
+    path = short_tmp / "hivekit.toml"
+    path.write_text(config(host, "/srv/hive-flake", '[nixos_container.agents.tester]\n'
+                                                    'flake = "git+file:///srv/tester"\n')
+                    .replace("[hive]\n", '[hive]\nstate_dir = "state"\n'))
+    (short_tmp / "state").mkdir()
+    cfg = read(path)
+    hive = Hive(cfg, plugins.load(cfg, extra={"meta-answer": MetaAnswer()}))
+    hive.ensure_dirs()
+    hive.host = host
+    yield hive
+    hive.store.close()
+
+
+def test_flake_ref_asks_the_hook_first_then_the_agent_then_the_hive(local):
+    assert nc.flake_ref(local, local.agent("coder")) == "/var/lib/hivekit/meta"
+    assert nc.flake_ref(local, local.agent("tester")) == "git+file:///srv/tester"
+    assert nc.flake_ref(local, local.agent("other")) == "/srv/hive-flake"
+
+
+def test_no_flake_at_all_is_a_clear_error(short_tmp):
+    path = short_tmp / "hivekit.toml"
+    path.write_text('[hive]\nbackend = "nixos_container"\nstate_dir = "state"\n')
+    (short_tmp / "state").mkdir()
+    cfg = read(path)
+    hive = Hive(cfg, plugins.load(cfg))
+    with pytest.raises(OperationFailed) as err:
+        nc.flake_ref(hive, hive.agent("coder"))
+    assert "enable the meta_flake plugin" in str(err.value)
+    assert "[nixos_container.agents.coder] flake" in str(err.value)
+    hive.store.close()
+
+
+def test_verbs_on_a_missing_container(local):
+    agent = local.agent("ghost")
+    local.hook.destroy(hive=local, agent=agent, purge=False)  # nothing there: fine
+    local.hook.stop(hive=local, agent=agent)  # stopped is what was asked
+    assert local.hook.is_running(hive=local, agent=agent) is False
+    with pytest.raises(OperationFailed) as err:
+        local.hook.rebuild(hive=local, agent=agent, deploy=None)
+    assert "container h-ghost does not exist" in str(err.value)
+    with pytest.raises(CommandFailed) as failed:
+        local.hook.start(hive=local, agent=agent)
+    assert "container ‘h-ghost’ does not exist" in str(failed.value)  # noqa: RUF001
+    assert f"{NIXOS_CONTAINER} start h-ghost" in str(failed.value)
+
+
+def test_initial_files_name_the_agent(local):
+    files = nc.initial_config_files(local, local.agent("coder"))
+    assert set(files) == {"agent.nix", "flake.nix"}
+    assert files["agent.nix"].startswith("# coder's own NixOS module")
+    assert 'description = "hivekit agent coder";' in files["flake.nix"]
+    assert "@name@" not in files["agent.nix"] + files["flake.nix"]
+
+
+def test_startup_warns_about_stray_containers(local, caplog):
+    local.host.conf_dir.mkdir(parents=True)
+    (local.host.conf_dir / "h-old.conf").write_text("PRIVATE_NETWORK=1\n")
+    (local.host.conf_dir / "webserver.conf").write_text("PRIVATE_NETWORK=1\n")  # not hivekit's
+    local.store.add_agent("coder")
+    with caplog.at_level("WARNING"):
+        nc.startup(local)
+    text = caplog.text
+    assert "container h-old exists but hivekit has no such agent" in text
+    assert "webserver" not in text
+    assert "agent container h-coder is missing" in text
+    assert nc.list_containers(local) == ["h-old"]
+
+
+def test_a_manager_name_nixos_container_cannot_take_is_refused(local):
+    local.manager = "h-boss"
+    with pytest.raises(PluginError) as err:
+        nc.startup(local)
+    assert "'h-*' is reserved for agents" in str(err.value)
+
+
+def test_a_wrong_conf_dir_fails_the_spawn_clearly_and_cleans_up(short_tmp, monkeypatch):
+    host = Host(short_tmp / "host")
+    monkeypatch.setenv("NIXOS_STANDIN_ROOT", str(host.root))
+    flake = write_flake(short_tmp / "flake", short_tmp / "state" / "applied", ["tester"])
+    path = short_tmp / "hivekit.toml"
+    path.write_text(config(host, flake).replace(str(host.conf_dir), str(short_tmp / "elsewhere"))
+                    .replace("[hive]\n", '[hive]\nstate_dir = "state"\n'))
+    (short_tmp / "state").mkdir()
+    cfg = read(path)
+    hive = Hive(cfg, plugins.load(cfg))
+    hive.ensure_dirs()
+    agent = hive.agent("tester")
+    deploy.seed(hive, agent)
+    with pytest.raises(OperationFailed) as err:
+        hive.hook.spawn(hive=hive, agent=agent)
+    assert (f"container h-tester has no conf at {short_tmp}/elsewhere/h-tester.conf: set "
+            "[nixos_container] containers_conf_dir") in str(err.value)
+    assert host.containers() == []  # what create made was destroyed again
+    hive.store.close()

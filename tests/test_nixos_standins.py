@@ -1,0 +1,116 @@
+"""The stand-ins for nixos-container and systemctl behave as the real programs do.
+
+Each expectation is written from nixpkgs' nixos-container.pl and nixos-containers.nix (see the
+stand-ins' comments); the backend's tests rely on them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from nixos_standins import Host, write_flake
+
+
+@pytest.fixture
+def host(short_tmp):
+    h = Host(short_tmp / "host")
+    h.flake = write_flake(short_tmp / "flake", short_tmp / "applied", ["coder"])
+    h.work = short_tmp / "work"
+    h.work.mkdir()
+    applied = short_tmp / "applied" / "coder"
+    applied.mkdir(parents=True)
+    (applied / "flake.nix").write_text("{ outputs = _: { nixosModules.default = ./agent.nix; }; }")
+    (applied / "agent.nix").write_text("{ ... }: { }\n")
+    h.applied = applied
+    return h
+
+
+def test_create_writes_the_conf_as_nixos_container_does(host):
+    r = host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder", cwd=host.work)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "host IP is 10.233.1.1, container IP is 10.233.1.2\n"
+    assert r.stdout == ""
+    # FLAKE= holds the flake without its attribute.
+    assert host.conf("h-coder") == (
+        "PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nHOST_BRIDGE=\n"
+        f"HOST_PORT=\nAUTO_START=0\nFLAKE={host.flake}\n")
+    assert not (host.work / ".tmp").is_symlink()  # the out-link is read and removed
+    assert host.nixos_container("list").stdout == "h-coder\n"
+    again = host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder",
+                                 cwd=host.work)
+    assert again.returncode != 0
+    assert "container ‘h-coder’ already exists" in again.stderr  # noqa: RUF001
+    other = host.nixos_container("create", "h-other", "--flake", f"{host.flake}#coder",
+                                 cwd=host.work)
+    assert "host IP is 10.233.2.1, container IP is 10.233.2.2" in other.stderr
+
+
+def test_verbs_on_a_missing_container(host):
+    destroy = host.nixos_container("destroy", "h-nope")
+    assert (destroy.returncode, destroy.stdout, destroy.stderr) == (0, "", "")
+    for verb in ("start", "stop", "update", "restart"):
+        r = host.nixos_container(verb, "h-nope")
+        assert r.returncode != 0
+        assert r.stderr.endswith("container ‘h-nope’ does not exist\n")  # noqa: RUF001
+    status = host.nixos_container("status", "h-nope")
+    assert status.stdout == "gone\n" and status.returncode != 0
+    assert "invalid container name" in host.nixos_container("start", "a b").stderr
+    too_long = host.nixos_container("create", "h-abcdefghij", "--flake", f"{host.flake}#x")
+    assert "is too long" in too_long.stderr
+
+
+def test_bare_update_builds_the_container_attribute(host):
+    host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder", cwd=host.work)
+    bare = host.nixos_container("update", "h-coder", cwd=host.work)
+    assert bare.returncode != 0
+    assert 'nixosConfigurations."container"' in bare.stderr
+    assert f"failed to build container from flake '{host.flake}'" in bare.stderr
+    full = host.nixos_container("update", "h-coder", "--flake", f"{host.flake}#coder",
+                                cwd=host.work)
+    assert full.returncode == 0, full.stderr
+
+
+def test_a_throw_fails_the_build_with_nix_error_and_the_conf_stays(host):
+    (host.applied / "agent.nix").write_text('{ ... }: {\n  x = throw "boom";\n}\n')
+    r = host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder", cwd=host.work)
+    assert r.returncode != 0
+    assert "       error: boom" in r.stderr.splitlines()
+    assert r.stderr.rstrip().endswith(f"failed to build container from flake '{host.flake}'")
+    # nixos-container.pl dies without clearing its state after a failed flake build.
+    assert host.containers() == ["h-coder"]
+    assert host.nixos_container("destroy", "h-coder").returncode == 0
+    assert host.containers() == []
+
+
+def test_start_runs_nspawn_with_the_conf_and_the_loaded_dropins(host):
+    host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder", cwd=host.work)
+    dropin = host.run_dir / "container@h-coder.service.d" / "limits.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\nMemoryMax=1G\nCPUQuota=20%\n")
+    r = host.nixos_container("start", "h-coder")
+    assert r.returncode == 0
+    assert "changed on disk. Run 'systemctl daemon-reload'" in r.stderr
+    unit = host.unit("h-coder")
+    assert unit["state"] == "active" and unit["limits"] == {}
+    assert unit["network"] == "private"  # PRIVATE_NETWORK=1 and the addresses
+    assert host.systemctl("is-active", "--quiet", "container@h-coder.service").returncode == 0
+    host.nixos_container("stop", "h-coder")
+    inactive = host.systemctl("is-active", "container@h-coder.service")
+    assert (inactive.returncode, inactive.stdout) == (3, "inactive\n")
+    assert host.systemctl("daemon-reload").returncode == 0
+    host.nixos_container("start", "h-coder")
+    assert host.unit("h-coder")["limits"] == {"MemoryMax": "1G", "CPUQuota": "20%"}
+    show = host.systemctl("show", "container@h-coder.service", "-p", "MemoryMax")
+    assert show.stdout == "MemoryMax=1073741824\n"
+
+
+def test_a_missing_bind_source_fails_the_start(host):
+    host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder", cwd=host.work)
+    conf = host.conf_dir / "h-coder.conf"
+    conf.write_text(conf.read_text() + f'EXTRA_NSPAWN_FLAGS="--bind={host.root}/nope:/x"\n')
+    r = host.nixos_container("start", "h-coder")
+    assert r.returncode != 0
+    assert "Job for container@h-coder.service failed" in r.stderr
+    assert r.stderr.rstrip().endswith("failed to start container")
+    assert host.unit("h-coder")["state"] == "failed"
+    assert host.unit("h-coder")["journal"] == [
+        f"Failed to stat {host.root}/nope: No such file or directory"]
