@@ -271,6 +271,38 @@ def test_concurrent_deploys_one_failing_keep_each_others_pins(
     assert nix_eval(meta, "nixosConfigurations.alpha.module.agentConf", nixenv) == "alpha = 2\n"
 
 
+@pytest.mark.parametrize("point", ["build", "finalize_deploy"])
+def test_a_deploy_cut_short_by_a_crash_is_finished_honestly_in_the_meta_repo(
+        make_hive, short_tmp: Path, nixenv: dict[str, str], point: str) -> None:
+    """The daemon dies after prepare (recovery aborts) or after meta's finalize committed
+    (recovery finalizes again): either way one honest outcome, nothing half-applied."""
+    hive = make_hive(config_toml(hivekit_stub(short_tmp).path), env=nixenv)
+    wait_manager(hive)
+    hive.spawn("coder")
+    meta = hive.state_dir / "meta"
+    head, lock_bytes = Repo(meta).rev("HEAD"), (meta / "flake.lock").read_bytes()
+
+    control(hive.state_dir, crash={"coder": point})
+    sha = hive.commit("coder", {"agent.conf": "after the crash\n"})
+    approval = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    with pytest.raises(Exception):  # noqa: B017 - the daemon dies mid-request
+        hive.post(f"/api/approvals/{approval['id']}/approve")
+    hive.proc.wait(30)
+    hive.start()
+    result = hive.wait_resolved(approval["id"])
+
+    if point == "build":
+        assert result["status"] == "failed"
+        assert Repo(meta).rev("HEAD") == head
+        assert (meta / "flake.lock").read_bytes() == lock_bytes
+    else:
+        assert result["status"] == "approved"
+        assert subjects(meta)[0] == f"deploy coder deployed/{approval['id']} {sha[:12]}"
+        assert Repo(meta).rev("HEAD~1") == head  # finalized twice, committed once
+        assert pinned(head_lock(meta), "coder") == sha
+    assert clean(meta)
+
+
 # --- the two phases, interleaved by hand (in-process) ---------------------------------------
 
 
@@ -396,6 +428,24 @@ def test_sync_is_idempotent_and_a_failed_lock_leaves_the_flake_as_it_was(local) 
     assert (meta.path / "flake.nix").read_bytes() == flake
     assert (meta.path / "flake.lock").read_bytes() == lock
     assert clean(meta.path)
+
+
+def test_a_plain_rebuild_relocks_and_commits_only_when_the_pin_moved(local) -> None:
+    meta = meta_for(local)
+    head = Repo(meta.path).rev("HEAD")
+    local.hook.rebuild(hive=local, agent=local.agent("alpha"), deploy=None)
+    assert Repo(meta.path).rev("HEAD") == head
+    # main moved without meta hearing of it (the plugin was off, say): the rebuild catches up
+    d = move_main(local, "alpha", {"agent.conf": "moved\n"}, 9)
+    local.hook.rebuild(hive=local, agent=local.agent("alpha"), deploy=None)
+    assert subjects(meta.path)[0] == f"rebuild alpha {d.sha[:12]}"
+    assert pinned(head_lock(meta.path), "alpha") == d.sha
+    assert pinned(head_lock(meta.path), "beta") == deployed_sha_of(local, "beta")
+    assert clean(meta.path)
+
+
+def deployed_sha_of(hive, name: str) -> str | None:
+    return Repo(hive.agent(name).paths.applied).rev("refs/heads/main")
 
 
 def test_agent_flake_ref_is_the_meta_repo(local) -> None:
