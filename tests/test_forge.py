@@ -179,3 +179,28 @@ def test_stand_in_answers_as_forgejo(forge: Path) -> None:
     gone = admin(forge, "delete", "--username", "u")
     assert (gone.returncode, gone.stderr) == (
         1, "Command error: user does not exist [uid: 0, name: u]\n")
+
+
+def test_with_the_nixos_container_backend(make_hive, short_tmp: Path, forge: Path) -> None:
+    """After the production backend's spawn: provisioned, and a failing forge fails nothing."""
+    from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
+
+    host = Host(short_tmp / "host")
+    flake = write_flake(short_tmp / "flake", short_tmp / "h" / "state" / "applied",
+                        ["manager", "coder", "tester"])
+    hive = make_hive(
+        config().replace('backend = "fake"', 'backend = "nixos_container"')
+        + f'\n[nixos_container]\nnixos_container = "{NIXOS_CONTAINER}"\n'
+          f'systemctl = "{SYSTEMCTL}"\ncontainers_conf_dir = "{host.conf_dir}"\n'
+          f'systemd_run_dir = "{host.run_dir}"\nflake = "{flake}"\n',
+        env={"FAKE_FORGE_DIR": str(forge), "NIXOS_STANDIN_ROOT": str(host.root)})
+    wait_manager(hive)
+    hive.spawn("coder")
+    assert host.unit("h-coder")["state"] == "active"
+    assert token_file(hive, "coder").read_text() == \
+        next(iter(db(forge)["users"]["coder"]["tokens"].values()))["token"]
+
+    (forge / "down").touch()
+    assert hive.spawn("tester")["status"] == "approved"
+    assert host.unit("h-tester")["state"] == "active"
+    assert "WARNING hivekit.forge: [tester] forge: could not provision 'tester'" in hive.log()

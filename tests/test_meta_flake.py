@@ -303,6 +303,52 @@ def test_a_deploy_cut_short_by_a_crash_is_finished_honestly_in_the_meta_repo(
     assert clean(meta)
 
 
+def test_with_the_nixos_container_backend_every_container_is_built_from_the_meta_flake(
+        make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
+    """The production pairing: nixos-container (its stand-in, which evaluates the flake it is
+    given) builds ``<meta>#<name>``; the meta repo is locked by real Nix."""
+    from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host
+
+    host = Host(short_tmp / "host")
+    stub = hivekit_stub(short_tmp).path
+    hive = make_hive(
+        '[hive]\nbackend = "nixos_container"\nenable = ["meta_flake"]\n\n'
+        f'[meta_flake]\nhivekit_flake = "git+file://{stub}"\n\n'
+        f'[nixos_container]\nnixos_container = "{NIXOS_CONTAINER}"\nsystemctl = "{SYSTEMCTL}"\n'
+        f'containers_conf_dir = "{host.conf_dir}"\nsystemd_run_dir = "{host.run_dir}"\n',
+        env={**nixenv, "NIXOS_STANDIN_ROOT": str(host.root)})
+    wait_manager(hive)
+    meta = (hive.state_dir / "meta").resolve()
+    builds = lambda: [c["argv"] for c in host.calls("nixos-container")  # noqa: E731
+                      if c["argv"][0] in ("create", "update")]
+    assert builds() == [["create", "manager", "--flake", f"{meta}#manager"]]
+
+    hive.spawn("coder")
+    assert builds()[-1] == ["create", "h-coder", "--flake", f"{meta}#coder"]
+    assert subjects(meta)[:2] == ["sync: add coder", "sync: add manager"]
+    # the seeded agent flake's module reaches mkAgent (evaluated by real Nix, offline)
+    module = nix_eval(meta, "nixosConfigurations.coder.module", nixenv)
+    assert set(module) == {"imports", "_module"}
+
+    sha, result = apply(hive, "coder", {"agent.nix": "{ ... }: { networking.hostName = \"c\"; }\n"})
+    assert result["status"] == "approved", result["note"]
+    assert builds()[-1] == ["update", "h-coder", "--flake", f"{meta}#coder"]
+    assert subjects(meta)[0] == f"deploy coder deployed/{result['id']} {sha[:12]}"
+    assert pinned(head_lock(meta), "coder") == sha
+
+    head, lock_bytes = Repo(meta).rev("HEAD"), (meta / "flake.lock").read_bytes()
+    _, result = apply(hive, "coder", {"agent.nix": '{ ... }: { x = throw "no such option x"; }\n'})
+    assert result["status"] == "failed"
+    assert "no such option x" in result["note"]
+    assert Repo(meta).rev("HEAD") == head
+    assert (meta / "flake.lock").read_bytes() == lock_bytes
+
+    hive.post("/api/agents/coder/destroy", {"purge": True})
+    assert subjects(meta)[0] == "sync: remove coder"
+    assert nix_eval(meta, "nixosConfigurations", nixenv).keys() == {"manager"}
+    assert clean(meta)
+
+
 # --- the two phases, interleaved by hand (in-process) ---------------------------------------
 
 
