@@ -247,11 +247,13 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
         raise NotFound(f"no agent named {name!r}")
     note = "agent purged" if purge else "agent destroyed"
     with hive.begin(name, Transient.DESTROYING):
+        # Purging a tombstone calls the hooks too (its container is gone, which a backend
+        # ignores): plugins with state of their own about the agent remove it then.
+        try:
+            hive.hook.destroy(hive=hive, agent=spec, purge=purge)
+        except Exception as exc:
+            raise OperationFailed(f"destroy {name}: {deploy.describe(exc)}") from exc
         if active:
-            try:
-                hive.hook.destroy(hive=hive, agent=spec, purge=purge)
-            except Exception as exc:
-                raise OperationFailed(f"destroy {name}: {deploy.describe(exc)}") from exc
             hive.store.remove_agent(name)
         deploy.fail_pending(hive, name, note, tag=not purge)
         shutil.rmtree(spec.paths.runtime, ignore_errors=True)

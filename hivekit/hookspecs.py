@@ -147,7 +147,8 @@ def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     """Remove the agent's container. Destroying a missing container is not an error.
 
     The core removes the runtime dir and, with ``purge``, the agent's repos, notes and creds after
-    this returns; plugins with state of their own about the agent remove it here.
+    this returns; plugins with state of their own about the agent remove it here. Also called
+    when a tombstone is purged (its container is gone already).
     """
 
 

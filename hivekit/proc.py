@@ -1,22 +1,29 @@
 """Running external programs: every call has a timeout, and every failure says what ran.
 
 All of hivekit's subprocesses (git, nix, nixos-container, systemctl, forgejo...) go through
-:func:`run`, built on ``sh``. A non-zero exit or a timeout becomes one
-:class:`~hivekit.errors.CommandFailed` carrying the command line and the *end* of stderr (nix and
-friends put the actual error last); a missing program becomes a :class:`ProgramMissing` that says
-which program to install.
+:func:`run`. A non-zero exit or a timeout becomes one :class:`~hivekit.errors.CommandFailed`
+carrying the command line and the *end* of stderr (nix and friends put the actual error last); a
+missing program becomes a :class:`ProgramMissing` that says which program to install.
+
+Built on :mod:`subprocess` rather than ``sh``: a deploy is a dozen short git commands, and ``sh``
+(fork, then five helper threads per call) measured 2.2-3.2x the cost of ``subprocess`` per call
+(7.9-9.1 ms against 2.9-3.6 ms for ``git rev-parse``), which alone breaks the deploy benchmark's
+target. The child runs in its own process group so that a timeout kills what it started too (nix
+builders, nixos-container's children), and nothing waits on a pipe a grandchild still holds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
+import selectors
+import shutil
+import signal
+import subprocess
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-
-import sh
 
 from hivekit.errors import CommandFailed, HiveError
 
@@ -35,6 +42,11 @@ def tail(text: str | bytes, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
+def _missing(program: str) -> ProgramMissing:
+    return ProgramMissing(
+        f"program {program!r} was not found on PATH; install it (or configure its path)")
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -46,60 +58,93 @@ def run(
 ) -> str:
     """Run ``argv`` and return its stdout (text).
 
-    :param env: the *whole* environment (``sh``'s ``_env`` replaces it); default: inherited.
+    :param env: the *whole* environment of the child; default: inherited.
     :param on_line: called as ``on_line(stream, line)`` for each stdout/stderr line as it comes
         ("stdout"/"stderr"), for live logs of long builds; stdout is still returned.
-    :raises CommandFailed: non-zero exit or timeout.
+    :raises CommandFailed: non-zero exit or timeout (the child's process group is killed).
     :raises ProgramMissing: ``argv[0]`` is not found.
     """
     args = [os.fspath(a) for a in argv]
+    path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if "/" not in args[0] and shutil.which(args[0], path=path) is None:
+        raise _missing(args[0])
     try:
-        cmd = sh.Command(args[0])
-    except sh.CommandNotFound:
-        raise ProgramMissing(
-            f"program {args[0]!r} was not found on PATH; install it (or configure its path)"
-        ) from None
-    # Not sh's own `_timeout`: its watcher thread polls every 100 ms and every call waits for it
-    # (110 ms per `git rev-parse` instead of 7). A timer that kills the child costs nothing.
-    kwargs: dict = {"_cwd": str(cwd) if cwd else None, "_truncate_exc": False,
-                    "_tty_out": False, "_bg": True, "_bg_exc": False}
-    if env is not None:
-        kwargs["_env"] = dict(env)
-    if stdin is not None:
-        kwargs["_in"] = stdin
-    out_lines: list[str] = []
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=None if env is None else dict(env),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    except (FileNotFoundError, PermissionError):
+        raise _missing(args[0]) from None
+    out: list[bytes] = []
     err_tail: deque[str] = deque(maxlen=TAIL_LINES)
-    if on_line is not None:
-        def _out(line: str) -> None:
-            out_lines.append(line)
-            on_line("stdout", line.rstrip("\n"))
+    timed_out = not _pump(proc, stdin, timeout, out, err_tail, on_line)
+    if timed_out:
+        raise CommandFailed(tuple(args), None, "\n".join(err_tail), True)
+    if proc.returncode != 0:
+        raise CommandFailed(tuple(args), proc.returncode, "\n".join(err_tail))
+    return b"".join(out).decode(errors="replace")
 
-        def _err(line: str) -> None:
-            err_tail.append(line.rstrip("\n"))
-            on_line("stderr", line.rstrip("\n"))
 
-        kwargs.update(_out=_out, _err=_err)
-    timed_out = threading.Event()
-    result = cmd(*args[1:], **kwargs)
-    timer = None
-    if timeout is not None:
-        def expire() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError):
-                result.kill()
-
-        timer = threading.Timer(timeout, expire)
-        timer.daemon = True
-        timer.start()
+def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | None,
+          out: list[bytes], err_tail: deque[str],
+          on_line: Callable[[str, str], None] | None) -> bool:
+    """Feed stdin, collect stdout, keep stderr's tail, stream lines; False if it timed out."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if stdin is not None and proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(stdin.encode())
+        proc.stdin.close()
+    partial = {"stdout": b"", "stderr": b""}
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
     try:
-        result.wait()
-    except sh.ErrorReturnCode as exc:
-        stderr = "\n".join(err_tail) if on_line else tail(exc.stderr)
-        raise CommandFailed(tuple(args), None if timed_out.is_set() else exc.exit_code, stderr,
-                            timed_out.is_set()) from None
+        while sel.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                _kill(proc)
+                return False
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 65536)
+                stream = key.data
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    _lines(stream, partial[stream], True, on_line, err_tail)
+                    continue
+                if stream == "stdout":
+                    out.append(chunk)
+                partial[stream] = _lines(stream, partial[stream] + chunk, False, on_line,
+                                         err_tail)
     finally:
-        if timer is not None:
-            timer.cancel()
-    if on_line is not None:
-        return "".join(out_lines)
-    return str(result)
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        proc.wait(left)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        return False
+    return True
+
+
+def _lines(stream: str, data: bytes, final: bool, on_line: Callable[[str, str], None] | None,
+           err_tail: deque[str]) -> bytes:
+    """Hand out the complete lines in ``data``; return the incomplete rest."""
+    *lines, rest = data.split(b"\n")
+    if final and rest:
+        lines, rest = [*lines, rest], b""
+    for raw in lines:
+        line = raw.decode(errors="replace").rstrip("\r")
+        if stream == "stderr":
+            err_tail.append(line)
+        if on_line is not None:
+            on_line(stream, line)
+    return rest
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -19,6 +19,12 @@ from control.json first), so crash recovery can be tested against a real process
 
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
 That lets a test commit a broken config the way a manager would.
+
+``files`` (config table only) adds files to every new agent's seeded repo, beside ``agent.conf``
+and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix``, say)::
+
+    [fake]
+    files = { "flake.nix" = "{ outputs = { self }: { }; }" }
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class FakeConfig:
     hang: list[str] = field(factory=list)
     #: agent name → deploy step or hook at which the daemon SIGKILLs itself (once).
     crash: dict[str, str] = field(factory=dict)
+    #: relative path → content: extra files every new agent's repo is seeded with.
+    files: dict[str, str] = field(factory=dict)
 
 
 def fake_dir(hive: Hive) -> Path:
@@ -159,10 +167,11 @@ def config_schema() -> type:
 
 
 @hookimpl
-def initial_config_files(agent: AgentSpec) -> dict[str, str]:
+def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
     return {
         "agent.conf": f"# {agent.name}'s config (fake backend: any content builds)\n",
         "README.md": f"# {agent.name}\n\nCommit here, then request an apply of the commit.\n",
+        **hive.plugin_config("fake").files,
     }
 
 

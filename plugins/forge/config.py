@@ -1,0 +1,65 @@
+"""The ``[forge]`` config table."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+SCOPE_KINDS = ("activitypub", "admin", "issue", "misc", "notification", "organization",
+               "package", "repository", "user")
+
+
+def _words(required: bool) -> Any:
+    def check(_inst: Any, att: attrs.Attribute, value: str) -> None:
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"{att.name}: cannot split {value!r} into words: {exc}") from None
+        if required and not words:
+            raise ValueError(f"{att.name} must name a command")
+
+    return check
+
+
+def _scopes(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    known = {"all", "public-only"} | {f"{rw}:{k}" for rw in ("read", "write")
+                                      for k in SCOPE_KINDS}
+    scopes = [s for s in value.split(",") if s]
+    if not scopes:
+        raise ValueError(f"{att.name} must list at least one scope")
+    for scope in scopes:
+        if scope not in known:
+            raise ValueError(f"{att.name}: unknown Forgejo token scope {scope!r} "
+                             f"(known: {', '.join(sorted(known))})")
+
+
+def _domain(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if not value or any(c.isspace() or c in "@\"'\\<>" for c in value):
+        raise ValueError(f"{att.name} must be a mail domain such as 'hive.local', got {value!r}")
+
+
+def _positive(_inst: Any, att: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{att.name} must be positive, got {value}")
+
+
+@frozen
+class ForgeConfig:
+    #: The command that runs ``forgejo admin`` in the forge (shell words; ``user create`` etc.
+    #: are appended).
+    command: str = field(
+        default="nixos-container run hive-forge -- runuser -u forgejo -- forgejo admin",
+        validator=_words(required=True))
+    #: Whether the forge runs: this command must exit 0 and print ``up``. Empty: don't probe.
+    probe: str = field(default="nixos-container status hive-forge", validator=_words(False))
+    #: The scopes of each agent's token (comma-separated Forgejo scopes).
+    scopes: str = field(default="read:user,write:repository,write:issue", validator=_scopes)
+    #: Users are created as ``<name>@<email_domain>``.
+    email_domain: str = field(default="hive.local", validator=_domain)
+    #: ``destroy --purge`` also deletes the agent's Forgejo user (a plain destroy keeps it).
+    purge_user: bool = True
+    #: Seconds one ``forgejo admin`` call (or the probe) may take.
+    timeout: float = field(default=60.0, validator=_positive)

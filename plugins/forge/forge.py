@@ -1,0 +1,135 @@
+"""A Forgejo user and access token per agent, made through ``forgejo admin`` in the forge.
+
+Each agent (and the manager) gets a Forgejo user named after it, and a token in
+``<agent state>/forge-token`` (mode 0600; inside the container it is ``/state/forge-token``).
+Everything is idempotent: a user Forgejo says already exists is fine, and an existing token file
+is kept (Forgejo shows a token once: a new one is issued only when the file is missing).
+
+Nothing here may fail a spawn: callers catch, warn and let the next startup sweep retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import threading
+import time
+from pathlib import Path
+
+from hivekit.errors import CommandFailed, OperationFailed
+from hivekit.hive import Hive
+from hivekit.proc import run
+from hivekit.records import AgentSpec
+
+from .config import ForgeConfig
+
+log = logging.getLogger("hivekit.forge")
+
+TOKEN_FILE = "forge-token"
+#: What ``forgejo admin user create`` says (on stderr, exit 1) for a name that is taken.
+USER_EXISTS = "user already exists"
+#: What ``forgejo admin user delete`` says for a name that is not there.
+USER_MISSING = "user does not exist"
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+class Forge:
+    """``forgejo admin`` for one hive, its calls serialised (one sweep, many spawns)."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+        self.config: ForgeConfig = hive.plugin_config("forge")
+        self._lock = threading.Lock()
+
+    def _admin(self, *args: str) -> str:
+        return run([*shlex.split(self.config.command), *args], timeout=self.config.timeout)
+
+    def email(self, name: str) -> str:
+        return f"{name}@{self.config.email_domain}"
+
+    def token_path(self, agent: AgentSpec) -> Path:
+        return agent.paths.state / TOKEN_FILE
+
+    def present(self) -> bool:
+        """Whether the forge runs: the probe exits 0 and says ``up`` (no probe: assume so)."""
+        probe = shlex.split(self.config.probe)
+        if not probe:
+            return True
+        try:
+            out = run(probe, timeout=self.config.timeout)
+        except Exception as exc:  # a missing container, or no nixos-container at all
+            log.debug("forge probe %s: %s", self.config.probe, exc)
+            return False
+        return out.strip().splitlines()[-1:] == ["up"]
+
+    def ensure(self, agent: AgentSpec) -> tuple[bool, bool]:
+        """Make the agent's user and token exist; ``(user created, token issued)``."""
+        with self._lock:
+            created = self._create_user(agent.name)
+            path = self.token_path(agent)
+            if path.is_file() and path.read_text().strip():
+                os.chmod(path, 0o600)
+                return created, False
+            write_secret(path, self._issue_token(agent.name))
+            return created, True
+
+    def _create_user(self, name: str) -> bool:
+        try:
+            # stdout holds the generated password: it is neither logged nor kept.
+            self._admin("user", "create", "--username", name, "--email", self.email(name),
+                        "--random-password", "--must-change-password=false")
+        except CommandFailed as exc:
+            if USER_EXISTS in exc.stderr_tail:
+                return False
+            raise
+        return True
+
+    def _issue_token(self, name: str) -> str:
+        # A clock in the name: a token issued earlier (its file lost) keeps its own name.
+        token_name = "hivekit-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + \
+            f".{time.time_ns() % 1_000_000:06d}"
+        out = self._admin("user", "generate-access-token", "--username", name,
+                          "--token-name", token_name, "--scopes", self.config.scopes, "--raw")
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        token = lines[-1] if lines else ""
+        if not token or any(c.isspace() for c in token):
+            raise OperationFailed(f"forge: generate-access-token for {name!r} printed no token")
+        return token
+
+    def delete_user(self, name: str) -> bool:
+        """Delete the agent's user; False if there was none."""
+        with self._lock:
+            try:
+                self._admin("user", "delete", "--username", name)
+            except CommandFailed as exc:
+                if USER_MISSING in exc.stderr_tail:
+                    return False
+                raise
+            return True
+
+
+_instances: dict[int, Forge] = {}
+_instances_lock = threading.Lock()
+
+
+def forge_for(hive: Hive) -> Forge:
+    with _instances_lock:
+        forge = _instances.get(id(hive))
+        if forge is None or forge.hive is not hive:
+            forge = _instances[id(hive)] = Forge(hive)
+        return forge

@@ -1,0 +1,65 @@
+"""The meta flake's API routes (on the admin socket, and wherever else the app is served)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get, post
+
+from hivekit.errors import BadRequest, HiveError
+from hivekit.hive import Hive
+
+MAX_LOG = 1000
+
+
+async def _run(func: Any, *args: Any) -> Any:
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(lambda: func(*args), abandon_on_cancel=True)
+
+
+def meta_log(hive: Hive, limit: int) -> dict[str, Any]:
+    from .meta import meta_for
+
+    if not 0 < limit <= MAX_LOG:
+        raise BadRequest(f"limit must be between 1 and {MAX_LOG}, got {limit}")
+    meta = meta_for(hive)
+    return {"path": str(meta.path), "pins": meta.pins(), "commits": meta.history(limit)}
+
+
+def update_hive(hive: Hive) -> dict[str, Any]:
+    """Relock the hivekit input, then rebuild every agent; each agent's outcome, in order."""
+    from hivekit import actions
+    from hivekit.deploy import describe
+
+    from .meta import meta_for
+
+    hivekit = meta_for(hive).update_hivekit()
+    results = []
+    for name in hive.store.agent_names():
+        if hive.stopping.is_set():
+            results.append({"name": name, "ok": False, "error": "the hive is stopping"})
+            continue
+        try:
+            actions.rebuild(hive, name)
+            results.append({"name": name, "ok": True, "error": None})
+        except HiveError as exc:
+            results.append({"name": name, "ok": False, "error": exc.message})
+        except Exception as exc:
+            results.append({"name": name, "ok": False, "error": describe(exc)})
+    return {"hivekit": hivekit, "agents": results}
+
+
+@get("/api/meta/log")
+async def get_meta_log(hive: Hive, limit: int = 50) -> Response:
+    """The meta repo's commits, newest first, and every input's committed pin."""
+    return Response(await _run(meta_log, hive, limit))
+
+
+@post("/api/meta/update-hive", status_code=200)
+async def post_update_hive(hive: Hive) -> Response:
+    """Relock the hivekit input and rebuild every agent (synchronously: may take long)."""
+    return Response(await _run(update_hive, hive))
+
+
+ROUTES = [get_meta_log, post_update_hive]

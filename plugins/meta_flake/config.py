@@ -1,0 +1,36 @@
+"""The ``[meta_flake]`` config table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+
+def _nonempty(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{att.name} must not be empty")
+
+
+def _positive(_inst: Any, att: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{att.name} must be positive, got {value}")
+
+
+def _domain(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if not value or any(c.isspace() or c in "@\"'\\<>" for c in value):
+        raise ValueError(f"{att.name} must be a mail domain such as 'hive.local', got {value!r}")
+
+
+@frozen
+class MetaFlakeConfig:
+    #: The hivekit flake (a flake URL): the meta flake's ``hivekit`` input, whose ``lib.mkAgent``
+    #: builds every agent. The NixOS module sets it to the hivekit it runs.
+    hivekit_flake: str = field(default="github:hivekit/hivekit", validator=_nonempty)
+    #: The ``nix`` executable (a name on PATH or a path).
+    nix: str = field(default="nix", validator=_nonempty)
+    #: Seconds any one Nix call may take (locking may fetch the hivekit flake).
+    timeout: float = field(default=600.0, validator=_positive)
+    #: Agents commit as ``<name>@<git_email_domain>``.
+    git_email_domain: str = field(default="hive.local", validator=_domain)
