@@ -1,9 +1,9 @@
 # The base of every agent's NixOS container: identity, the harness service, git.
 # hivekit.lib.mkAgent imports it before the agent's own module and sets hivekit.agent.*.
 #
-# The container backend binds, as the reference daemon did: the agent's socket dir at
-# /run/hive (HIVE_SOCKET = /run/hive/hive.sock), its notes at `notesDir`, its creds at
-# /root/.claude, <state_dir>/shared at /shared.
+# The nixos_container backend binds the agent's socket dir at /run/hive (HIVE_SOCKET =
+# /run/hive/hive.sock), its notes at `notesDir` (/state for the manager, /agents/<n>/state for
+# the others), its creds at [nixos_container] creds_mount, <state_dir>/shared at /shared.
 { config, lib, pkgs, utils, ... }:
 
 let
@@ -25,15 +25,19 @@ in
       default = false;
       description = "Whether this is the manager.";
     };
-    dashboardPort = mkOption {
-      type = types.port;
-      default = 7000;
-      description = "The dashboard's port (HIVE_DASHBOARD_PORT).";
-    };
-    operatorPronouns = mkOption {
-      type = types.str;
-      default = "she/her";
-      description = "How the agent refers to the operator (HIVE_OPERATOR_PRONOUNS).";
+    git = {
+      name = mkOption {
+        type = types.str;
+        default = cfg.name;
+        defaultText = lib.literalExpression "config.hivekit.agent.name";
+        description = "The agent's git committer name.";
+      };
+      email = mkOption {
+        type = types.str;
+        default = "${cfg.name}@hive.local";
+        defaultText = lib.literalExpression ''"''${name}@hive.local"'';
+        description = "The agent's git committer email.";
+      };
     };
     package = mkOption {
       type = types.package;
@@ -48,11 +52,18 @@ in
     environment = mkOption {
       type = types.attrsOf types.str;
       default = { };
-      description = "Extra environment for the agent (the identity variables win).";
+      description = ''
+        The agent's environment from the hive: HIVE_DASHBOARD_PORT, HIVE_OPERATOR_PRONOUNS and
+        the rest of its identity (HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_NOTES and HIVE_SHARED
+        are set from the options here and win).
+      '';
     };
     notesDir = mkOption {
       type = types.str;
-      default = "/state";
+      # Where the nixos_container backend binds them.
+      default = if cfg.isManager then "/state" else "/agents/${cfg.name}/state";
+      defaultText = lib.literalExpression
+        ''if isManager then "/state" else "/agents/''${name}/state"'';
       description = "Where the backend binds the agent's notes (HIVE_NOTES, its working dir).";
     };
   };
@@ -66,10 +77,7 @@ in
     environment.systemPackages = [ cfg.package pkgs.git ];
     programs.git = {
       enable = true;
-      config.user = {
-        name = cfg.name;
-        email = "${cfg.name}@hive";
-      };
+      config.user = { inherit (cfg.git) name email; };
     };
 
     systemd.services.hive-agent = {
@@ -82,8 +90,6 @@ in
         HIVE_LABEL = cfg.name;
         HIVE_PORT = toString cfg.port;
         HIVE_SOCKET = "/run/hive/hive.sock";
-        HIVE_DASHBOARD_PORT = toString cfg.dashboardPort;
-        HIVE_OPERATOR_PRONOUNS = cfg.operatorPronouns;
         HIVE_NOTES = cfg.notesDir;
         HIVE_SHARED = "/shared";
       };

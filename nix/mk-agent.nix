@@ -1,53 +1,36 @@
-# hivekit.lib.mkAgent: one agent's NixOS configuration, as the meta flake declares it:
+# hivekit.lib.mkAgent: one agent's NixOS configuration, as the meta flake (plugin meta_flake)
+# declares it:
 #
-#   nixosConfigurations.coder = hivekit.lib.mkAgent {
-#     name = "coder";                                  # required: the agent's name
-#     module = inputs.agent-coder.nixosModules.default;  # required: its applied repo's module
-#     port = 8123;                                     # required: its HIVE_PORT
-#     isManager = false;                               # default false
-#     dashboardPort = 7000;                            # default 7000
-#     operatorPronouns = "she/her";                    # default "she/her"
-#     system = "x86_64-linux";                         # default "x86_64-linux"
-#     extraModules = [ ];                              # default [ ]: appended after `module`
+#   nixosConfigurations."coder" = hivekit.lib.mkAgent {
+#     name = "coder";                                  # the agent's name
+#     isManager = false;
+#     port = 8123;                                     # its HIVE_PORT
+#     module = inputs."agent-coder".nixosModules.default;  # its applied repo's own module
+#     env = { HIVE_LABEL = "coder"; HIVE_PORT = "8123"; HIVE_DASHBOARD_PORT = "7000";
+#             HIVE_OPERATOR_PRONOUNS = "she/her"; };  # the identity environment
+#     git = { name = "coder"; email = "coder@hive.local"; };  # its committer identity
+#     # optional: system = "x86_64-linux"; extraModules = [ ];
 #   };
 #
-# The identity (port, isManager, dashboardPort, operatorPronouns) may also come grouped as
-# `identity = { port = 8123; ... }`; a key given directly wins over the same key there. Any
-# other argument is an error naming it. The result is `nixpkgs.lib.nixosSystem { ... }`
-# (system, modules = [ agent-base, identity, module ] ++ extraModules); nixos-container builds
-# its `config.system.build.toplevel` (`nixos-container create|update --flake meta#coder`).
+# Those six arguments are required and the two optional ones are all it takes: Nix itself
+# refuses a missing or unknown one, naming it. The result is `nixpkgs.lib.nixosSystem` over
+# [ agent-base, the identity, module ] ++ extraModules; nixos-container builds its
+# `config.system.build.toplevel` (`nixos-container create|update --flake <meta>#coder`).
 { nixpkgs, agentBase, hivekitFor }:
 
-args:
-let
-  identityKeys = [ "port" "isManager" "dashboardPort" "operatorPronouns" ];
-  known = [ "name" "module" "identity" "system" "extraModules" ] ++ identityKeys;
-  unknown = builtins.filter (k: !builtins.elem k known) (builtins.attrNames args);
-  missing = builtins.filter (k: !(args ? ${k})) [ "name" "module" ];
-  system = args.system or "x86_64-linux";
-  identity = (args.identity or { }) // builtins.intersectAttrs
-    (builtins.listToAttrs (map (k: { name = k; value = null; }) identityKeys)) args;
-  badIdentity = builtins.filter (k: !builtins.elem k identityKeys) (builtins.attrNames identity);
-in
-if unknown != [ ] then
-  throw "hivekit.lib.mkAgent: unknown argument(s) ${toString unknown}; it takes ${toString known}"
-else if missing != [ ] then
-  throw "hivekit.lib.mkAgent: missing argument(s) ${toString missing}"
-else if badIdentity != [ ] then
-  throw "hivekit.lib.mkAgent: unknown identity key(s) ${toString badIdentity}; it takes ${toString identityKeys}"
-else if !(identity ? port) then
-  throw "hivekit.lib.mkAgent: ${args.name} needs a port (its HIVE_PORT)"
-else
-  nixpkgs.lib.nixosSystem {
-    inherit system;
-    modules = [
-      agentBase
-      {
-        hivekit.agent = identity // {
-          inherit (args) name;
-          package = nixpkgs.lib.mkDefault (hivekitFor system);
-        };
-      }
-      args.module
-    ] ++ (args.extraModules or [ ]);
-  }
+{ name, isManager, port, module, env, git, system ? "x86_64-linux", extraModules ? [ ] }:
+
+nixpkgs.lib.nixosSystem {
+  inherit system;
+  modules = [
+    agentBase
+    {
+      hivekit.agent = {
+        inherit name isManager port git;
+        environment = env;
+        package = nixpkgs.lib.mkDefault (hivekitFor system);
+      };
+    }
+    module
+  ] ++ extraModules;
+}

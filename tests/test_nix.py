@@ -124,23 +124,37 @@ MK_AGENT = """let mk = import ./nix/mk-agent.nix {
 }; in mk """
 
 
-def test_mk_agent_builds_a_nixos_system_from_the_agent_module():
-    got = nix_value(MK_AGENT + '{ name = "coder"; module = "coder-module"; port = 8123; '
-                    'identity = { port = 1; operatorPronouns = "they/them"; }; '
-                    'extraModules = [ "extra" ]; }')
+IDENTITY = ('name = "coder"; isManager = false; port = 8123; module = "coder-module"; '
+            'env = { HIVE_LABEL = "coder"; HIVE_DASHBOARD_PORT = "7000"; }; '
+            'git = { name = "coder"; email = "coder@hive.local"; };')
+
+
+def test_mk_agent_takes_what_the_meta_flake_passes_and_builds_a_nixos_system():
+    # The exact argument set plugins/meta_flake renders (and its tests' stub declares).
+    from hivekit_plugins.meta_flake import meta
+
+    rendered = meta.render("path:/hivekit", [meta.Identity(
+        name="coder", port=8123, is_manager=False, applied=Path("/s/applied/coder"),
+        dashboard_port=7000, operator_pronouns="she/her", git_email="coder@hive.local")])
+    block = rendered[rendered.index("hivekit.lib.mkAgent {"):]
+    passed = {line.split("=")[0].strip() for line in block.splitlines()[1:]
+              if line.startswith("        ") and not line.startswith("         ") and "=" in line}
+    assert passed == {"name", "isManager", "port", "module", "env", "git"}
+    got = nix_value(MK_AGENT + "{ " + IDENTITY + ' extraModules = [ "extra" ]; }')
     assert got == {"system": "x86_64-linux", "modules": [
         "agent-base",
-        {"hivekit": {"agent": {"name": "coder", "port": 8123, "operatorPronouns": "they/them",
-                               "package": {"mkDefault": "hivekit-x86_64-linux"}}}},
+        {"hivekit": {"agent": {
+            "name": "coder", "isManager": False, "port": 8123,
+            "environment": {"HIVE_LABEL": "coder", "HIVE_DASHBOARD_PORT": "7000"},
+            "git": {"name": "coder", "email": "coder@hive.local"},
+            "package": {"mkDefault": "hivekit-x86_64-linux"}}}},
         "coder-module", "extra"]}
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    ('{ name = "coder"; module = "m"; port = 1; colour = "red"; }', "unknown argument(s) colour"),
-    ('{ name = "coder"; port = 1; }', "missing argument(s) module"),
-    ('{ name = "coder"; module = "m"; }', "coder needs a port"),
-    ('{ name = "coder"; module = "m"; identity = { port = 1; ip = "x"; }; }',
-     "unknown identity key(s) ip"),
+    ("{ " + IDENTITY + ' colour = "red"; }', "unexpected argument 'colour'"),
+    ('{ name = "coder"; isManager = false; port = 1; env = { }; git = { }; }',
+     "without required argument 'module'"),
 ])
 def test_mk_agent_names_a_bad_argument(args, says):
     result = nix_eval(MK_AGENT + args)
