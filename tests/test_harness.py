@@ -46,7 +46,9 @@ def test_harness_replies_acks_and_serves_its_page(hive):
         assert got[0]["body"].startswith("re: ")
         page = httpx.get(f"http://127.0.0.1:{port}/").text
         assert "<h1>coder</h1>" in page and "hello &lt;there&gt;" in page and "plan.md" in page
-        assert httpx.get(f"http://127.0.0.1:{port}/health").json()["name"] == "coder"
+        status = httpx.get(f"http://127.0.0.1:{port}/api/status").json()
+        assert status["name"] == "coder" and status["notes"] == {"plan.md": "ship it\n"}
+        assert [m["body"] for m in status["handled"]][:2] == ["hello <there>", "ping"]
     finally:
         proc.terminate()
         proc.wait(10)

@@ -156,12 +156,28 @@ def test_spawned_agent_answers_on_its_port_with_its_identity(phive):
     assert status(phive.agent_port)["notes"]["notes.md"] == "remember the milk\n"
     html = page(phive.agent_port, "/")
     assert "<h1>demo</h1>" in html and "remember the milk" in html
-    assert "placeholder: demo serving" in (notes / "agent.log").read_text()
+    assert "harness: demo serving" in (notes / "agent.log").read_text()
     agents = {a["name"]: a for a in phive.get("/api/state")["agents"]}
     assert agents["demo"]["status"] == "running"
     # The seed committed in its config is what runs.
     seeded = (phive.state_dir / "applied" / "demo" / "agent.toml").read_text()
-    assert 'command = "hivekit"\nargs = ["placeholder"]' in seeded
+    assert 'command = "hivekit"\nargs = ["harness"]' in seeded
+
+
+def test_spawned_agent_replies_to_a_message_through_its_socket(phive):
+    # The README's tour: request, approve, and the agent (the seeded reference harness, running
+    # under the sandbox and talking through /run/hive/hive.sock) answers.
+    out = phive.cli("request", "spawn", "demo", "--json")
+    assert out.returncode == 0, out.stderr
+    result = phive.cli("approve", str(json.loads(out.stdout)["id"]))
+    assert result.returncode == 0, result.stderr
+    wait_page(phive, phive.agent_port, "demo")
+    assert phive.cli("send", "demo", "are you there?").returncode == 0
+    reply = phive.wait_for(
+        lambda: [m for m in phive.get("/api/agents/operator/inbox") if m["sender"] == "demo"],
+        what="demo's reply")
+    assert reply[0]["body"] == "re: demo got your message: are you there?"
+    assert status(phive.agent_port)["handled"][0]["body"] == "are you there?"
 
 
 def test_spawn_fails_when_the_port_is_taken_by_another_program(phive):
@@ -319,7 +335,7 @@ def test_a_killed_agent_is_restarted_and_the_bus_says_so(phive):
         what="the crash on the bus")
     assert '"agent":"demo"' in said[0]
     # The restarted agent's own output reaches the live log too.
-    phive.wait_for(lambda: any("placeholder: demo serving" in e for e in events),
+    phive.wait_for(lambda: any("harness: demo serving" in e for e in events),
                    what="the agent's output on the bus")
     log = (phive.state_dir / "agents" / "demo" / "state" / "agent.log").read_text()
     assert "exited unexpectedly (exit code 137)" in log
@@ -336,7 +352,7 @@ def test_stop_and_start_and_destroy(phive):
     agents = {a["name"]: a for a in phive.get("/api/state")["agents"]}
     assert agents["demo"]["status"] == "stopped"
     log = (phive.state_dir / "agents" / "demo" / "state" / "agent.log").read_text()
-    assert "placeholder: demo stopped" in log  # it got SIGTERM and shut down cleanly
+    assert "harness: demo stopped" in log  # it got SIGTERM and shut down cleanly
     result = phive.cli("start", "demo")
     assert result.returncode == 0, result.stderr
     wait_page(phive, phive.agent_port, "demo")
@@ -372,7 +388,7 @@ def test_daemon_restart_brings_running_agents_back_and_keeps_stopped_ones_stoppe
     assert not alive(manager_program) and not alive(demo_program)
     assert status(hive.agent_port) is None
     log = (hive.state_dir / "agents" / "demo" / "state" / "agent.log").read_text()
-    assert "placeholder: demo stopped" in log
+    assert "harness: demo stopped" in log
     # ... and the next start brings back every agent that was wanted running.
     hive.start()
     wait_page(hive, hive.manager_port, "manager")
@@ -414,7 +430,7 @@ def test_an_approved_agent_toml_change_restarts_the_agent_with_the_new_command(p
     assert not alive(before)
     listing = page(phive.agent_port, "/")
     assert "Directory listing" in listing and "agent.log" in listing
-    assert status(phive.agent_port) is None  # the placeholder is gone
+    assert status(phive.agent_port) is None  # the harness is gone
 
 
 def test_a_broken_agent_toml_fails_the_deploy_and_the_old_agent_keeps_running(phive):
@@ -432,7 +448,7 @@ def test_a_broken_agent_toml_fails_the_deploy_and_the_old_agent_keeps_running(ph
     assert alive(before) and program_pid(phive, "demo") == before
     assert status(phive.agent_port)["name"] == "demo"
     applied = (phive.state_dir / "applied" / "demo" / "agent.toml").read_text()
-    assert 'args = ["placeholder"]' in applied  # main went back
+    assert 'args = ["harness"]' in applied  # main went back
 
 
 def test_unknown_keys_and_missing_commands_fail_the_deploy(phive):
@@ -458,7 +474,7 @@ def test_a_new_command_that_dies_fails_the_deploy_and_the_old_one_comes_back(phi
     assert result["status"] == "failed"
     assert "ended (exit code 3) before it listened" in result["note"]
     assert "cannot find my model" in result["note"]
-    wait_page(phive, phive.agent_port, "demo")  # the placeholder runs again
+    wait_page(phive, phive.agent_port, "demo")  # the harness runs again
     agents = {a["name"]: a for a in phive.get("/api/state")["agents"]}
     assert agents["demo"]["status"] == "running"
 

@@ -11,10 +11,10 @@ from hivekit_plugins.process.settings import Limits, ProcessConfig, parse_size
 from hivekit.errors import OperationFailed
 
 
-def test_the_seed_parses_and_runs_the_placeholder():
+def test_the_seed_parses_and_runs_the_harness():
     parsed = spec.parse(spec.seed("demo"))
     assert parsed.command == "hivekit"
-    assert parsed.args == ["placeholder"]
+    assert parsed.args == ["harness"]
     assert parsed.wait_for_port is True
 
 

@@ -1,8 +1,13 @@
 """``hivekit harness``: the reference agent, the loop an LLM harness runs, without the LLM.
 
 It is what a new agent runs until its config names a real harness. It connects to its socket
-(``$HIVE_SOCKET``), serves a small page on ``$HIVE_PORT`` (its identity, the messages it handled,
-its notes), and answers every message it receives, acknowledging each once handled.
+(``$HIVE_SOCKET``), serves a small page on ``127.0.0.1:$HIVE_PORT`` (``HIVE_BIND`` to listen
+elsewhere) until SIGTERM, and answers every message it receives, acknowledging each once handled:
+
+* ``GET /``: who the agent is, the messages it handled, its notes (``$HIVE_NOTES``).
+* ``GET /api/status``: ``{name, port, pid, socket, socket_present, notes, handled}`` as JSON.
+
+Standard library and httpx only, so it runs wherever the hive's Python does.
 
 The loop, step by step, is the one an LLM harness (Claude Code with ``hivekit mcp``, or your own)
 runs:
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -31,6 +37,8 @@ from typing import Any
 
 log = logging.getLogger("hivekit.harness")
 
+#: Notes files larger than this are listed but not shown on the page.
+MAX_NOTE_BYTES = 64 * 1024
 #: Replies start with this, and the harness never replies to a reply: two harnesses talking to
 #: each other would otherwise echo forever.
 REPLY_PREFIX = "re: "
@@ -58,7 +66,7 @@ class Harness:
     def __init__(self, socket: Socket, notes: Path) -> None:
         self.socket = socket
         self.notes = notes
-        self.me: dict[str, Any] = {}
+        self.me: dict[str, Any] = {"name": os.environ.get("HIVE_LABEL", "?")}
         self.handled: deque[dict[str, Any]] = deque(maxlen=50)
         self.stop = threading.Event()
 
@@ -104,29 +112,75 @@ class Harness:
             if done:
                 self.socket.call("POST", "/ack", {"ids": done})
 
-    def page(self) -> str:
-        name = html.escape(self.me.get("name", "?"))
-        rows = "".join(
-            f"<li><b>{html.escape(m['sender'])}</b>: {html.escape(m['body'])}</li>"
-            for m in reversed(self.handled)) or "<li>nothing yet</li>"
-        notes = sorted(p.name for p in self.notes.glob("*") if p.is_file()) \
-            if self.notes.is_dir() else []
-        note_list = "".join(f"<li>{html.escape(n)}</li>" for n in notes) or "<li>none</li>"
-        return (f"<!doctype html><meta charset=utf-8><title>{name}</title>"
-                f"<h1>{name}</h1><p>reference harness of hivekit</p>"
-                f"<h2>Messages handled</h2><ul>{rows}</ul><h2>Notes</h2><ul>{note_list}</ul>")
+    def status(self) -> dict[str, Any]:
+        sock = self.socket.path
+        return {
+            "name": self.me.get("name", "?"),
+            "port": int(os.environ.get("HIVE_PORT", "0") or 0),
+            "pid": os.getpid(),
+            "socket": sock,
+            "socket_present": Path(sock).exists(),
+            "notes": read_notes(self.notes),
+            "handled": [{"id": m["id"], "sender": m["sender"], "body": m["body"]}
+                        for m in self.handled],
+        }
 
 
-def serve_page(harness: Harness, port: int) -> ThreadingHTTPServer:
+def read_notes(root: Path) -> dict[str, str]:
+    """Each small text file in the notes dir, by name (the agent's log and dotfiles left out)."""
+    if not root.is_dir():
+        return {}
+    notes = {}
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or path.name.startswith(("agent.log", ".")):
+            continue
+        try:
+            size = path.stat().st_size
+            notes[path.name] = (f"({size} bytes, not shown)" if size > MAX_NOTE_BYTES
+                                else path.read_text(errors="replace"))
+        except OSError as exc:
+            notes[path.name] = f"(unreadable: {exc.strerror})"
+    return notes
+
+
+def page(info: dict[str, Any]) -> str:
+    esc = html.escape
+    handled = "".join(
+        f"<li><b>{esc(m['sender'])}</b>: {esc(m['body'])}</li>" for m in reversed(info["handled"])
+    ) or "<li><em>nothing yet</em></li>"
+    notes = "".join(
+        f"<h3>{esc(name)}</h3><pre>{esc(text)}</pre>" for name, text in info["notes"].items()
+    ) or "<p><em>No notes yet.</em></p>"
+    return (
+        "<!doctype html><meta charset=utf-8>"
+        f"<title>{esc(info['name'])}</title>"
+        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;"
+        "padding:0 1em}pre{background:#f4f4f4;padding:.6em;overflow:auto}</style>"
+        f"<h1>{esc(info['name'])}</h1>"
+        "<p>This agent runs hivekit's reference harness: it answers every message with an echo. "
+        "Commit a real harness to its <code>agent.toml</code> and request an apply.</p>"
+        f"<p>port {info['port']} · pid {info['pid']} · socket <code>{esc(info['socket'])}"
+        f"</code> ({'present' if info['socket_present'] else 'absent'})</p>"
+        f"<h2>Messages handled</h2><ul>{handled}</ul><h2>Notes</h2>{notes}"
+    )
+
+
+def serve_page(harness: Harness, bind: str, port: int) -> ThreadingHTTPServer:
     class Page(BaseHTTPRequestHandler):
+        server_version = "hivekit-harness"
+
         def do_GET(self) -> None:
-            if self.path == "/health":
-                body, kind = json.dumps({"name": harness.me.get("name"),
-                                         "handled": len(harness.handled)}), "application/json"
+            info = harness.status()
+            if self.path == "/api/status":
+                self._send(200, "application/json", json.dumps(info))
+            elif self.path in ("/", "/index.html"):
+                self._send(200, "text/html; charset=utf-8", page(info))
             else:
-                body, kind = harness.page(), "text/html; charset=utf-8"
+                self._send(404, "text/plain; charset=utf-8", "not found\n")
+
+        def _send(self, code: int, kind: str, body: str) -> None:
             data = body.encode()
-            self.send_response(200)
+            self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -135,21 +189,29 @@ def serve_page(harness: Harness, port: int) -> ThreadingHTTPServer:
         def log_message(self, *args: Any) -> None:
             pass
 
-    ThreadingHTTPServer.allow_reuse_address = True
-    server = ThreadingHTTPServer(("127.0.0.1", port), Page)
+    server = ThreadingHTTPServer((bind, port), Page)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
 def main(socket_path: str, port: int, notes: Path) -> None:
-    logging.basicConfig(level=logging.INFO, format="harness: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="harness: %(message)s", stream=sys.stdout)
     harness = Harness(Socket(socket_path), notes)
-    server = serve_page(harness, port)
-    log.info("serving on 127.0.0.1:%s, socket %s", port, socket_path)
+    name = harness.me["name"]
+    bind = os.environ.get("HIVE_BIND", "127.0.0.1")
+    try:
+        server = serve_page(harness, bind, port)
+    except OSError as exc:
+        print(f"harness: {name} cannot listen on {bind}:{port}: {exc.strerror}",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"harness: {name} serving http://{bind}:{port}/ (socket {socket_path})", flush=True)
 
     def stop(*_: Any) -> None:
         harness.stop.set()
         server.shutdown()
+        print(f"harness: {name} stopped", flush=True)
         os._exit(0)  # the long-poll in flight would otherwise hold the exit up to its timeout
 
     signal.signal(signal.SIGTERM, stop)

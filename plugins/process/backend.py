@@ -32,8 +32,6 @@ from hivekit import hookimpl
 from hivekit.errors import HiveError, OperationFailed
 
 if TYPE_CHECKING:
-    import click
-
     from hivekit.hive import Hive
     from hivekit.records import AgentSpec, Deploy
 
@@ -328,20 +326,6 @@ def backend(hive: Hive) -> Backend:
 @hookimpl
 def config_schema() -> type:
     return ProcessConfig
-
-
-@hookimpl
-def register_commands(cli: click.Group) -> None:
-    @cli.command("placeholder")
-    def placeholder_command() -> None:
-        """Serve an agent's placeholder page on $HIVE_PORT (what a new agent runs).
-
-        Run by the process backend for a freshly spawned agent, whose agent.toml is seeded
-        with it; it shows the agent's name and notes until a real command is deployed.
-        """
-        from hivekit_plugins.process import placeholder
-
-        placeholder.main()
 
 
 @hookimpl

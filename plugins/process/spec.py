@@ -4,7 +4,7 @@ The manager commits it in the agent's proposed repo like any other config file; 
 the running agent only through an approved apply. Keys::
 
     command = "hivekit"                     # required
-    args = ["placeholder"]
+    args = ["harness"]
     wait_for_port = true                    # a start counts once it listens on HIVE_PORT
     [env]
     PYTHONUNBUFFERED = "1"
@@ -82,7 +82,7 @@ _converter.register_structure_hook(bool, _strict(bool))
 
 
 def seed(name: str) -> str:
-    """The ``agent.toml`` a new agent starts with: ``hivekit placeholder``, a page."""
+    """The ``agent.toml`` a new agent starts with: ``hivekit harness``, the reference agent."""
     return (
         f"# What the process backend runs for {name}. Commit a change here and request an\n"
         "# apply: once approved, the agent restarts with it (a file that does not parse, or a\n"
@@ -92,7 +92,7 @@ def seed(name: str) -> str:
         "# The hive sets HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_DASHBOARD_PORT,\n"
         "# HIVE_OPERATOR_PRONOUNS, HIVE_NOTES, HIVE_CREDS, HIVE_SHARED and HIVE_CONFIG.\n"
         'command = "hivekit"\n'
-        'args = ["placeholder"]\n'
+        'args = ["harness"]\n'
         "\n"
         "[env]\n"
         'PYTHONUNBUFFERED = "1"\n'
