@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import cattrs
 from attrs import frozen
@@ -25,6 +25,14 @@ from hivekit.events import Event
 from hivekit.hive import OPERATOR, Hive
 
 log = logging.getLogger("hivekit.api")
+
+try:  # Litestar >= 2.2x wants path parameters marked; older ones (nixpkgs') lack the marker.
+    from litestar.params import PathParameter
+
+    #: A ``str`` path parameter, for handlers: ``approval_id: PathStr``.
+    PathStr = Annotated[str, PathParameter()]
+except ImportError:  # pragma: no cover - older Litestar
+    PathStr = str  # type: ignore[misc]
 
 #: Largest request body accepted (messages are capped lower by the actions).
 MAX_BODY = 1024 * 1024
@@ -137,17 +145,17 @@ async def list_approvals(hive: Hive, status: str | None = None, all: bool = Fals
 
 
 @get("/api/approvals/{approval_id:str}")
-async def show_approval(hive: Hive, approval_id: str) -> Response:
+async def show_approval(hive: Hive, approval_id: PathStr) -> Response:
     return _json(await _run(hive, actions.get_approval, approval_id))
 
 
 @post("/api/approvals/{approval_id:str}/approve", status_code=200)
-async def approve(hive: Hive, approval_id: str) -> Response:
+async def approve(hive: Hive, approval_id: PathStr) -> Response:
     return _json(await _run(hive, actions.approve, approval_id))
 
 
 @post("/api/approvals/{approval_id:str}/deny", status_code=200)
-async def deny(hive: Hive, request: Request, approval_id: str) -> Response:
+async def deny(hive: Hive, request: Request, approval_id: PathStr) -> Response:
     body = await parse(request, DenyRequest)
     return _json(await _run(hive, actions.deny, approval_id, body.note))
 
@@ -170,7 +178,8 @@ _LIFECYCLE = {"start": actions.start, "stop": actions.stop, "restart": actions.r
 
 
 @post("/api/agents/{name:str}/{verb:str}", status_code=200)
-async def agent_action(hive: Hive, request: Request, name: str, verb: str) -> Response:
+async def agent_action(hive: Hive, request: Request, name: PathStr,
+                       verb: PathStr) -> Response:
     if verb == "destroy":
         body = await parse(request, DestroyRequest)
         await _run(hive, actions.destroy, name, body.purge)
@@ -182,7 +191,7 @@ async def agent_action(hive: Hive, request: Request, name: str, verb: str) -> Re
 
 
 @get("/api/agents/{name:str}/inbox")
-async def inbox(hive: Hive, name: str, limit: int = 100) -> Response:
+async def inbox(hive: Hive, name: PathStr, limit: int = 100) -> Response:
     return _json(await _run(hive, actions.inbox, name, limit))
 
 
@@ -201,7 +210,7 @@ async def list_questions(hive: Hive, all: bool = False, target: str = "operator"
 
 
 @post("/api/questions/{question_id:str}/answer", status_code=200)
-async def answer_question(hive: Hive, request: Request, question_id: str) -> Response:
+async def answer_question(hive: Hive, request: Request, question_id: PathStr) -> Response:
     """Answer a question as the operator; returns the answered question."""
     body = await parse(request, AnswerRequest)
     return _json(await _run(hive, questions.answer, question_id, body.answer, by=OPERATOR))

@@ -33,7 +33,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
 from hivekit import actions, broker, questions, state
-from hivekit.api import ApplyRequest, SpawnRequest, error_handler, parse
+from hivekit.api import ApplyRequest, PathStr, SpawnRequest, error_handler, parse
 from hivekit.convert import converter
 from hivekit.daemon import bind_unix
 from hivekit.errors import Forbidden
@@ -227,7 +227,7 @@ async def list_approvals(hive: Hive, request: Request, status: str | None = None
 
 
 @get("/approvals/{approval_id:str}")
-async def show_approval(hive: Hive, request: Request, approval_id: str) -> Response:
+async def show_approval(hive: Hive, request: Request, approval_id: PathStr) -> Response:
     """Manager only: one approval with its diff."""
     _manager_only(hive, _me(request), "look at approvals")
     return _json(await _run(actions.get_approval, hive, approval_id))
