@@ -24,6 +24,7 @@ from typing import IO, Any
 import uvicorn
 
 from hivekit import deploy, hookimpl
+from hivekit.badges import Badges
 from hivekit.config import Config
 from hivekit.errors import HiveError
 from hivekit.hive import Hive
@@ -165,6 +166,7 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     register(loaded.pm, "core", deploy.Recovery())
     register(loaded.pm, "core-reconcile", Reconcile())
     register(loaded.pm, "core-questions", Watchdog())
+    register(loaded.pm, "core-badges", Badges())
     return Hive(config, loaded)
 
 

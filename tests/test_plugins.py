@@ -42,6 +42,6 @@ def test_third_party_plugin_is_configured_and_called(make_hive):
                      '[example]\ngreeting = "ahoy"\nshout = true\n')
     state = hive.wait_for(lambda: (s := hive.get("/api/state"))["agents"] and s,
                           what="the manager")
-    assert state["agents"][0]["badges"] == ["AHOY MANAGER"]
+    assert "AHOY MANAGER" in state["agents"][0]["badges"]
     assert state["example"] == {"agents_seen": 1}
     assert "example" in state["plugins"]

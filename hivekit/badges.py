@@ -1,0 +1,31 @@
+"""The core's own badges (plugin ``core-badges``): what the operator should know about an agent
+at a glance, whatever the backend and whichever surface shows it (dashboard, ``hivekit agents``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hivekit import hookimpl
+
+if TYPE_CHECKING:
+    from hivekit.hive import Hive
+    from hivekit.records import AgentSpec
+
+#: Shown when the agent has no model credentials: it cannot work until someone logs it in.
+NEEDS_LOGIN = "needs login"
+
+
+def needs_login(agent: AgentSpec) -> bool:
+    """True when the agent's creds dir is missing or empty (nothing to authenticate with)."""
+    creds = agent.paths.creds
+    try:
+        return not any(creds.iterdir())
+    except OSError:  # missing, or unreadable: either way the agent cannot use it
+        return True
+
+
+class Badges:
+    @hookimpl
+    def agent_badges(self, hive: Hive, agent: AgentSpec) -> list[str]:
+        return [NEEDS_LOGIN] if needs_login(agent) else []

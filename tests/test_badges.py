@@ -1,0 +1,11 @@
+def badges(hive, name):
+    return next(a["badges"] for a in hive.get("/api/state")["agents"] if a["name"] == name)
+
+
+def test_needs_login_until_the_agent_has_credentials(hive):
+    hive.spawn("coder")
+    assert "needs login" in badges(hive, "coder")
+    creds = hive.state_dir / "agents" / "coder" / "creds"
+    (creds / ".credentials.json").write_text("{}")
+    assert "needs login" not in badges(hive, "coder")
+    assert "needs login" in badges(hive, "manager")
