@@ -220,9 +220,9 @@ async def answer_question(hive: Hive, request: Request, question_id: PathStr) ->
 async def stream_events(hive: Hive, request: Request) -> ServerSentEvent:
     """Server-sent events: ``id`` = seq, ``event`` = type, ``data`` = the event's JSON.
 
-    The first frame is ``hello`` with the current seq. A client reconnecting with
-    ``Last-Event-ID`` first gets what it missed, or a ``resync`` frame when those events are no
-    longer kept (then it reloads ``/api/state``).
+    The first frame is ``hello`` with the current seq and the bus's ``boot`` (a new daemon has
+    another). A client reconnecting with ``Last-Event-ID`` first gets what it missed, or a
+    ``resync`` frame when those events are no longer kept (then it reloads ``/api/state``).
     """
     sub = hive.bus.subscribe()
     last = request.headers.get("last-event-id")
@@ -235,7 +235,8 @@ async def stream_events(hive: Hive, request: Request) -> ServerSentEvent:
                 backlog = hive.bus.since(int(last))
                 if backlog is None:
                     yield ServerSentEventMessage(event="resync", data=json.dumps({"seq": seen}))
-            yield ServerSentEventMessage(event="hello", data=json.dumps({"seq": seen}))
+            yield ServerSentEventMessage(event="hello",
+                                         data=json.dumps({"seq": seen, "boot": hive.bus.boot}))
             sent = int(last) if backlog is not None and last else 0
             for env in backlog or []:
                 sent = env.seq

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import secrets
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -107,6 +108,9 @@ class EventBus:
         self._async: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
         self._sync: list[SyncSubscription] = []
         self._closed = False
+        #: Names this bus (this daemon's life): seqs restart from 1 with a new daemon, so a
+        #: client that sees another ``boot`` reloads its snapshot instead of comparing seqs.
+        self.boot = secrets.token_hex(8)
 
     @property
     def seq(self) -> int:
@@ -132,9 +136,12 @@ class EventBus:
         return env
 
     def since(self, seq: int) -> list[Envelope] | None:
-        """Events after ``seq`` from the replay buffer, or None if some were already forgotten."""
+        """Events after ``seq`` from the replay buffer, or None if some were already forgotten
+        (or ``seq`` is from a previous daemon's life: larger than any seq published yet)."""
         with self._lock:
-            if seq >= self._seq:
+            if seq > self._seq:
+                return None
+            if seq == self._seq:
                 return []
             if not self._replay or self._replay[0].seq > seq + 1:
                 return None
