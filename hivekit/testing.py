@@ -246,12 +246,26 @@ def is_running(hive: Hive, agent: AgentSpec) -> bool:
 # --- a real daemon for tests ------------------------------------------------------------------
 
 
+def _installed(plugin: str, env: dict[str, str] | None) -> bool:
+    """Whether a daemon started with ``env`` would find ``plugin`` (HIVEKIT_LOAD_PLUGINS too)."""
+    from importlib.metadata import entry_points
+
+    allow = {**os.environ, **(env or {})}.get("HIVEKIT_LOAD_PLUGINS")
+    if allow is not None and plugin not in {n.strip() for n in allow.split(",")}:
+        return False
+    return any(ep.name == plugin for ep in entry_points(group="hivekit"))
+
+
 class HiveProcess:
     """A real ``hivekit serve`` in a child process, for end-to-end tests of hivekit and plugins.
 
     ``root`` should be a short path (socket paths are limited to 107 bytes). ``config`` is the
     TOML text; its ``[hive]`` table gets ``state_dir``/``runtime_dir`` under ``root`` unless it
     sets them. Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    Tests run many hives at once, so the dashboard (on by default) gets ``[dashboard] port = 0``
+    (any free port) unless the config sets ``[dashboard]`` or ``[hive] dashboard_port`` itself:
+    no test hive takes the operator's port 7000 or collides with another.
     """
 
     def __init__(self, root: Path, config: str = "[hive]\nbackend = \"fake\"\n",
@@ -271,13 +285,16 @@ class HiveProcess:
             config = config.replace("[hive]\n", "[hive]\n" + extra, 1)
         else:
             config = "[hive]\n" + extra + config
+        if "dashboard" not in raw and "dashboard_port" not in hive and _installed("dashboard",
+                                                                                  env):
+            config += "\n[dashboard]\nport = 0\n"
         self.config_path = self.root / "hivekit.toml"
         self.config_path.write_text(config)
+        self.env = {**os.environ, "HIVEKIT_CONFIG": str(self.config_path), **(env or {})}
         self.state_dir = self.root / (hive.get("state_dir") or "state")
         self.runtime_dir = self.root / (hive.get("runtime_dir") or "run")
         self.socket = self.runtime_dir / "admin.sock"
         self.log_path = self.root / "serve.log"
-        self.env = {**os.environ, "HIVEKIT_CONFIG": str(self.config_path), **(env or {})}
         self.proc: Any = None
 
     def __enter__(self) -> HiveProcess:
