@@ -1,0 +1,329 @@
+"""The dashboard page in a real browser: Debian's headless Chromium driven by Playwright, against
+a real ``hivekit serve`` on the fake backend. Screenshots of the main views go to ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hivekit.store import Store
+from hivekit.testing import HiveProcess, control
+
+playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs it")
+expect = playwright.expect
+expect.set_options(timeout=20_000)
+
+CHROMIUM = "/usr/bin/chromium"
+# No sandbox: tests run as root in a container. The rest keeps Chromium off the network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/setup test installs it"
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1360, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+def url_and_token(hive: HiveProcess) -> tuple[str, str]:
+    url = hive.get("/api/state")["dashboard"]["url"]
+    return url, (hive.state_dir / "dashboard-token").read_text().strip()
+
+
+def open_page(context: Any, hive: HiveProcess) -> Any:
+    """A tab on the dashboard, logged in and live; page errors and JS dialogs are recorded."""
+    url, token = url_and_token(hive)
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
+    page.on("dialog", lambda d: (page.problems.append(f"js dialog: {d.message}"), d.dismiss()))
+    resp = page.goto(f"{url}?token={token}")
+    assert resp.status == 200
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(agent(page, "manager").locator(".status")).to_have_text("running")
+    return page
+
+
+def agent(page: Any, name: str) -> Any:
+    return page.locator(f'#agents [data-agent="{name}"]')
+
+
+def pending(page: Any, approval_id: int) -> Any:
+    return page.locator(f'#approvals [data-approval="{approval_id}"]')
+
+
+def resolved(page: Any, approval_id: int) -> Any:
+    return page.locator(f'#resolved [data-approval="{approval_id}"]')
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=full_page)
+
+
+def no_problems(page: Any) -> None:
+    assert page.problems == []
+    assert page.evaluate("window.__pwned") is None
+
+
+def tag_message(hive: HiveProcess, agent_name: str, tag: str) -> str:
+    repo = hive.state_dir / "applied" / agent_name
+    return subprocess.run(["git", "-C", str(repo), "for-each-ref", f"refs/tags/{tag}",
+                           "--format=%(contents)"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+def test_the_page_refuses_a_request_without_the_token_and_loads_with_it(context, hive):
+    url, token = url_and_token(hive)
+    page = context.new_page()
+    refused = page.goto(url)
+    assert refused.status == 401
+    expect(page.locator("body")).to_contain_text("access token")
+    assert page.goto(f"{url}?token=wrong").status == 401
+    loaded = page.goto(f"{url}?token={token}")
+    assert loaded.status == 200
+    expect(agent(page, "manager").locator(".status")).to_have_text("running")
+    expect(page).not_to_have_url(re.compile("token"))  # dropped from the address bar
+    assert page.goto(url).status == 200  # the cookie stands in for the token from now on
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+def test_a_spawn_request_appears_live_and_its_approval_shows_spawning_then_running(
+        context, hive):
+    page = open_page(context, hive)
+    control(hive.state_dir, delay={"coder": 4})
+    approval = hive.post("/api/requests/spawn", {"name": "coder",
+                                                  "description": "writes the code"})
+    card = pending(page, approval["id"])
+    expect(card).to_contain_text("writes the code")  # no reload: the event brought it
+    expect(card.locator(".kind")).to_have_text("spawn")
+    shot(page, "spawn-request")
+    card.get_by_role("button", name="Approve", exact=True).click()
+    pill = agent(page, "coder").locator(".pill")
+    expect(pill).to_have_text(re.compile("spawning"))
+    expect(agent(page, "coder").get_by_role("button", name="stop", exact=True)).to_be_hidden()
+    shot(page, "spawning")
+    expect(agent(page, "coder").locator(".status")).to_have_text("running")
+    expect(pill).to_be_hidden()
+    expect(agent(page, "coder").get_by_role("button", name="stop", exact=True)).to_be_enabled()
+    expect(agent(page, "coder").locator(".badge")).to_have_text("needs login")
+    expect(resolved(page, approval["id"]).locator(".outcome")).to_have_text("approved")
+    expect(resolved(page, approval["id"]).locator(".tag")).to_have_text("deployed/0")
+    expect(card).to_be_hidden()
+    no_problems(page)
+
+
+def test_a_deny_with_a_reason_shows_the_note_and_the_tag(context, hive):
+    hive.spawn("coder")
+    sha = hive.commit("coder", {"agent.conf": "model = 'large'\n"}, "bigger model")
+    approval = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha,
+                                                  "description": "use the large model"})
+    page = open_page(context, hive)
+    card = pending(page, approval["id"])
+    expect(card.locator("pre.diff .add")).to_have_text(["+model = 'large'"])
+    expect(card.locator(".sha")).to_have_text(f"@ {sha[:12]}")
+    shot(page, "pending-apply")
+    card.get_by_role("button", name="Deny", exact=True).click()
+    dialog = page.locator("#dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"denied/{approval['id']}")
+    note = "too expensive <script>window.__pwned = 1</script> — keep 'small'"
+    page.fill("#dialog-input", note)
+    shot(page, "deny-reason", full_page=False)
+    page.click("#dialog-ok")
+    item = resolved(page, approval["id"])
+    expect(item.locator(".outcome")).to_have_text("denied")
+    expect(item.locator(".tag")).to_have_text(f"denied/{approval['id']}")
+    expect(item.locator(".note")).to_have_text(note)  # the <script> shows as text
+    assert item.locator("script").count() == 0
+    assert tag_message(hive, "coder", f"denied/{approval['id']}") == note
+    shot(page, "denied")
+    no_problems(page)
+
+
+def test_a_failing_apply_shows_failed_with_the_build_error_in_full(context, hive):
+    hive.spawn("coder")
+    error = ("error: builder for '/nix/store/8f0x-nixos-system-coder.drv' failed with exit "
+             "code 1;\n       last 3 log lines:\n       > error: attribute 'foo' missing\n"
+             "       >   at /nix/store/abc-source/flake.nix:12:5:\n"
+             "       >       11|   services.coder = {\n"
+             "       >       12|     foo = bar;\n"
+             "       For full logs, run 'nix log /nix/store/8f0x-nixos-system-coder.drv'.")
+    sha = hive.commit("coder", {"FAIL": error}, "break the build")
+    approval = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    page = open_page(context, hive)
+    pending(page, approval["id"]).get_by_role("button", name="Approve", exact=True).click()
+    item = resolved(page, approval["id"])
+    expect(item.locator(".outcome")).to_have_text("failed")
+    expect(item.locator(".tag")).to_have_text(f"failed/{approval['id']}")
+    assert item.locator(".note").text_content() == error
+    expect(page.locator("#log")).to_contain_text(f"approval #{approval['id']}: build")
+    expect(agent(page, "coder").locator(".pill")).to_be_hidden()
+    item.get_by_role("button", name="show diff", exact=True).click()
+    expect(item.locator("pre.diff")).to_contain_text("+++ b/FAIL")
+    shot(page, "failed")
+    no_problems(page)
+
+
+def test_strings_from_agents_render_as_text(context, make_hive):
+    hive = make_hive('[hive]\nbackend = "fake"\nenable = ["example"]\n\n'
+                     '[example]\ngreeting = "<img src=x onerror=window.__pwned=1>"\n')
+    hive.wait_for(lambda: hive.get("/api/state")["agents"], what="the manager")
+    hostile = "<script>window.__pwned = 1</script><b>bold?</b>"
+    hive.post("/api/requests/spawn", {"name": "coder", "description": hostile})
+    page = open_page(context, hive)
+    hive.post("/api/messages", {"to": "manager", "body": f"hi {hostile}"})
+    expect(page.locator("#approvals .desc")).to_have_text(hostile)
+    expect(page.locator("#messages .message").first.locator(".body")).to_have_text(
+        f"hi {hostile}")
+    expect(agent(page, "manager").locator(".badges")).to_contain_text(
+        "<img src=x onerror=window.__pwned=1> manager")
+    assert page.locator("main script, main img, main b").count() == 0
+    no_problems(page)
+
+
+def test_a_second_tab_sees_the_same_changes_live(context, hive):
+    hive.spawn("coder")
+    first, second = open_page(context, hive), open_page(context, hive)
+    agent(first, "coder").get_by_role("button", name="stop", exact=True).click()
+    for page in (first, second):
+        expect(agent(page, "coder").locator(".status")).to_have_text("stopped")
+    agent(second, "coder").get_by_role("button", name="start", exact=True).click()
+    for page in (first, second):
+        expect(agent(page, "coder").locator(".status")).to_have_text("running")
+    approval = hive.post("/api/requests/spawn", {"name": "helper"})
+    for page in (first, second):
+        expect(pending(page, approval["id"])).to_be_visible()
+    pending(second, approval["id"]).get_by_role("button", name="Approve", exact=True).click()
+    for page in (first, second):
+        expect(agent(page, "helper").locator(".status")).to_have_text("running")
+        expect(pending(page, approval["id"])).to_be_hidden()
+    no_problems(first)
+    no_problems(second)
+
+
+def test_destroy_keeps_a_tombstone_and_purge_says_what_is_lost(context, hive):
+    hive.spawn("coder")
+    page = open_page(context, hive)
+    assert agent(page, "manager").get_by_role("button", name="destroy", exact=True).is_hidden()
+    agent(page, "coder").get_by_role("button", name="destroy", exact=True).click()
+    expect(page.locator("#dialog")).to_contain_text("tombstone")
+    page.click("#dialog-ok")
+    tomb = page.locator('#tombstones [data-tombstone="coder"]')
+    expect(tomb).to_be_visible()
+    expect(agent(page, "coder")).to_be_hidden()
+    tomb.get_by_role("button", name="purge", exact=True).click()
+    dialog = page.locator("#dialog")
+    for words in ("config history", "credentials", "notes", "no undo"):
+        expect(dialog).to_contain_text(words)
+    shot(page, "purge-confirmation", full_page=False)
+    page.click("#dialog-cancel")
+    expect(dialog).to_be_hidden()
+    expect(tomb).to_be_visible()
+    tomb.get_by_role("button", name="re-spawn", exact=True).click()
+    expect(agent(page, "coder").locator(".status")).to_have_text("running")
+    expect(tomb).to_be_hidden()
+    agent(page, "coder").get_by_role("button", name="purge", exact=True).click()
+    page.click("#dialog-ok")
+    expect(agent(page, "coder")).to_be_hidden()
+    expect(tomb).to_be_hidden()
+    assert not (hive.state_dir / "agents" / "coder").exists()
+    no_problems(page)
+
+
+def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
+    with socket.socket() as probe:  # a free port, fixed across the restart
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hive = make_hive(f'[hive]\nbackend = "fake"\n\n[dashboard]\nport = {port}\n')
+    page = open_page(context, hive)
+    for name in ("a", "b", "c"):  # enough events that the old seq exceeds the new daemon's
+        hive.post("/api/requests/spawn", {"name": name})
+    expect(page.locator("#approvals .approval")).to_have_count(3)
+    hive.stop()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    hive.start()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    approval = hive.post("/api/requests/spawn", {"name": "late"})
+    expect(pending(page, approval["id"])).to_be_visible()
+    expect(page.locator("#approvals .approval")).to_have_count(4)
+    no_problems(page)
+
+
+def test_operator_questions_show_options_and_a_deadline(context, hive):
+    add_question(hive, "Which model for <b>coder</b>?", ["small", "large"], time.time() + 600)
+    add_question(hive, "Anything else?")
+    page = open_page(context, hive)
+    panel = page.locator("#questions-panel")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".question")).to_have_count(2)
+    first, second = panel.locator(".question").all()
+    expect(first.locator(".text")).to_have_text("Which model for <b>coder</b>?")
+    expect(first.get_by_role("radio")).to_have_count(2)
+    expect(first.locator(".deadline")).to_have_text(re.compile(r"^(10m 0s|9m \d+s) left$"))
+    expect(second.get_by_role("textbox")).to_be_visible()
+    shot(page, "questions")
+    no_problems(page)
+
+
+def add_question(hive: HiveProcess, question: str, options: list[str] | None = None,
+                 deadline: float | None = None) -> None:
+    """An operator question, written to the store as the broker would (its routes and events
+    come with the broker; the page reads questions from the snapshot)."""
+    store = Store(hive.state_dir / "hive.db")
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO questions (asker, target, question, options, multi, deadline, "
+            "created_at) VALUES ('manager', 'operator', ?, ?, 0, ?, ?)",
+            (question, json.dumps(options or []), deadline, time.time()))
+    store.close()
+
+
+def test_overview_screenshot(context, hive):
+    """The README's picture: a hive with some history."""
+    add_question(hive, "The refactor touches the API: should coder open a PR per module?",
+                 ["one PR per module", "a single PR"], time.time() + 1500)
+    page = open_page(context, hive)
+    hive.spawn("coder")
+    hive.spawn("reviewer")
+    (hive.state_dir / "agents" / "reviewer" / "creds" / "token.json").write_text("{}")
+    bad = hive.commit("coder", {"FAIL": "error: attribute 'foo' missing\n  at flake.nix:12:5"})
+    failed = hive.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    hive.post(f"/api/approvals/{failed['id']}/approve")
+    (hive.state_dir / "agents" / "coder" / "config" / "FAIL").unlink()
+    sha = hive.commit("coder", {"agent.conf": "model = 'large'\nturns = 40\n"},
+                      "bigger model, more turns")
+    hive.post("/api/requests/apply", {"agent": "coder", "commit": sha,
+                                      "description": "coder needs the large model for the "
+                                                     "refactor; 40 turns per task"})
+    hive.post("/api/messages", {"to": "coder", "body": "please pick up issue #12 next"})
+    expect(page.locator("#messages")).to_contain_text("issue #12")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    expect(page.locator("#approvals .approval")).to_have_count(1)
+    expect(page.locator("#approvals pre.diff .add").first).to_be_visible()
+    shot(page, "overview", full_page=False)
+    no_problems(page)
