@@ -4,18 +4,16 @@ a real ``hivekit serve`` on the fake backend. Screenshots of the main views go t
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from hivekit.store import Store
 from hivekit.testing import HiveProcess, control
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs it")
@@ -206,6 +204,25 @@ def test_strings_from_agents_render_as_text(context, make_hive):
     no_problems(page)
 
 
+def test_port_conflicts_show_a_red_banner(context, make_hive):
+    # One port for every agent: the second agent may spawn while the first is stopped.
+    hive = make_hive('[hive]\nbackend = "fake"\nport_range = 1\n')
+    hive.spawn("alpha")
+    hive.post("/api/agents/alpha/stop")
+    page = open_page(context, hive)
+    banner = page.locator("#banner")
+    expect(banner).to_be_hidden()
+    hive.spawn("beta")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("port 8100: alpha, beta")
+    expect(agent(page, "alpha").locator(".port")).to_have_class(re.compile("conflict"))
+    expect(agent(page, "manager").locator(".port")).not_to_have_class(re.compile("conflict"))
+    shot(page, "port-conflict", full_page=False)
+    hive.post("/api/agents/beta/destroy", {"purge": True})
+    expect(banner).to_be_hidden()
+    no_problems(page)
+
+
 def test_a_second_tab_sees_the_same_changes_live(context, hive):
     hive.spawn("coder")
     first, second = open_page(context, hive), open_page(context, hive)
@@ -274,40 +291,67 @@ def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
     no_problems(page)
 
 
-def test_operator_questions_show_options_and_a_deadline(context, hive):
-    add_question(hive, "Which model for <b>coder</b>?", ["small", "large"], time.time() + 600)
-    add_question(hive, "Anything else?")
+def test_an_operator_question_is_answered_from_the_page(context, hive):
     page = open_page(context, hive)
+    single = ask(hive, "manager", "Which model for <b>coder</b>?", ["small", "large"],
+                 timeout=600)
+    multi = ask(hive, "manager", "Which repos may coder push to?", ["api", "web", "docs"],
+                multi=True)
+    free = ask(hive, "manager", "Anything else before the refactor?")
     panel = page.locator("#questions-panel")
-    expect(panel).to_be_visible()
-    expect(panel.locator(".question")).to_have_count(2)
-    first, second = panel.locator(".question").all()
+    expect(panel.locator(".question")).to_have_count(3)  # live, without a reload
+    first = question(page, single["id"])
     expect(first.locator(".text")).to_have_text("Which model for <b>coder</b>?")
     expect(first.get_by_role("radio")).to_have_count(2)
     expect(first.locator(".deadline")).to_have_text(re.compile(r"^(10m 0s|9m \d+s) left$"))
-    expect(second.get_by_role("textbox")).to_be_visible()
+    expect(question(page, multi["id"]).get_by_role("checkbox")).to_have_count(3)
+    expect(question(page, free["id"]).get_by_role("textbox")).to_be_visible()
+    expect(page).to_have_title("(3) hivekit")
     shot(page, "questions")
+    first.get_by_label("large").check()
+    first.get_by_role("button", name="Answer", exact=True).click()
+    expect(first).to_be_hidden()
+    box = question(page, multi["id"])
+    box.get_by_label("api").check()
+    box.get_by_label("docs").check()
+    box.get_by_role("button", name="Answer", exact=True).click()
+    expect(box).to_be_hidden()
+    text = question(page, free["id"])
+    text.get_by_role("textbox").fill("keep the <old> API working")
+    text.get_by_role("button", name="Answer", exact=True).click()
+    expect(panel).to_be_hidden()
+    answers = {q["id"]: q for q in hive.get("/api/questions", all="true")}
+    assert answers[single["id"]]["answer"] == "large"
+    assert answers[multi["id"]]["answer"] == "api, docs"
+    assert answers[free["id"]]["answer"] == "keep the <old> API working"
+    assert all(answers[q["id"]]["answered_by"] == "operator" for q in (single, multi, free))
+    # The asker hears it: the manager's inbox, shown in the broker feed too.
+    expect(page.locator("#messages")).to_contain_text("question answered")
     no_problems(page)
 
 
-def add_question(hive: HiveProcess, question: str, options: list[str] | None = None,
-                 deadline: float | None = None) -> None:
-    """An operator question, written to the store as the broker would (its routes and events
-    come with the broker; the page reads questions from the snapshot)."""
-    store = Store(hive.state_dir / "hive.db")
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO questions (asker, target, question, options, multi, deadline, "
-            "created_at) VALUES ('manager', 'operator', ?, ?, 0, ?, ?)",
-            (question, json.dumps(options or []), deadline, time.time()))
-    store.close()
+def question(page: Any, question_id: int) -> Any:
+    return page.locator(f'#questions [data-question="{question_id}"]')
+
+
+def ask(hive: HiveProcess, asker: str, text: str, options: list[str] | None = None,
+        multi: bool = False, timeout: float | None = None) -> dict[str, Any]:
+    """``asker`` asks the operator, through its own agent socket (as its harness would)."""
+    path = hive.runtime_dir / "agents" / asker / "hive.sock"
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://hive",
+                      timeout=10) as agent_api:
+        resp = agent_api.post("/ask", json={"question": text, "to": "operator",
+                                            "options": options or [], "multi": multi,
+                                            "timeout": timeout})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
 
 
 def test_overview_screenshot(context, hive):
     """The README's picture: a hive with some history."""
-    add_question(hive, "The refactor touches the API: should coder open a PR per module?",
-                 ["one PR per module", "a single PR"], time.time() + 1500)
     page = open_page(context, hive)
+    ask(hive, "manager", "The refactor touches the API: should coder open a PR per module?",
+        ["one PR per module", "a single PR"], timeout=1500)
     hive.spawn("coder")
     hive.spawn("reviewer")
     (hive.state_dir / "agents" / "reviewer" / "creds" / "token.json").write_text("{}")

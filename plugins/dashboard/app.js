@@ -489,8 +489,12 @@
     r.badges.replaceChildren(...(a.badges || []).map((b) => h('span', {class: 'badge'}, b)));
     r.status.textContent = a.status;
     r.status.className = `status ${a.status}`;
+    const clash = S.conflicts.find((c) => c && c.port === a.port && Array.isArray(c.agents) &&
+      c.agents.includes(a.name));
     r.port.textContent = a.port ? `:${a.port}` : '';
-    r.port.title = a.port ? `web port ${a.port}` : '';
+    r.port.title = clash ? `port ${a.port} is shared with ${clash.agents.join(', ')}`
+      : (a.port ? `web port ${a.port}` : '');
+    r.port.classList.toggle('conflict', Boolean(clash));
     r.sha.textContent = a.deployed_sha ? short(a.deployed_sha) : 'no deploy';
     r.sha.title = a.deployed_sha ? `deployed ${a.deployed_sha}` : '';
     r.actions.hidden = Boolean(a.pseudo);
@@ -772,7 +776,7 @@
           notice(`question #${q.id}: pick an option first`);
           return;
         }
-        answer = q.multi ? picked.join(', ') : picked[0];
+        answer = q.multi ? picked : picked[0];
       } else {
         answer = text.value.trim();
         if (!answer) {
