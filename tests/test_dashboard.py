@@ -60,6 +60,11 @@ def test_every_route_refuses_a_request_without_the_token(hive):
         assert "hivekit dashboard" in anon.get("/").text
         assert "access token" in anon.get("/api/state").json()["error"]
         assert anon.get("/", params={"token": "wrong"}).status_code == 401
+        assert anon.get("/", params={"token": "é"}).status_code == 401
+        port = httpx.URL(url).port
+        odd = {"Authorization": "Bearer é".encode("latin-1"),
+               "Cookie": f"hivekit_session_{port}=é".encode()}
+        assert anon.get("/api/state", headers=odd).status_code == 401
         assert anon.post("/api/requests/spawn", json={"name": "coder"}).status_code == 401
     assert hive.get("/api/approvals") == []
 

@@ -140,12 +140,12 @@ class Gate:
             return await _deny(scope, send, 401, "wrong access token")
         bearer = self._bearer(headers)
         cookie = _cookies(headers).get(self.session_cookie, "")
-        authed = bool(via_query) or bearer or hmac.compare_digest(cookie, self.session)
+        authed = bool(via_query) or bearer or _same(cookie, self.session)
         if not authed:
             return await _deny(scope, send, 401, "this dashboard needs its access token")
         if method not in SAFE_METHODS and not bearer:
             sent = headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(sent, self.csrf):
+            if not _same(sent, self.csrf):
                 return await _deny(scope, send, 403, "missing or wrong CSRF token: reload the "
                                                      "dashboard and try again")
             origin = headers.get("origin")
@@ -168,15 +168,20 @@ class Gate:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if "token" not in query:
             return None
-        return hmac.compare_digest(query["token"][0], self.token)
+        return _same(query["token"][0], self.token)
 
     def _bearer(self, headers: dict[str, str]) -> bool:
         kind, _, value = headers.get("authorization", "").partition(" ")
-        return kind.lower() == "bearer" and hmac.compare_digest(value.strip(), self.token)
+        return kind.lower() == "bearer" and _same(value.strip(), self.token)
 
     def _cookie_header(self) -> tuple[bytes, bytes]:
         return (b"set-cookie", f"{self.session_cookie}={self.session}; Path=/; "
                                f"Max-Age={COOKIE_MAX_AGE}; SameSite=Strict; HttpOnly".encode())
+
+
+def _same(given: str, expected: str) -> bool:
+    """A constant-time comparison that takes any text (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def _headers(scope: Scope) -> dict[str, str]:
