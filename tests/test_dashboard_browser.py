@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright import sync_api as playwright  # the test extra installs it (never a browser)
 
 from hivekit.testing import HiveProcess, control
 
-playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs it")
 expect = playwright.expect
 expect.set_options(timeout=20_000)
 
