@@ -272,6 +272,25 @@ def test_destroy_keeps_a_tombstone_and_purge_says_what_is_lost(context, hive):
     no_problems(page)
 
 
+def test_feed_events_that_arrive_during_a_snapshot_reload_are_kept(context, hive):
+    page = open_page(context, hive)
+    sent: list[dict[str, Any]] = []
+
+    def during_reload(route: Any) -> None:
+        # The message is published before this snapshot is taken, so its seq is not larger
+        # than the snapshot's: it must still reach the feed (messages are not in the snapshot).
+        if not sent:
+            sent.append(hive.post("/api/messages", {"to": "manager", "body": "mid-reload"}))
+        route.continue_()
+
+    page.route("**/api/state", during_reload)
+    hive.spawn("coder")  # its end reloads the snapshot (a new agent)
+    expect(agent(page, "coder").locator(".status")).to_have_text("running")
+    expect(page.locator("#messages")).to_contain_text("mid-reload")
+    assert sent
+    no_problems(page)
+
+
 def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
     with socket.socket() as probe:  # a free port, fixed across the restart
         probe.bind(("127.0.0.1", 0))

@@ -264,8 +264,6 @@
         if (isTerminal(a)) {
           S.approvals.delete(a.id);
           S.resolved.set(a.id, a);
-          addLog(a.agent, `── approval #${a.id}: ${a.status}${a.tag ? ` (${a.tag})` : ''}`,
-            a.status === 'failed' ? 'stderr' : 'step');
           refreshSoon();  // the agent's deployed sha (or its existence) changed with it
         } else {
           S.approvals.set(a.id, a);
@@ -280,9 +278,6 @@
         else S.questions.delete(q.id);
         break;
       }
-      case 'message':
-        addMessage(d.message);
-        break;
       case 'agent_changed':
         if (d.agent) S.agents.set(d.name, d.agent);
         else refreshSoon();  // added or removed: the snapshot knows (and about tombstones)
@@ -295,14 +290,37 @@
         if (!d.transient) refreshSoon();
         break;
       }
+      default:
+        break;  // a feed event (below), or a plugin's event this page does not know
+    }
+  }
+
+  // The feeds (broker traffic, live log) are not in the snapshot: their events are shown as
+  // they arrive, once each, whatever snapshot is being loaded meanwhile.
+  let feedSeq = 0;
+  function feed(seq, type, d) {
+    if (seq <= feedSeq) return;
+    feedSeq = seq;
+    switch (type) {
+      case 'message':
+        addMessage(d.message);
+        break;
       case 'log':
         addLog(d.agent, d.line, d.stream === 'stderr' ? 'stderr' : '');
         break;
       case 'deploy_step':
         addLog(d.agent, `── approval #${d.approval_id}: ${d.step}`, 'step');
         break;
+      case 'approval_changed': {
+        const a = d.approval;
+        if (isTerminal(a)) {
+          addLog(a.agent, `── approval #${a.id}: ${a.status}${a.tag ? ` (${a.tag})` : ''}`,
+            a.status === 'failed' ? 'stderr' : 'step');
+        }
+        break;
+      }
       default:
-        break;  // a plugin's event this page does not know
+        break;
     }
   }
 
@@ -381,6 +399,7 @@
         S.seq = null;
         queued = [];
         lastEventId = '';
+        feedSeq = 0;
       }
       S.boot = payload.boot;
       if (S.seq === null || payload.seq > S.seq) resnapshot();
@@ -391,6 +410,7 @@
       return;
     }
     if (id === null) return;
+    feed(Number(id), type, payload);
     queued.push({seq: Number(id), type, data: payload});
     drain();
   }
