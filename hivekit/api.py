@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 import cattrs
 from attrs import frozen
@@ -26,13 +26,21 @@ from hivekit.hive import OPERATOR, Hive
 
 log = logging.getLogger("hivekit.api")
 
-try:  # Litestar >= 2.2x wants path parameters marked; older ones (nixpkgs') lack the marker.
-    from litestar.params import PathParameter
+try:  # Litestar >= 2.23 wants parameters and dependencies marked; older ones lack the markers.
+    from litestar.di import NamedDependency
+    from litestar.params import FromPath, FromQuery
+except ImportError:  # pragma: no cover - older Litestar (e.g. nixpkgs'): plain annotations
 
-    #: A ``str`` path parameter, for handlers: ``approval_id: PathStr``.
-    PathStr = Annotated[str, PathParameter()]
-except ImportError:  # pragma: no cover - older Litestar
-    PathStr = str  # type: ignore[misc]
+    class _Plain:
+        def __class_getitem__(cls, item: Any) -> Any:
+            return item
+
+    NamedDependency = FromPath = FromQuery = _Plain  # type: ignore[misc,assignment]
+
+#: Handlers take the hive as ``hive: HiveDep`` (the app's ``hive`` dependency).
+HiveDep = NamedDependency[Hive]
+#: A ``str`` path parameter: ``approval_id: PathStr``.
+PathStr = FromPath[str]
 
 #: Largest request body accepted (messages are capped lower by the actions).
 MAX_BODY = 1024 * 1024
@@ -128,46 +136,47 @@ async def _run(hive: Hive, func: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @get("/api/state")
-async def get_state(hive: Hive) -> Response:
+async def get_state(hive: HiveDep) -> Response:
     """The whole picture: ``seq`` (read first), agents, pending approvals, questions..."""
     return Response(await _run(hive, state.snapshot))
 
 
 @get("/api/agents")
-async def list_agents(hive: Hive) -> Response:
+async def list_agents(hive: HiveDep) -> Response:
     return _json(await _run(hive, state.agents))
 
 
 @get("/api/approvals")
-async def list_approvals(hive: Hive, status: str | None = None, all: bool = False,
-                         limit: int | None = None) -> Response:
+async def list_approvals(hive: HiveDep, status: FromQuery[str | None] = None,
+                         all: FromQuery[bool] = False,
+                         limit: FromQuery[int | None] = None) -> Response:
     return _json(await _run(hive, actions.list_approvals, status, all, limit))
 
 
 @get("/api/approvals/{approval_id:str}")
-async def show_approval(hive: Hive, approval_id: PathStr) -> Response:
+async def show_approval(hive: HiveDep, approval_id: PathStr) -> Response:
     return _json(await _run(hive, actions.get_approval, approval_id))
 
 
 @post("/api/approvals/{approval_id:str}/approve", status_code=200)
-async def approve(hive: Hive, approval_id: PathStr) -> Response:
+async def approve(hive: HiveDep, approval_id: PathStr) -> Response:
     return _json(await _run(hive, actions.approve, approval_id))
 
 
 @post("/api/approvals/{approval_id:str}/deny", status_code=200)
-async def deny(hive: Hive, request: Request, approval_id: PathStr) -> Response:
+async def deny(hive: HiveDep, request: Request, approval_id: PathStr) -> Response:
     body = await parse(request, DenyRequest)
     return _json(await _run(hive, actions.deny, approval_id, body.note))
 
 
 @post("/api/requests/spawn", status_code=201)
-async def request_spawn(hive: Hive, request: Request) -> Response:
+async def request_spawn(hive: HiveDep, request: Request) -> Response:
     body = await parse(request, SpawnRequest)
     return _json(await _run(hive, actions.request_spawn, body.name, body.description), 201)
 
 
 @post("/api/requests/apply", status_code=201)
-async def request_apply(hive: Hive, request: Request) -> Response:
+async def request_apply(hive: HiveDep, request: Request) -> Response:
     body = await parse(request, ApplyRequest)
     return _json(await _run(hive, actions.request_apply, body.agent, body.commit,
                             body.description), 201)
@@ -178,7 +187,7 @@ _LIFECYCLE = {"start": actions.start, "stop": actions.stop, "restart": actions.r
 
 
 @post("/api/agents/{name:str}/{verb:str}", status_code=200)
-async def agent_action(hive: Hive, request: Request, name: PathStr,
+async def agent_action(hive: HiveDep, request: Request, name: PathStr,
                        verb: PathStr) -> Response:
     if verb == "destroy":
         body = await parse(request, DestroyRequest)
@@ -191,18 +200,19 @@ async def agent_action(hive: Hive, request: Request, name: PathStr,
 
 
 @get("/api/agents/{name:str}/inbox")
-async def inbox(hive: Hive, name: PathStr, limit: int = 100) -> Response:
+async def inbox(hive: HiveDep, name: PathStr, limit: FromQuery[int] = 100) -> Response:
     return _json(await _run(hive, actions.inbox, name, limit))
 
 
 @post("/api/messages", status_code=201)
-async def send_message(hive: Hive, request: Request) -> Response:
+async def send_message(hive: HiveDep, request: Request) -> Response:
     body = await parse(request, MessageRequest)
     return _json(await _run(hive, actions.send, body.to, body.body), 201)
 
 
 @get("/api/questions")
-async def list_questions(hive: Hive, all: bool = False, target: str = "operator") -> Response:
+async def list_questions(hive: HiveDep, all: FromQuery[bool] = False,
+                         target: FromQuery[str] = "operator") -> Response:
     """Questions asked of the operator, oldest first: pending ones (``all=true``: every one).
     ``target=NAME`` lists those asked of agent NAME instead, ``target=any`` everyone's."""
     who = None if target == "any" else target
@@ -210,14 +220,14 @@ async def list_questions(hive: Hive, all: bool = False, target: str = "operator"
 
 
 @post("/api/questions/{question_id:str}/answer", status_code=200)
-async def answer_question(hive: Hive, request: Request, question_id: PathStr) -> Response:
+async def answer_question(hive: HiveDep, request: Request, question_id: PathStr) -> Response:
     """Answer a question as the operator; returns the answered question."""
     body = await parse(request, AnswerRequest)
     return _json(await _run(hive, questions.answer, question_id, body.answer, by=OPERATOR))
 
 
 @get("/api/events")
-async def stream_events(hive: Hive, request: Request) -> ServerSentEvent:
+async def stream_events(hive: HiveDep, request: Request) -> ServerSentEvent:
     """Server-sent events: ``id`` = seq, ``event`` = type, ``data`` = the event's JSON.
 
     The first frame is ``hello`` with the current seq and the bus's ``boot`` (a new daemon has

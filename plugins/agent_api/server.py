@@ -33,7 +33,15 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
 from hivekit import actions, broker, questions, state
-from hivekit.api import ApplyRequest, PathStr, SpawnRequest, error_handler, parse
+from hivekit.api import (
+    ApplyRequest,
+    FromQuery,
+    HiveDep,
+    PathStr,
+    SpawnRequest,
+    error_handler,
+    parse,
+)
 from hivekit.convert import converter
 from hivekit.daemon import bind_unix
 from hivekit.errors import Forbidden
@@ -128,7 +136,7 @@ async def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 @get("/whoami")
-async def whoami(hive: Hive, request: Request) -> Response:
+async def whoami(hive: HiveDep, request: Request) -> Response:
     """Who this socket speaks for."""
     me = _me(request)
     return _json(WhoAmI(name=me, is_manager=me == hive.manager, manager=hive.manager,
@@ -136,15 +144,15 @@ async def whoami(hive: Hive, request: Request) -> Response:
 
 
 @post("/send", status_code=201)
-async def send(hive: Hive, request: Request) -> Response:
+async def send(hive: HiveDep, request: Request) -> Response:
     """Send ``body`` to agent ``to``; returns the stored message."""
     body = await parse(request, SendBody)
     return _json(await _run(broker.send, hive, _me(request), body.to, body.body), 201)
 
 
 @get("/recv")
-async def recv(hive: Hive, request: Request, after: str = "0", limit: str = "100",
-               wait: str = "0") -> Response:
+async def recv(hive: HiveDep, request: Request, after: FromQuery[str] = "0",
+               limit: FromQuery[str] = "100", wait: FromQuery[str] = "0") -> Response:
     """Unacknowledged messages with an id above ``after``, oldest first, waiting up to ``wait``
     seconds for one; returns ``{messages, cursor}`` (pass ``cursor`` as ``after`` next time)."""
     stopped = request.scope.get(STOPPED_KEY)
@@ -154,21 +162,21 @@ async def recv(hive: Hive, request: Request, after: str = "0", limit: str = "100
 
 
 @post("/ack", status_code=200)
-async def ack(hive: Hive, request: Request) -> Response:
+async def ack(hive: HiveDep, request: Request) -> Response:
     """Retire handled messages: ``{"ids": [...]}``; returns how many were newly acknowledged."""
     body = await parse(request, AckBody)
     return Response({"acked": await _run(broker.ack, hive, _me(request), body.ids)})
 
 
 @post("/broadcast", status_code=200)
-async def broadcast(hive: Hive, request: Request) -> Response:
+async def broadcast(hive: HiveDep, request: Request) -> Response:
     """Send ``body`` to every agent; returns ``{sent: {agent: id}, failed: {agent: reason}}``."""
     body = await parse(request, BroadcastBody)
     return _json(await _run(broker.broadcast, hive, _me(request), body.body))
 
 
 @post("/ask", status_code=201)
-async def ask(hive: Hive, request: Request) -> Response:
+async def ask(hive: HiveDep, request: Request) -> Response:
     """Ask the operator or a peer; the answer arrives as a ``question_answered`` helper event."""
     body = await parse(request, AskBody)
     return _json(await _run(questions.ask, hive, _me(request), body.question, to=body.to,
@@ -176,33 +184,33 @@ async def ask(hive: Hive, request: Request) -> Response:
 
 
 @post("/answer", status_code=200)
-async def answer(hive: Hive, request: Request) -> Response:
+async def answer(hive: HiveDep, request: Request) -> Response:
     """Answer a question a peer asked this agent; returns the answered question."""
     body = await parse(request, AnswerBody)
     return _json(await _run(questions.answer, hive, body.id, body.answer, by=_me(request)))
 
 
 @post("/cancel", status_code=200)
-async def cancel(hive: Hive, request: Request) -> Response:
+async def cancel(hive: HiveDep, request: Request) -> Response:
     """Withdraw a pending question this agent asked; returns it, cancelled."""
     body = await parse(request, CancelBody)
     return _json(await _run(questions.cancel, hive, body.id, by=_me(request)))
 
 
 @get("/questions")
-async def list_questions(hive: Hive, request: Request) -> Response:
+async def list_questions(hive: HiveDep, request: Request) -> Response:
     """The pending questions this agent asked or was asked."""
     return _json(await _run(questions.involving, hive, _me(request)))
 
 
 @get("/agents")
-async def agents(hive: Hive) -> Response:
+async def agents(hive: HiveDep) -> Response:
     """Every agent of the hive: name, status, port, deployed commit..."""
     return _json(await _run(state.agents, hive))
 
 
 @post("/requests/spawn", status_code=201)
-async def request_spawn(hive: Hive, request: Request) -> Response:
+async def request_spawn(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to approve a new agent."""
     _manager_only(hive, _me(request), "request spawns")
     body = await parse(request, SpawnRequest)
@@ -210,7 +218,7 @@ async def request_spawn(hive: Hive, request: Request) -> Response:
 
 
 @post("/requests/apply", status_code=201)
-async def request_apply(hive: Hive, request: Request) -> Response:
+async def request_apply(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to deploy a commit of an agent's proposed repo."""
     _manager_only(hive, _me(request), "request config applies")
     body = await parse(request, ApplyRequest)
@@ -219,15 +227,15 @@ async def request_apply(hive: Hive, request: Request) -> Response:
 
 
 @get("/approvals")
-async def list_approvals(hive: Hive, request: Request, status: str | None = None,
-                         all: bool = False) -> Response:
+async def list_approvals(hive: HiveDep, request: Request, status: FromQuery[str | None] = None,
+                         all: FromQuery[bool] = False) -> Response:
     """Manager only: pending and running approvals (``all=true``: the recent history too)."""
     _manager_only(hive, _me(request), "list approvals")
     return _json(await _run(actions.list_approvals, hive, status, all, 200 if all else None))
 
 
 @get("/approvals/{approval_id:str}")
-async def show_approval(hive: Hive, request: Request, approval_id: PathStr) -> Response:
+async def show_approval(hive: HiveDep, request: Request, approval_id: PathStr) -> Response:
     """Manager only: one approval with its diff."""
     _manager_only(hive, _me(request), "look at approvals")
     return _json(await _run(actions.get_approval, hive, approval_id))

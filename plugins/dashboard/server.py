@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 import uvicorn
 from litestar import MediaType, Response, get
 
-from hivekit.api import create_app
+from hivekit.api import PathStr, create_app
 from hivekit.errors import HiveError
 
 from . import TOKEN_FILE, DashboardConfig, is_loopback
@@ -246,7 +246,7 @@ def page_routes() -> list[Any]:
         return Response(content=index, media_type=MediaType.HTML)
 
     @get("/static/{name:str}", include_in_schema=False)
-    async def static(name: str) -> Response:
+    async def static(name: PathStr) -> Response:
         if name not in files:
             return Response(content={"error": f"no file {name!r}"}, status_code=404)
         body, ctype = files[name]

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Response, get, post
 
+from hivekit.api import FromQuery, HiveDep
 from hivekit.errors import BadRequest, HiveError
 from hivekit.hive import Hive
 
@@ -51,13 +52,13 @@ def update_hive(hive: Hive) -> dict[str, Any]:
 
 
 @get("/api/meta/log")
-async def get_meta_log(hive: Hive, limit: int = 50) -> Response:
+async def get_meta_log(hive: HiveDep, limit: FromQuery[int] = 50) -> Response:
     """The meta repo's commits, newest first, and every input's committed pin."""
     return Response(await _run(meta_log, hive, limit))
 
 
 @post("/api/meta/update-hive", status_code=200)
-async def post_update_hive(hive: Hive) -> Response:
+async def post_update_hive(hive: HiveDep) -> Response:
     """Relock the hivekit input and rebuild every agent (synchronously: may take long)."""
     return Response(await _run(update_hive, hive))
 
