@@ -79,3 +79,21 @@ def test_bwrap_argv_hides_the_hive_before_binding_the_agent_back():
     assert "--cap-drop ALL" in text and "--die-with-parent" in text
     assert argv[-1] == "--"
     assert "--ro-bind /proc" not in text and "--proc /proc" in text
+
+
+def test_bwrap_argv_binds_hivekits_code_before_hiding_the_hive():
+    # A checkout under /tmp (installed editable) must stay importable under the sandbox's fresh
+    # /tmp, and binding it must never uncover the hive's state, even when that lives inside it.
+    import hivekit
+    import hivekit_plugins
+
+    code = str(Path(hivekit.__file__).parent)
+    plugins = str(Path(hivekit_plugins.__file__).parent)
+    state = Path(code).parent / ".hivekit"
+    argv = sandbox.argv("bwrap", name="demo", hidden=[state], applied=state / "applied/demo",
+                        notes=state / "agents/demo/state", creds=state / "agents/demo/creds",
+                        shared=state / "shared", runtime=state / "run/agents/demo")
+    text = " ".join(argv)
+    for path in (code, plugins):
+        assert f"--ro-bind-try {path} {path}" in text
+        assert text.index(f"--ro-bind-try {path} ") < text.index(f"--tmpfs {state}")

@@ -56,6 +56,17 @@ def _bind_children(root: str, skip: frozenset[str]) -> list[str]:
     return args
 
 
+def code_paths() -> list[str]:
+    """Where the hive's Python and hivekit's own packages are (an editable install's source)."""
+    import hivekit_plugins
+
+    import hivekit
+
+    packages = {os.path.dirname(os.path.abspath(m.__file__ or "")) for m in (hivekit,
+                                                                             hivekit_plugins)}
+    return sorted({sys.prefix, sys.base_prefix, *packages})
+
+
 def host_view() -> list[str]:
     """The host, read-only, with fresh /dev, /proc, /tmp and /run."""
     return [
@@ -73,12 +84,13 @@ def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Pat
         the hive's dirs are hidden (the manager's view of the other agents' repos).
     """
     args = [bwrap, *host_view()]
+    # The hive's own Python and code (its `python` and `hivekit` come first on the agent's PATH),
+    # in case they live somewhere the sandbox covers, such as /tmp (a checkout there, installed
+    # editable). Bound before the hive's dirs are hidden, so they can never uncover those.
+    for path in code_paths():
+        args += ["--ro-bind-try", path, path]
     for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
         args += ["--tmpfs", d]
-    # The hive's own Python (its `python` and `hivekit` come first on the agent's PATH), in
-    # case it lives somewhere the sandbox covers, such as /tmp.
-    for prefix in sorted({sys.prefix, sys.base_prefix}):
-        args += ["--ro-bind-try", prefix, prefix]
     for option, path in extra:
         args += [option, str(path), str(path)]
     args += ["--ro-bind", str(applied), str(applied),
