@@ -197,6 +197,7 @@ def serve_page(harness: Harness, bind: str, port: int) -> ThreadingHTTPServer:
 
 def main(socket_path: str, port: int, notes: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="harness: %(message)s", stream=sys.stdout)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per long-poll otherwise
     harness = Harness(Socket(socket_path), notes)
     name = harness.me["name"]
     bind = os.environ.get("HIVE_BIND", "127.0.0.1")
