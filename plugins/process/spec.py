@@ -16,15 +16,15 @@ repo (``./run.sh``, committed with its executable bit).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
-import cattrs
 from attrs import field, frozen
-from cattrs.v import format_exception
 
 from hivekit.errors import OperationFailed
 
@@ -76,9 +76,15 @@ def _strict(kind: type) -> object:
     return structure
 
 
-_converter = cattrs.Converter(forbid_extra_keys=True)
-_converter.register_structure_hook(str, _strict(str))
-_converter.register_structure_hook(bool, _strict(bool))
+@functools.cache
+def _converter() -> Any:
+    # Built on first use: every `hivekit` command imports this plugin, few parse agent.toml.
+    import cattrs
+
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(str, _strict(str))
+    converter.register_structure_hook(bool, _strict(bool))
+    return converter
 
 
 def seed(name: str) -> str:
@@ -108,8 +114,10 @@ def parse(text: str) -> AgentToml:
     if "command" not in raw:
         raise OperationFailed(f"{FILE}: command is missing (the program to run, e.g. "
                               'command = "python")')
+    import cattrs
+
     try:
-        return _converter.structure(raw, AgentToml)
+        return _converter().structure(raw, AgentToml)
     except cattrs.BaseValidationError as exc:
         lines = [_tidy(line) for line in cattrs.transform_error(exc, format_exception=_say)]
         raise OperationFailed(f"{FILE}: " + "; ".join(lines)) from None
@@ -119,6 +127,8 @@ def parse(text: str) -> AgentToml:
 
 def _say(exc: BaseException, type_: type | None) -> str:
     # Our own checks' messages say exactly what is wrong; cattrs' generic ones otherwise.
+    from cattrs.v import format_exception
+
     if isinstance(exc, ValueError | TypeError) and not isinstance(exc, KeyError) and str(exc):
         return str(exc)
     return format_exception(exc, type_)
