@@ -390,3 +390,39 @@ def test_overview_screenshot(context, hive):
     expect(page.locator("#approvals pre.diff .add").first).to_be_visible()
     shot(page, "overview", full_page=False)
     no_problems(page)
+
+
+def test_the_page_drives_the_process_backend(context, make_hive):
+    # The same operator flow on the embedded default backend: real agent processes (the
+    # reference harness, under bubblewrap when it runs), a config a real parser rejects.
+    socks = [socket.socket() for _ in range(2)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    manager_port, agent_port = (s.getsockname()[1] for s in socks)
+    for s in socks:
+        s.close()
+    hive = make_hive(f'[hive]\nbackend = "process"\nmanager_port = {manager_port}\n'
+                     f'port_base = {agent_port}\nport_range = 1\n\n[process]\n'
+                     'restart_delay = 0.2\n')
+    page = open_page(context, hive)
+    expect(agent(page, "manager").locator(".status")).to_have_text("running")
+    approval = hive.post("/api/requests/spawn", {"name": "demo"})
+    pending(page, approval["id"]).get_by_role("button", name="Approve", exact=True).click()
+    expect(agent(page, "demo").locator(".status")).to_have_text("running")
+    status = httpx.get(f"http://127.0.0.1:{agent_port}/api/status", timeout=5).json()
+    assert status["name"] == "demo"  # the real agent answers on its port
+    page.select_option("#compose-to", "demo")
+    page.fill("#compose-body", "hello from the page")
+    page.locator("#compose").get_by_role("button", name="Send").click()
+    expect(page.locator("#messages")).to_contain_text("re: demo got your message: "
+                                                      "hello from the page")
+    broken = hive.commit("demo", {"agent.toml": "command = \n"}, "broken")
+    bad = hive.post("/api/requests/apply", {"agent": "demo", "commit": broken})
+    pending(page, bad["id"]).get_by_role("button", name="Approve", exact=True).click()
+    item = resolved(page, bad["id"])
+    expect(item.locator(".outcome")).to_have_text("failed")
+    expect(item.locator(".note")).to_contain_text("agent.toml: not valid TOML")
+    expect(agent(page, "demo").locator(".status")).to_have_text("running")  # the old one runs
+    assert httpx.get(f"http://127.0.0.1:{agent_port}/api/status", timeout=5).json()["pid"]
+    shot(page, "process-backend")
+    no_problems(page)

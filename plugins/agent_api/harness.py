@@ -217,9 +217,12 @@ def main(socket_path: str, port: int, notes: Path) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    said = None
     while not harness.stop.is_set():
         try:
             harness.run()
-        except Exception as exc:  # e.g. the hive is not up yet
-            log.warning("%s; retrying in 1s", exc)
+        except Exception as exc:  # the socket is bound just after the agent starts
+            if str(exc) != said:  # once per kind of outage, not once a second
+                log.warning("waiting for the hive at %s (%s)", socket_path, exc)
+                said = str(exc)
             time.sleep(1)
