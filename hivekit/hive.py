@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -30,6 +30,7 @@ from hivekit.records import AgentSpec, Message, Transient
 from hivekit.store import Store
 
 log = logging.getLogger("hivekit")
+T = TypeVar("T")
 
 #: The sender name of messages hivekit itself sends (helper events, wake-ups).
 SYSTEM = "system"
@@ -80,6 +81,8 @@ class Hive:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._transients: dict[str, Transient] = {}
+        self._plugin_state: dict[str, Any] = {}
+        self._state_lock = threading.Lock()
         #: Set when the daemon is stopping; background work checks it.
         self.stopping = threading.Event()
 
@@ -101,6 +104,17 @@ class Hive:
                 continue
             args = [kwargs[a] for a in impl.argnames]
             yield impl.plugin_name, (lambda f=impl.function, a=args: f(*a))
+
+    def plugin_state(self, key: str, factory: Callable[[], T]) -> T:
+        """The object a plugin keeps for this hive between hook calls, made once by ``factory``.
+
+        Hooks run on several threads: the first caller makes it (under a lock), every later one
+        gets the same object. Key it by the plugin's name. It lives as long as the hive.
+        """
+        with self._state_lock:
+            if key not in self._plugin_state:
+                self._plugin_state[key] = factory()
+            return self._plugin_state[key]
 
     def call_each(self, hook: str, **kwargs: Any) -> None:
         """Call an observer hook one plugin at a time, logging (not raising) their exceptions.

@@ -123,13 +123,5 @@ class Forge:
             return True
 
 
-_instances: dict[int, Forge] = {}
-_instances_lock = threading.Lock()
-
-
 def forge_for(hive: Hive) -> Forge:
-    with _instances_lock:
-        forge = _instances.get(id(hive))
-        if forge is None or forge.hive is not hive:
-            forge = _instances[id(hive)] = Forge(hive)
-        return forge
+    return hive.plugin_state("forge", lambda: Forge(hive))

@@ -465,14 +465,6 @@ def parse_subject(subject: str) -> dict[str, Any]:
     return out
 
 
-_instances: dict[int, MetaFlake] = {}
-_instances_lock = threading.Lock()
-
-
 def meta_for(hive: Hive) -> MetaFlake:
     """The hive's one :class:`MetaFlake` (its mutex must be shared by every hook call)."""
-    with _instances_lock:
-        meta = _instances.get(id(hive))
-        if meta is None or meta.hive is not hive:
-            meta = _instances[id(hive)] = MetaFlake(hive)
-        return meta
+    return hive.plugin_state("meta_flake", lambda: MetaFlake(hive))

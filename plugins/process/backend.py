@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -307,17 +306,9 @@ def _holds(pgid: int, inodes: set[str]) -> bool:
     return False
 
 
-_backends: weakref.WeakKeyDictionary[Hive, Backend] = weakref.WeakKeyDictionary()
-_backends_lock = threading.Lock()
-
-
 def backend(hive: Hive) -> Backend:
     """The :class:`Backend` of ``hive`` (made on first use)."""
-    with _backends_lock:
-        found = _backends.get(hive)
-        if found is None:
-            found = _backends[hive] = Backend(hive)
-        return found
+    return hive.plugin_state("process", lambda: Backend(hive))
 
 
 # --- hooks ---------------------------------------------------------------------------------------
