@@ -6,6 +6,7 @@ JSON with a ``"type"`` key taken from the class's ``TYPE``. Consumers ``match`` 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import ClassVar
 
 from attrs import field, frozen
@@ -100,6 +101,14 @@ class Envelope:
 
     seq: int
     event: Event
+
+    @cached_property
+    def json(self) -> str:
+        """The event as compact JSON with its ``type``, computed once however many subscribers
+        send it on (a race computes it twice, harmlessly)."""
+        from hivekit.convert import to_json
+
+        return to_json(self.event, Event)
 
 
 # --- helper events (JSON bodies of ``system`` messages in an agent's inbox) ---------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from hivekit.convert import converter
@@ -38,14 +39,19 @@ def agents(hive: Hive) -> list[AgentView]:
 def tombstones(hive: Hive) -> list[Tombstone]:
     """Agents with kept state (repos, creds, notes) but no container: destroyed, re-spawnable."""
     root = hive.paths.agents_root
-    if not root.is_dir():
+    try:
+        # scandir, not iterdir: its entries know whether they are dirs without a stat each, and
+        # names sort faster than Paths (a tenth of a 900-agent snapshot otherwise).
+        with os.scandir(root) as entries:
+            dirs = sorted(e.name for e in entries if e.is_dir())
+    except FileNotFoundError:
         return []
     active = set(hive.store.agent_names())
     found = []
-    for d in sorted(root.iterdir()):
-        if d.is_dir() and d.name not in active and (d / "config").is_dir():
-            found.append(Tombstone(name=d.name,
-                                   deployed_sha=read_ref(hive.paths.agent(d.name).applied)))
+    for name in dirs:
+        if name not in active and (root / name / "config").is_dir():
+            found.append(Tombstone(name=name,
+                                   deployed_sha=read_ref(hive.paths.agent(name).applied)))
     return found
 
 

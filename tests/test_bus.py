@@ -88,3 +88,41 @@ def test_close_ends_async_streams():
         return [env.seq async for env in sub]
 
     assert asyncio.run(main()) == [1]
+
+
+def test_a_burst_arrives_as_batches_in_order_and_nothing_from_before_subscribing():
+    bus = EventBus()
+
+    async def main() -> tuple[list[list[int]], list[int]]:
+        early = bus.subscribe()
+        bus.publish(ev(0))  # handed off to this loop later, with what follows
+        late = bus.subscribe()
+        for i in range(1, 100):
+            bus.publish(ev(i))
+        batches = []
+        async for batch in early.batches(limit=60):
+            batches.append([env.seq for env in batch])
+            if batch[-1].seq == 100:
+                break
+        return batches, [(await late.get(1)).seq for _ in range(99)]
+
+    batches, late = asyncio.run(main())
+    assert batches == [list(range(1, 61)), list(range(61, 101))]  # one hand-off, cut at limit
+    assert late == list(range(2, 101))  # seq 1 was published before it subscribed
+
+
+def test_a_burst_bigger_than_the_old_queue_reaches_a_reading_subscriber_whole():
+    # What a busy loop hands off at once is a whole burst: the queue must hold one.
+    bus = EventBus()
+
+    async def main() -> tuple[list[int], int]:
+        sub = bus.subscribe()
+        publisher = threading.Thread(target=lambda: [bus.publish(ev(i)) for i in range(3000)])
+        publisher.start()
+        await asyncio.to_thread(publisher.join)
+        got = [(await sub.get(1)).seq for _ in range(3000)]
+        return got, sub.dropped
+
+    got, dropped = asyncio.run(main())
+    assert got == list(range(1, 3001))
+    assert dropped == 0

@@ -84,8 +84,9 @@ def test_bwrap_argv_hides_the_hive_before_binding_the_agent_back():
 def test_bwrap_argv_binds_hivekits_code_before_hiding_the_hive():
     # A checkout under /tmp (installed editable) must stay importable under the sandbox's fresh
     # /tmp, and binding it must never uncover the hive's state, even when that lives inside it.
-    import hivekit
     import hivekit_plugins
+
+    import hivekit
 
     code = str(Path(hivekit.__file__).parent)
     plugins = str(Path(hivekit_plugins.__file__).parent)

@@ -312,15 +312,23 @@ class AgentSockets:
         self._served: dict[str, _Served] = {}
         self._closed = False
         self._loop = asyncio.new_event_loop()
+        self._until_closed: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run_loop, name="agent-api", daemon=True)
         self._thread.start()
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_forever()
+            # Not run_forever: anyio ties its worker threads to the loop's root task, the task
+            # run_until_complete runs. Without one it takes each request's task instead and ends
+            # the thread with it, so every store call started (and scanned all tasks for) a new
+            # thread: a third of the socket loop's time in the broker bench.
+            self._loop.run_until_complete(self._main())
         finally:
             self._loop.close()
+
+    async def _main(self) -> None:  # a task (a bare future is no root task to anyio)
+        await self._until_closed
 
     def names(self) -> list[str]:
         with self._lock:
@@ -393,5 +401,9 @@ class AgentSockets:
                 self._stop(name, s)
         for s in served.values():
             self._wait(s)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        def stop() -> None:
+            if not self._until_closed.done():
+                self._until_closed.set_result(None)
+
+        self._loop.call_soon_threadsafe(stop)
         self._thread.join(timeout=5)
