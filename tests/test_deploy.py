@@ -249,7 +249,9 @@ def test_lifecycle_commands_and_transients(hive):
     out = hive.cli("rebuild", "coder")
     assert out.returncode == 0 and "fake: built coder" in out.stderr
     # The transient shows for exactly the duration of the work, and blocks a second operation.
-    control(hive.state_dir, delay={"coder": 2})
+    # Long enough that the refusal below is seen even on a loaded machine (a CLI call there
+    # can take seconds); the rebuild then finishes on its own.
+    control(hive.state_dir, delay={"coder": 10})
     t = threading.Thread(target=lambda: hive.cli("rebuild", "coder", "-q"))
     t.start()
     hive.wait_for(lambda: hive.get("/api/state")["transients"].get("coder") == "rebuilding",
