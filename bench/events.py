@@ -75,10 +75,11 @@ def one_round(hive: Any, path: Path, subscribers: int, count: int,
 
         def publish() -> None:
             timing["start"] = time.monotonic()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.thread_time()
             for i in range(count):
                 hive.bus.publish(LogLine(agent="bench", line=f"{i:06d} {filler}"))
             timing["publish"] = time.perf_counter() - t
+            timing["publish_cpu"] = time.thread_time() - cpu
 
         worker = threading.Thread(target=publish, name="publisher")
         worker.start()
@@ -97,6 +98,7 @@ def one_round(hive: Any, path: Path, subscribers: int, count: int,
             proc.kill()
             proc.wait()
     report["publish"] = timing["publish"]
+    report["publish_cpu"] = timing["publish_cpu"]
     report["prefill"] = prefill
     report["delivered"] = report["done_at"] - timing["start"]
     # The server notices closed streams a moment later; the next round starts without them.
@@ -111,7 +113,7 @@ def run(quick: bool = False) -> Result:
 
     subscribers = 50 if quick else 500
     count = 200 if quick else 2000
-    repeat = 1 if quick else 5
+    repeat = 1 if quick else 7
     result = Result(f"events: {count} events to {subscribers} SSE subscribers")
     root = short_tmp()
     hive = local_hive(root / "events")
@@ -132,6 +134,8 @@ def run(quick: bool = False) -> Result:
     everyone = [s for runs in rounds.values() for r in runs for s in r["subscribers"]]
     result.add("publish loop, one stuck subscriber vs none", median("stuck", "publish"),
                median("none", "publish"), target=1.2)
+    result.add("  publisher thread's CPU in it, one stuck vs none",
+               median("stuck", "publish_cpu"), median("none", "publish_cpu"))
     result.add("publish to the last reader having every event", median("none", "delivered"))
     result.add("  same, with one stuck subscriber", median("stuck", "delivered"))
     result.add("reading subscribers with every event in seq order",

@@ -23,7 +23,7 @@ EXPECTED: dict[str, list[str]] = {
                "delivery latency p99", "messages sent", "messages lost",
                "messages handed out twice", "messages left unacknowledged",
                "messages stored"],
-    "events": ["publish loop, one stuck subscriber vs none",
+    "events": ["publish loop, one stuck subscriber vs none", "publisher thread's CPU",
                "publish to the last reader having every event",
                "reading subscribers with every event in seq order",
                "reading subscribers (all rounds)", "events missed by reading subscribers",
