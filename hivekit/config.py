@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_BACKEND = "process"
 
 
-def _positive(_inst: Any, att: attrs.Attribute, value: int) -> None:
+def positive(_inst: Any, att: attrs.Attribute, value: float) -> None:
+    """An attrs validator for plugins' config classes too: the value must be above zero."""
     if value <= 0:
         raise ValueError(f"{att.name} must be positive, got {value}")
 
@@ -55,7 +56,7 @@ class HiveConfig:
     disable: list[str] = field(factory=list)
     manager_port: int = field(default=8000, validator=_port)
     port_base: int = field(default=8100, validator=_port)
-    port_range: int = field(default=900, validator=_positive)
+    port_range: int = field(default=900, validator=positive)
     #: The dashboard's TCP port as agents should know it (HIVE_DASHBOARD_PORT).
     dashboard_port: int = field(default=7000, validator=_port)
 

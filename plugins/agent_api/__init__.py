@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from attrs import field, frozen
 
 from hivekit import hookimpl
+from hivekit.config import positive
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 CONTAINER_SOCKET = "/run/hive/hive.sock"
 
 
-def _positive(_inst: Any, att: Any, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{att.name} must be positive, got {value}")
-
 
 @frozen
 class AgentApiConfig:
@@ -44,7 +41,7 @@ class AgentApiConfig:
 
     #: The largest request body an agent's socket accepts, in bytes (larger: HTTP 413).
     #: Message bodies are further limited to 64 KiB.
-    max_request_bytes: int = field(default=256 * 1024, validator=_positive)
+    max_request_bytes: int = field(default=256 * 1024, validator=positive)
 
 
 _sockets: weakref.WeakKeyDictionary[Hive, AgentSockets] = weakref.WeakKeyDictionary()

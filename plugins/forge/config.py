@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from hivekit.config import positive
+
 SCOPE_KINDS = ("activitypub", "admin", "issue", "misc", "notification", "organization",
                "package", "repository", "user")
 
@@ -41,10 +43,6 @@ def _domain(_inst: Any, att: attrs.Attribute, value: str) -> None:
         raise ValueError(f"{att.name} must be a mail domain such as 'hive.local', got {value!r}")
 
 
-def _positive(_inst: Any, att: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{att.name} must be positive, got {value}")
-
 
 @frozen
 class ForgeConfig:
@@ -62,4 +60,4 @@ class ForgeConfig:
     #: ``destroy --purge`` also deletes the agent's Forgejo user (a plain destroy keeps it).
     purge_user: bool = True
     #: Seconds one ``forgejo admin`` call (or the probe) may take.
-    timeout: float = field(default=60.0, validator=_positive)
+    timeout: float = field(default=60.0, validator=positive)

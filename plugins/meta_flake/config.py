@@ -7,15 +7,13 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from hivekit.config import positive
+
 
 def _nonempty(_inst: Any, att: attrs.Attribute, value: str) -> None:
     if not value.strip():
         raise ValueError(f"{att.name} must not be empty")
 
-
-def _positive(_inst: Any, att: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{att.name} must be positive, got {value}")
 
 
 def _domain(_inst: Any, att: attrs.Attribute, value: str) -> None:
@@ -31,6 +29,6 @@ class MetaFlakeConfig:
     #: The ``nix`` executable (a name on PATH or a path).
     nix: str = field(default="nix", validator=_nonempty)
     #: Seconds any one Nix call may take (locking may fetch the hivekit flake).
-    timeout: float = field(default=600.0, validator=_positive)
+    timeout: float = field(default=600.0, validator=positive)
     #: Agents commit as ``<name>@<git_email_domain>``.
     git_email_domain: str = field(default="hive.local", validator=_domain)

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from hivekit.config import positive
 from hivekit.names import check_name
 
 SANDBOXES = ("auto", "bwrap", "none")
@@ -42,10 +43,6 @@ def _count(_inst: Any, att: attrs.Attribute, value: int | None) -> None:
         raise ValueError(f"{att.name} must be 0 (unlimited) or more, got {value}")
 
 
-def _positive(_inst: Any, att: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{att.name} must be positive, got {value}")
-
 
 @frozen
 class Limits:
@@ -74,16 +71,16 @@ class ProcessConfig:
     #: The bubblewrap program (a name on PATH or an absolute path).
     bwrap: str = "bwrap"
     #: Seconds between SIGTERM and SIGKILL when an agent is stopped.
-    stop_timeout: float = field(default=10.0, validator=_positive)
+    stop_timeout: float = field(default=10.0, validator=positive)
     #: Seconds a start may take to listen on HIVE_PORT before it counts as failed.
-    start_timeout: float = field(default=30.0, validator=_positive)
+    start_timeout: float = field(default=30.0, validator=positive)
     #: First wait before restarting a crashed agent; doubles per crash up to the max.
-    restart_delay: float = field(default=1.0, validator=_positive)
-    restart_delay_max: float = field(default=60.0, validator=_positive)
+    restart_delay: float = field(default=1.0, validator=positive)
+    restart_delay_max: float = field(default=60.0, validator=positive)
     #: An agent that ran this long before crashing restarts after ``restart_delay`` again.
-    restart_reset: float = field(default=60.0, validator=_positive)
+    restart_reset: float = field(default=60.0, validator=positive)
     #: ``agent.log`` (in the agent's notes dir) is rotated to ``agent.log.1`` past this size.
-    log_max_bytes: int = field(default=10 * 1024 * 1024, validator=_positive)
+    log_max_bytes: int = field(default=10 * 1024 * 1024, validator=positive)
     #: Hive-wide limits (see :class:`Limits`).
     memory: str | None = field(default=None, validator=_size)
     cpu_seconds: int | None = field(default=None, validator=_count)
