@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hivekit import hookimpl
+from hivekit.records import Badge, BadgeLevel
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
@@ -27,5 +28,9 @@ def needs_login(agent: AgentSpec) -> bool:
 
 class Badges:
     @hookimpl
-    def agent_badges(self, hive: Hive, agent: AgentSpec) -> list[str]:
-        return [NEEDS_LOGIN] if needs_login(agent) else []
+    def agent_badges(self, hive: Hive, agent: AgentSpec) -> list[Badge]:
+        if not needs_login(agent):
+            return []
+        return [Badge(label=NEEDS_LOGIN, level=BadgeLevel.WARNING,
+                      detail=f"no model credentials in {agent.paths.creds}: the agent cannot "
+                             "call its model until they are there")]

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import click
 
     from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, AgentView, Approval, Deploy
+    from hivekit.records import AgentSpec, AgentView, Approval, Badge, Deploy
 
 # ------------------------------------------------------------------------------------------------
 # Setup
@@ -242,9 +242,14 @@ def approval_resolved(hive: Hive, approval: Approval) -> None:
 
 
 @hookspec
-def agent_badges(hive: Hive, agent: AgentSpec) -> list[str] | None:
-    """Short labels shown next to the agent ("needs login", "needs update"). Keep it cheap: it runs
-    for every agent on every ``/api/state``. Exceptions are logged and the badges skipped."""
+def agent_badges(hive: Hive, agent: AgentSpec) -> list[Badge | str] | None:
+    """Short labels shown next to the agent ("needs login", "needs update").
+
+    Return :class:`hivekit.records.Badge` objects (a label, a level — ``info``, ``warning`` or
+    ``error`` — and a detail saying what it means and how to fix it); a plain string is a badge
+    of level ``info``. Keep it cheap: it runs whenever an agent's row is made. Exceptions are
+    logged and that plugin's badges skipped.
+    """
 
 
 @hookspec

@@ -76,6 +76,26 @@ class AgentSpec:
     paths: AgentPaths
 
 
+class BadgeLevel(enum.StrEnum):
+    """How much a badge asks of the operator: ``info`` (to know), ``warning`` (to act on soon),
+    ``error`` (the agent cannot work until someone acts)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@frozen
+class Badge:
+    """A short label next to an agent, with how serious it is and what to do about it."""
+
+    #: A few words: "needs login", "no sandbox".
+    label: str
+    level: BadgeLevel = BadgeLevel.INFO
+    #: What it means and the command that fixes it (shown as a tooltip, and by ``hivekit agents``).
+    detail: str = ""
+
+
 @frozen
 class AgentView:
     """An agent as the operator sees it (``GET /api/state``, ``hivekit agents --json``)."""
@@ -87,7 +107,7 @@ class AgentView:
     #: The applied repo's ``main``: what is deployed.
     deployed_sha: str | None
     transient: Transient | None
-    badges: list[str] = field(factory=list)
+    badges: list[Badge] = field(factory=list)
     is_manager: bool = False
 
 

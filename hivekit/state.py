@@ -9,7 +9,7 @@ from typing import Any
 from hivekit.convert import converter
 from hivekit.git import read_ref
 from hivekit.hive import Hive
-from hivekit.records import AgentView, ApprovalStatus, Tombstone
+from hivekit.records import AgentView, ApprovalStatus, Badge, Tombstone
 
 log = logging.getLogger("hivekit")
 
@@ -20,10 +20,10 @@ CORE_KEYS = frozenset(
 def agent_view(hive: Hive, name: str) -> AgentView:
     spec = hive.agent(name)
     running = bool(hive.hook.is_running(hive=hive, agent=spec))
-    badges: list[str] = []
+    badges: list[Badge] = []
     for plugin, call in hive.each("agent_badges", hive=hive, agent=spec):
         try:
-            badges += call() or []
+            badges += [b if isinstance(b, Badge) else Badge(label=str(b)) for b in call() or []]
         except Exception:
             log.exception("plugin %r failed in agent_badges (skipped)", plugin)
     return AgentView(name=name, status="running" if running else "stopped", port=spec.port,

@@ -1,5 +1,7 @@
 def badges(hive, name):
-    return next(a["badges"] for a in hive.get("/api/state")["agents"] if a["name"] == name)
+    """The agent's badge labels."""
+    return [b["label"] for b in
+            next(a["badges"] for a in hive.get("/api/state")["agents"] if a["name"] == name)]
 
 
 def test_needs_login_until_the_agent_has_credentials(hive):

@@ -18,7 +18,7 @@ def test_plugins_json_lists_bundled_and_third_party(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["fake"]["enabled"] and rows["fake"]["backend"]
-    assert rows["fake"]["module"] == "hivekit.testing"
+    assert rows["fake"]["module"] == "hivekit.testing.fake"
     assert "is_running" in rows["fake"]["hooks"]
     assert rows["cli"]["enabled"] and rows["cli"]["distribution"] == "hivekit"
     example = rows["example"]
@@ -42,6 +42,6 @@ def test_third_party_plugin_is_configured_and_called(make_hive):
                      '[example]\ngreeting = "ahoy"\nshout = true\n')
     state = hive.wait_for(lambda: (s := hive.get("/api/state"))["agents"] and s,
                           what="the manager")
-    assert "AHOY MANAGER" in state["agents"][0]["badges"]
+    assert "AHOY MANAGER" in [b["label"] for b in state["agents"][0]["badges"]]
     assert state["example"] == {"agents_seen": 1}
     assert "example" in state["plugins"]

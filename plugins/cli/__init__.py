@@ -107,7 +107,7 @@ def agents(client: Any, as_json: bool) -> None:
         return
     rows = [[a["name"] + (" (manager)" if a["is_manager"] else ""),
              a["transient"] or a["status"], str(a["port"]), _short(a["deployed_sha"]),
-             ", ".join(a["badges"])] for a in state["agents"]]
+             ", ".join(b["label"] for b in a["badges"])] for a in state["agents"]]
     _table(rows, ["NAME", "STATUS", "PORT", "DEPLOYED", "BADGES"])
     if not rows:
         click.echo("no agents")

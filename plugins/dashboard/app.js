@@ -506,7 +506,8 @@
     r.manager.hidden = !a.is_manager;
     r.pill.hidden = !transient;
     r.pill.textContent = transient ? `◐ ${transient}…` : '';
-    r.badges.replaceChildren(...(a.badges || []).map((b) => h('span', {class: 'badge'}, b)));
+    r.badges.replaceChildren(...(a.badges || []).map((b) => h('span',
+      {class: `badge ${b.level || 'info'}`, title: b.detail || ''}, b.label)));
     r.status.textContent = a.status;
     r.status.className = `status ${a.status}`;
     const clash = S.conflicts.find((c) => c && c.port === a.port && Array.isArray(c.agents) &&

@@ -29,6 +29,7 @@ from hivekit_plugins.process.supervisor import (
 
 from hivekit import hookimpl
 from hivekit.errors import HiveError, OperationFailed
+from hivekit.records import Badge, BadgeLevel
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
@@ -366,12 +367,16 @@ def is_running(hive: Hive, agent: AgentSpec) -> bool:
 
 
 @hookimpl
-def agent_badges(hive: Hive, agent: AgentSpec) -> list[str]:
+def agent_badges(hive: Hive, agent: AgentSpec) -> list[Badge]:
     b = backend(hive)
     child = b.get(agent.name)
     badges = []
     if child is not None and child.waiting_to_restart():
-        badges.append(f"crashed, restarting (restart {child.restarts})")
+        badges.append(Badge(label=f"crashed, restarting (restart {child.restarts})",
+                            level=BadgeLevel.ERROR,
+                            detail="its command exited; the supervisor restarts it with backoff"))
     if b._probed and b._bwrap is None and child is not None:
-        badges.append("no sandbox")
+        badges.append(Badge(label="no sandbox", level=BadgeLevel.WARNING,
+                            detail="bubblewrap (bwrap) is not available: the agent runs as a "
+                                   "plain process; install bubblewrap and restart it"))
     return badges
