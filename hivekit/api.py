@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from litestar.response import Stream
 
 from hivekit import actions, questions, state
 from hivekit.convert import converter, problems
-from hivekit.errors import BadRequest, HiveError
+from hivekit.errors import BadRequest, HiveError, PluginError
 from hivekit.events import Envelope
 from hivekit.hive import OPERATOR, Hive
 
@@ -85,7 +86,7 @@ class AnswerRequest:
     answer: Any
 
 
-async def parse(request: Request, cls: type) -> Any:
+async def parse_body(request: Request, cls: type) -> Any:
     """The request's JSON body structured into ``cls``; a 400 saying what is wrong otherwise."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
@@ -165,19 +166,19 @@ async def approve(hive: HiveDep, approval_id: PathStr) -> Response:
 
 @post("/api/approvals/{approval_id:str}/deny", status_code=200)
 async def deny(hive: HiveDep, request: Request, approval_id: PathStr) -> Response:
-    body = await parse(request, DenyRequest)
+    body = await parse_body(request, DenyRequest)
     return _json(await _run(hive, actions.deny, approval_id, body.note))
 
 
 @post("/api/requests/spawn", status_code=201)
 async def request_spawn(hive: HiveDep, request: Request) -> Response:
-    body = await parse(request, SpawnRequest)
+    body = await parse_body(request, SpawnRequest)
     return _json(await _run(hive, actions.request_spawn, body.name, body.description), 201)
 
 
 @post("/api/requests/apply", status_code=201)
 async def request_apply(hive: HiveDep, request: Request) -> Response:
-    body = await parse(request, ApplyRequest)
+    body = await parse_body(request, ApplyRequest)
     return _json(await _run(hive, actions.request_apply, body.agent, body.commit,
                             body.description), 201)
 
@@ -190,7 +191,7 @@ _LIFECYCLE = {"start": actions.start, "stop": actions.stop, "restart": actions.r
 async def agent_action(hive: HiveDep, request: Request, name: PathStr,
                        verb: PathStr) -> Response:
     if verb == "destroy":
-        body = await parse(request, DestroyRequest)
+        body = await parse_body(request, DestroyRequest)
         await _run(hive, actions.destroy, name, body.purge)
         return Response({"destroyed": name, "purge": body.purge})
     if verb not in _LIFECYCLE:
@@ -206,7 +207,7 @@ async def inbox(hive: HiveDep, name: PathStr, limit: FromQuery[int] = 100) -> Re
 
 @post("/api/messages", status_code=201)
 async def send_message(hive: HiveDep, request: Request) -> Response:
-    body = await parse(request, MessageRequest)
+    body = await parse_body(request, MessageRequest)
     return _json(await _run(hive, actions.send, body.to, body.body), 201)
 
 
@@ -222,7 +223,7 @@ async def list_questions(hive: HiveDep, all: FromQuery[bool] = False,
 @post("/api/questions/{question_id:str}/answer", status_code=200)
 async def answer_question(hive: HiveDep, request: Request, question_id: PathStr) -> Response:
     """Answer a question as the operator; returns the answered question."""
-    body = await parse(request, AnswerRequest)
+    body = await parse_body(request, AnswerRequest)
     return _json(await _run(hive, questions.answer, question_id, body.answer, by=OPERATOR))
 
 
@@ -278,7 +279,10 @@ def _sse(event: str, data: str, seq: int | None = None) -> bytes:
 
 
 def _frame(env: Envelope) -> bytes:
-    return _sse(type(env.event).TYPE, env.json, env.seq)
+    data = env.json
+    if data is None:  # not encodable (logged once by Envelope.json): skip that event only
+        return b""
+    return _sse(type(env.event).TYPE, data, env.seq)
 
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
@@ -287,9 +291,36 @@ ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, 
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
-    """The API app for ``hive``, with every route plugins add through ``register_routes``."""
-    handlers: list[Any] = list(ROUTES)
-    hive.hook.register_routes(hive=hive, register=handlers.append)
+    """The API app for ``hive``, with every route plugins add through ``register_routes``.
+
+    :raises PluginError: a plugin's route takes a method and path the core or another plugin
+        serves already (naming both), or its ``register_routes`` failed.
+    """
+    handlers = list(ROUTES)
+    owners = {key: "core" for key in _route_keys(ROUTES)}
+    current = ["core"]
+    added: list[tuple[str, Any]] = []
+
+    def register(obj: Any) -> None:
+        added.append((current[0], obj))
+
+    for plugin, call in hive.each("register_routes", hive=hive, register=register):
+        current[0] = plugin
+        try:
+            call()
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin!r} failed in register_routes: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    for plugin, obj in added:
+        for key in _route_keys([obj]):
+            if key in owners:
+                method, path = key
+                raise PluginError(
+                    f"plugin {plugin!r} registers {method} {path}, already served by "
+                    + (f"plugin {owners[key]!r}" if owners[key] != "core" else "the core")
+                    + "; a route can have one owner: disable one of them")
+            owners[key] = plugin
+        handlers.append(obj)
     handlers += extra or []
     return Litestar(
         route_handlers=[Router("/", route_handlers=handlers)],
@@ -299,3 +330,18 @@ def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
         debug=False,
         logging_config=None,
     )
+
+
+def _route_keys(objs: list[Any]) -> set[tuple[str, str]]:
+    """``(method, path)`` of every route of these handlers, controllers or routers, with path
+    parameters' names and types dropped (``/api/agents/{}/{}``): what a request would hit."""
+    keys = set()
+    for route in Router("/", route_handlers=list(objs)).routes:
+        path = _PARAM.sub("{}", route.path)
+        for method in getattr(route, "methods", {"WEBSOCKET"}):
+            if method != "OPTIONS":  # added to every path by Litestar itself
+                keys.add((method, path))
+    return keys
+
+
+_PARAM = re.compile(r"\{[^}]*\}")

@@ -32,20 +32,24 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
-from hivekit import actions, broker, questions, state
-from hivekit.api import (
+from hivekit import (
+    OPERATOR,
     ApplyRequest,
+    Forbidden,
     FromQuery,
+    Hive,
     HiveDep,
     PathStr,
     SpawnRequest,
+    actions,
+    bind_unix,
+    broker,
+    converter,
     error_handler,
-    parse,
+    parse_body,
+    questions,
+    state,
 )
-from hivekit.convert import converter
-from hivekit.daemon import bind_unix
-from hivekit.errors import Forbidden
-from hivekit.hive import OPERATOR, Hive
 
 log = logging.getLogger("hivekit.agent_api")
 
@@ -146,7 +150,7 @@ async def whoami(hive: HiveDep, request: Request) -> Response:
 @post("/send", status_code=201)
 async def send(hive: HiveDep, request: Request) -> Response:
     """Send ``body`` to agent ``to``; returns the stored message."""
-    body = await parse(request, SendBody)
+    body = await parse_body(request, SendBody)
     return _json(await _run(broker.send, hive, _me(request), body.to, body.body), 201)
 
 
@@ -164,21 +168,21 @@ async def recv(hive: HiveDep, request: Request, after: FromQuery[str] = "0",
 @post("/ack", status_code=200)
 async def ack(hive: HiveDep, request: Request) -> Response:
     """Retire handled messages: ``{"ids": [...]}``; returns how many were newly acknowledged."""
-    body = await parse(request, AckBody)
+    body = await parse_body(request, AckBody)
     return Response({"acked": await _run(broker.ack, hive, _me(request), body.ids)})
 
 
 @post("/broadcast", status_code=200)
 async def broadcast(hive: HiveDep, request: Request) -> Response:
     """Send ``body`` to every agent; returns ``{sent: {agent: id}, failed: {agent: reason}}``."""
-    body = await parse(request, BroadcastBody)
+    body = await parse_body(request, BroadcastBody)
     return _json(await _run(broker.broadcast, hive, _me(request), body.body))
 
 
 @post("/ask", status_code=201)
 async def ask(hive: HiveDep, request: Request) -> Response:
     """Ask the operator or a peer; the answer arrives as a ``question_answered`` helper event."""
-    body = await parse(request, AskBody)
+    body = await parse_body(request, AskBody)
     return _json(await _run(questions.ask, hive, _me(request), body.question, to=body.to,
                             options=body.options, multi=body.multi, timeout=body.timeout), 201)
 
@@ -186,14 +190,14 @@ async def ask(hive: HiveDep, request: Request) -> Response:
 @post("/answer", status_code=200)
 async def answer(hive: HiveDep, request: Request) -> Response:
     """Answer a question a peer asked this agent; returns the answered question."""
-    body = await parse(request, AnswerBody)
+    body = await parse_body(request, AnswerBody)
     return _json(await _run(questions.answer, hive, body.id, body.answer, by=_me(request)))
 
 
 @post("/cancel", status_code=200)
 async def cancel(hive: HiveDep, request: Request) -> Response:
     """Withdraw a pending question this agent asked; returns it, cancelled."""
-    body = await parse(request, CancelBody)
+    body = await parse_body(request, CancelBody)
     return _json(await _run(questions.cancel, hive, body.id, by=_me(request)))
 
 
@@ -213,7 +217,7 @@ async def agents(hive: HiveDep) -> Response:
 async def request_spawn(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to approve a new agent."""
     _manager_only(hive, _me(request), "request spawns")
-    body = await parse(request, SpawnRequest)
+    body = await parse_body(request, SpawnRequest)
     return _json(await _run(actions.request_spawn, hive, body.name, body.description), 201)
 
 
@@ -221,7 +225,7 @@ async def request_spawn(hive: HiveDep, request: Request) -> Response:
 async def request_apply(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to deploy a commit of an agent's proposed repo."""
     _manager_only(hive, _me(request), "request config applies")
-    body = await parse(request, ApplyRequest)
+    body = await parse_body(request, ApplyRequest)
     return _json(await _run(actions.request_apply, hive, body.agent, body.commit,
                             body.description), 201)
 

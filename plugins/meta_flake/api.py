@@ -6,9 +6,7 @@ from typing import Any
 
 from litestar import Response, get, post
 
-from hivekit.api import FromQuery, HiveDep
-from hivekit.errors import BadRequest, HiveError
-from hivekit.hive import Hive
+from hivekit import BadRequest, FromQuery, Hive, HiveDep, HiveError
 
 MAX_LOG = 1000
 
@@ -30,14 +28,13 @@ def meta_log(hive: Hive, limit: int) -> dict[str, Any]:
 
 def update_hive(hive: Hive) -> dict[str, Any]:
     """Relock the hivekit input, then rebuild every agent; each agent's outcome, in order."""
-    from hivekit import actions
-    from hivekit.deploy import describe
+    from hivekit import actions, describe
 
     from .meta import meta_for
 
     hivekit = meta_for(hive).update_hivekit()
     results = []
-    for name in hive.store.agent_names():
+    for name in hive.agent_names():
         if hive.stopping.is_set():
             results.append({"name": name, "ok": False, "error": "the hive is stopping"})
             continue
