@@ -455,7 +455,7 @@ def test_unknown_keys_and_missing_commands_fail_the_deploy(phive):
     phive.spawn("demo")
     wait_page(phive, phive.agent_port, "demo")
     before = program_pid(phive, "demo")
-    for toml, says in [('command = "python"\nrestart = "always"\n', "unknown keys (restart)"),
+    for toml, says in [('command = "python"\nrestart = "always"\n', "restart: unknown key"),
                        ('command = "no-such-program-x"\n',
                         "command 'no-such-program-x' was not found on the agent's PATH"),
                        ('command = "python"\n[env]\nHIVE_PORT = "1"\n',
