@@ -83,10 +83,13 @@ class CommandFailed(Exception):
     exit_code: int | None
     stderr_tail: str
     timed_out: bool = False
+    #: Killed because the caller gave up (``run(cancel=...)``: the hive is stopping).
+    cancelled: bool = False
 
     def __str__(self) -> str:
         cmd = " ".join(self.argv)
-        how = "timed out" if self.timed_out else f"exited {self.exit_code}"
+        how = ("was cancelled (the hive is stopping)" if self.cancelled else
+               "timed out" if self.timed_out else f"exited {self.exit_code}")
         tail = self.stderr_tail.strip()
         return f"`{cmd}` {how}" + (f":\n{tail}" if tail else "")
 

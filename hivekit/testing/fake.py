@@ -20,6 +20,10 @@ from control.json first), so crash recovery can be tested against a real process
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
 That lets a test commit a broken config the way a manager would.
 
+Like every backend it gives each agent its identity (``hive.agent_env``), kept in the container
+file (:func:`environ` reads it back); :func:`kill` makes a container stop as if it crashed,
+behind the hive's back. The conformance suite (:mod:`hivekit.testing.conformance`) uses both.
+
 ``files`` (config table only) adds files to every new agent's seeded repo, beside ``agent.conf``
 and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix``, say)::
 
@@ -84,6 +88,24 @@ def calls(state_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def kill(state_dir: Path, name: str) -> None:
+    """Make agent ``name``'s fake container stop as if it crashed, behind the hive's back."""
+    path = Path(state_dir) / "fake" / f"{name}.json"
+    data = json.loads(path.read_text())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**data, "running": False}))
+    os.replace(tmp, path)
+
+
+def environ(state_dir: Path, name: str) -> dict[str, str] | None:
+    """The identity environment the fake gave agent ``name``'s container when it last ran it
+    (None when it has no container)."""
+    path = Path(state_dir) / "fake" / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("env")
 
 
 def control(state_dir: Path, **settings: Any) -> None:
@@ -179,7 +201,8 @@ def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
 def spawn(hive: Hive, agent: AgentSpec) -> None:
     _record(hive, "spawn", agent)
     sha = _build(hive, agent, "spawn")
-    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
+    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port,
+                             "env": hive.agent_env(agent)})
 
 
 @hookimpl
@@ -187,7 +210,7 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     _record(hive, "rebuild", agent, approval=deploy.approval_id if deploy else None)
     sha = _build(hive, agent, "rebuild")
     _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
-                             "built_sha": sha})
+                             "built_sha": sha, "env": hive.agent_env(agent)})
 
 
 @hookimpl
@@ -198,7 +221,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
     if message := _settings(hive).fail.get(agent.name):
         raise OperationFailed(message)
-    _save(hive, agent.name, {**state, "running": True})
+    _save(hive, agent.name, {**state, "running": True, "env": hive.agent_env(agent)})
 
 
 @hookimpl
