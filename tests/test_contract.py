@@ -9,7 +9,7 @@ from nixos_standins import NIXOS_CONTAINER, STANDINS, SYSTEMCTL, Host, write_fla
 from hivekit.testing.conformance import AGENTS, BackendContract
 
 sys.path.insert(0, str(STANDINS))
-from _standin import parse_env_file  # noqa: E402 - the stand-ins' own reader of env files
+from _standin import parse_env_file  # the stand-ins' own reader of env files
 
 
 class TestFake(BackendContract):

@@ -37,6 +37,7 @@ In ``config`` and ``env``, ``{root}`` stands for the daemon's directory (a short
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -100,10 +101,8 @@ class BackendContract:
         assert pids, (f"found no process of agent {name!r} on this host to kill; a backend "
                       "whose agents are not host processes overrides BackendContract.kill")
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def environ(self, hive: HiveProcess, name: str) -> dict[str, str] | None:
         """The environment agent ``name`` runs with, or None if it cannot be found."""
