@@ -38,6 +38,7 @@ In ``config`` and ``env``, ``{root}`` stands for the daemon's directory (a short
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -82,8 +83,11 @@ class BackendContract:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # One daemon per class: its checks stay together on one xdist worker (--dist loadgroup).
-        cls.pytestmark = [pytest.mark.xdist_group(f"contract:{cls.__module__}.{cls.__qualname__}")]
+        # One daemon per class: its checks stay together on one xdist worker (--dist loadgroup;
+        # xdist registers the mark, so without it there is none to set).
+        if importlib.util.find_spec("xdist") is not None:
+            cls.pytestmark = [
+                pytest.mark.xdist_group(f"contract:{cls.__module__}.{cls.__qualname__}")]
 
     # --- what a backend's test class may override ------------------------------------------
 
@@ -152,6 +156,9 @@ class BackendContract:
             except Exception:
                 if hive.proc is not None and hive.proc.poll() is None:
                     hive.kill()
+            for pid in _hive_processes(hive):  # whatever outlived it (its check says so)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             shutil.rmtree(root, ignore_errors=True)
 
     @pytest.fixture(autouse=True)
@@ -172,8 +179,9 @@ class BackendContract:
         _expect(spawn["main"] == approval["sha"], "the spawn built the applied repo's main",
                 f"main was {spawn['main']} when the backend was called; the spawn deployed "
                 f"{approval['sha']}")
-        _expect(_is_running(contract, "cspawn") == [True],
-                "a spawned agent is running (is_running says so)", "it says otherwise")
+        said = _says(contract, "cspawn")
+        _expect(said == "True", "a spawned agent is running (is_running says so)",
+                f"is_running: {said}")
         _expect(_state_status(contract, "cspawn") == "running",
                 "the dashboard shows a spawned agent as running", "it does not")
 
@@ -221,9 +229,9 @@ class BackendContract:
             f"failed/{approval['id']}")
         _expect(body.strip() == note.strip(), "the failed/<id> tag's body is the build error",
                 f"tag body {body!r}, approval note {note!r}")
-        _expect(_is_running(contract, "cbroken") == [True],
-                "after a failed build, the previous version keeps running",
-                "the agent stopped running")
+        said = _says(contract, "cbroken")
+        _expect(said == "True", "after a failed build, the previous version keeps running",
+                f"is_running: {said}")
         _expect(_state(contract, "cbroken")["deployed_sha"] == first["sha"],
                 "after a failed build, the deployed version is the previous one", "it moved")
 
@@ -244,8 +252,8 @@ class BackendContract:
                  if c["hook"] in ("spawn", "rebuild")]
         _expect(not built, "a start runs what was built, and builds nothing",
                 f"the start called {built}")
-        _expect(_is_running(contract, "cstart") == [True], "a started agent runs",
-                "is_running says it does not")
+        said = _says(contract, "cstart")
+        _expect(said == "True", "a started agent runs", f"is_running: {said}")
 
     def test_stopping_a_stopped_agent_is_fine(self, contract):
         """Stop is idempotent: stopping an agent that is already stopped succeeds."""
@@ -254,8 +262,8 @@ class BackendContract:
             result = _post(contract, "/api/agents/cstop/stop")
             _expect(result.get("status") == "stopped", f"stopping {attempt} agent is fine",
                     f"it answered {result}")
-        _expect(_is_running(contract, "cstop") == [False], "a stopped agent does not run",
-                "is_running says it does")
+        said = _says(contract, "cstop")
+        _expect(said == "False", "a stopped agent does not run", f"is_running: {said}")
 
     def test_destroy_stops_and_removes_and_tolerates_a_missing_container_and_a_purge(
             self, contract):
@@ -269,8 +277,8 @@ class BackendContract:
         hooks = [c["hook"] for c in _calls(contract, "cdestroy")[before:]]
         _expect(hooks == ["destroy"], "the core destroys without stopping first",
                 f"the backend was called for {hooks}")
-        _expect(_is_running(contract, "cdestroy") == [False], "a destroyed agent does not run",
-                "is_running says it does")
+        said = _says(contract, "cdestroy")
+        _expect(said == "False", "a destroyed agent does not run", f"is_running: {said}")
         _spawn(contract, "cdestroy", self.timeout, what="a destroyed agent spawned again")
         _post(contract, "/api/agents/cdestroy/destroy", {"purge": False})
         result = _post(contract, "/api/agents/cdestroy/destroy", {"purge": True})
@@ -301,8 +309,8 @@ class BackendContract:
                                + ("(its container is half-made)" if when == "after" else
                                   "(there is no container at all)"),
                 f"it raised {destroy.get('type')}: {destroy.get('error')}")
-        _expect(_is_running(contract, name) == [False], "nothing of a failed spawn runs",
-                "is_running says it does")
+        said = _says(contract, name)
+        _expect(said == "False", "nothing of a failed spawn runs", f"is_running: {said}")
         _spawn(contract, name, self.timeout, what="the name of a failed spawn spawned again")
 
     def test_is_running_answers_from_many_threads_and_is_false_for_unknown_agents(
@@ -328,9 +336,10 @@ class BackendContract:
         """An agent that dies behind the hive's back is soon no longer reported running."""
         _spawn(contract, "cdie", self.timeout)
         self.kill(contract, "cdie")
-        died = _wait_value(lambda: _is_running(contract, "cdie") == [False], self.timeout)
+        died = _wait_value(lambda: _says(contract, "cdie") == "False", self.timeout)
         _expect(died, "is_running turns False when the agent dies on its own",
-                f"it still said True {self.timeout:g}s after the agent was killed")
+                f"{self.timeout:g}s after the agent was killed, is_running: "
+                f"{_says(contract, 'cdie')}")
 
     def test_after_a_daemon_restart_wanted_agents_run_and_stopped_ones_do_not(self, contract):
         """A daemon restart brings back every agent the operator wants running, leaves the
@@ -340,14 +349,15 @@ class BackendContract:
         _post(contract, "/api/agents/cstopped/stop")
         before = len(_calls(contract))
         contract.restart()
-        came_back = _wait_value(lambda: _is_running(contract, "cwant") == [True], self.timeout)
+        came_back = _wait_value(lambda: _says(contract, "cwant") == "True", self.timeout)
         _expect(came_back, "after a daemon restart, an agent the operator wants running runs",
-                f"cwant was not running {self.timeout:g}s after the restart")
+                f"{self.timeout:g}s after the restart, is_running: {_says(contract, 'cwant')}")
         _wait(contract, lambda: _running(contract, "manager"), self.timeout,
               "the manager runs after a daemon restart")
-        _expect(_is_running(contract, "cstopped") == [False],
+        said = _says(contract, "cstopped")
+        _expect(said == "False",
                 "after a daemon restart, an agent the operator stopped stays stopped",
-                "it is running again")
+                f"is_running: {said}")
         built = [(c["hook"], c["agent"]) for c in _calls(contract)[before:]
                  if c["hook"] in ("spawn", "rebuild")]
         _expect(not built, "a daemon restart builds nothing", f"it called {built}")
@@ -361,13 +371,22 @@ class BackendContract:
         _spawn(contract, "cshut", self.timeout)
         contract.stop(timeout=self.timeout)
         left = _hive_processes(contract)
+        before = len(_calls(contract))
         contract.start(timeout=self.timeout)
         _wait(contract, lambda: _running(contract, "manager"), self.timeout,
               "the manager runs after a daemon restart")
+        _wait(contract, lambda: _says(contract, "cshut") == "True", self.timeout,
+              "cshut runs after a daemon restart")
+        # A process that outlived the daemon is an agent kept running only if the new daemon
+        # found it running: had it started the agent again, the old process is a stray.
+        restarted = {c["agent"] for c in _calls(contract)[before:]
+                     if c["hook"] in ("start", "spawn", "rebuild")}
         strays = []
         for pid, env in left.items():
             label = env.get("HIVE_LABEL")
-            if label is None or _is_running(contract, label) != [True]:
+            if not Path(f"/proc/{pid}").exists():
+                continue
+            if label is None or label in restarted or _says(contract, label) != "True":
                 strays.append(f"pid {pid} ({_cmdline(pid)}, agent {label or 'none'})")
         _expect(not strays, "a stopped daemon leaves no stray process behind",
                 f"still running after the daemon stopped: {strays}")
@@ -546,10 +565,12 @@ def _ask(hive: HiveProcess, name: str, threads: int = 1, calls: int = 1) -> dict
     return hive.get("/api/conformance/is_running", name=name, threads=threads, calls=calls)
 
 
-def _is_running(hive: HiveProcess, name: str) -> list[bool]:
-    """What is_running says for ``name`` (one call), as ``[answer]`` (``[]`` if it raised)."""
+def _says(hive: HiveProcess, name: str) -> str:
+    """What is_running says for ``name`` (one call): ``True``, ``False``, or what it raised."""
     answer = _ask(hive, name)
-    return [a == "True" for a in answer["answers"]]
+    if answer["errors"]:
+        return "raised " + answer["errors"][0]
+    return answer["answers"][0]
 
 
 def _state(hive: HiveProcess, name: str) -> dict[str, Any]:
