@@ -8,33 +8,15 @@ it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard 
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from hivekit import hookimpl
-from hivekit.cli import HiveContext, fail, print_json
+from hivekit import api_command, hookimpl, print_json
 
 TERMINAL = ("approved", "denied", "failed")
-
-
-def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give the command the API client; turn API errors into ``error: …`` and exit 1."""
-
-    @functools.wraps(func)
-    @click.pass_obj
-    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
-        from hivekit.errors import HiveError
-
-        try:
-            return func(obj.client(), *args, **kwargs)
-        except HiveError as exc:
-            fail(str(exc))
-
-    return wrapper
 
 
 def _ago(ts: float | None) -> str:
