@@ -12,7 +12,8 @@ rule by a test. The names are grouped as follows:
   :class:`Paths` (``hive.paths``) and the records it hands out: :class:`AgentSpec`,
   :class:`AgentPaths`, :class:`AgentView`, :class:`Approval`, :class:`ApprovalKind`,
   :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`, :class:`Deploy`,
-  :class:`Message`, :class:`Question`, :class:`Request`, :class:`Transient`.
+  :class:`Message`, :class:`Question`, :class:`Request`, :class:`Tombstone`,
+  :class:`ApprovalDetail`, :class:`Transient`.
 * **errors**: :class:`HiveError` and its kinds (:class:`BadRequest`, :class:`Forbidden`,
   :class:`NotFound`, :class:`Conflict`, :class:`OperationFailed`, :class:`PluginError`,
   :class:`ConfigError`), :class:`CommandFailed` (an external program failed) and
@@ -40,7 +41,10 @@ rule by a test. The names are grouped as follows:
   :class:`SpawnRequest`, :class:`ApplyRequest`.
 * **CLI** (``register_commands``): :func:`api_command` (a command that talks to the daemon gets
   its client: ``client.get/post/request/events/watch``), :class:`HiveContext` (``ctx.obj``:
-  the config and ``client()``), :func:`fail`, :func:`print_json`.
+  the config and ``client()``), :func:`fail`, :func:`print_json`; :func:`api_path` (a path
+  with every segment percent-encoded), the click types ``AGENT_NAME`` and ``ID`` (checked
+  before anything is sent: bad usage exits 2 with the rule) and :func:`expect` (an answer
+  checked against the record it should be, :class:`UnexpectedAnswer` otherwise).
 
 Importing this module stays cheap (pluggy only): the names are imported on first use, so
 ``hivekit --help`` does not pay for Litestar or cattrs.
@@ -66,8 +70,9 @@ _LAZY: dict[str, str] = {
     "Hive": "hivekit.hive",
     "Paths": "hivekit.paths",
     **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentView", "Approval", "ApprovalKind",
-                     "ApprovalStatus", "Badge", "BadgeLevel", "Deploy", "Message", "Question",
-                     "Request", "Transient"), "hivekit.records"),
+                     "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
+                     "Message", "Question", "Request", "Tombstone", "Transient"),
+                    "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
                      "OperationFailed", "PluginError", "ConfigError", "CommandFailed",
@@ -96,7 +101,8 @@ _LAZY: dict[str, str] = {
                      "ApplyRequest"), "hivekit.api"),
     "bind_unix": "hivekit.sockets",
     # CLI
-    **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json"), "hivekit.cli"),
+    **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json", "api_path", "expect",
+                     "UnexpectedAnswer", "AGENT_NAME", "ID"), "hivekit.cli"),
 }
 
 __all__ = ["__version__", "hookimpl", "hookspec", *_LAZY]
