@@ -56,9 +56,9 @@ from hivekit.testing.harness import HiveProcess
 
 #: Every agent name the suite uses (a backend that must know them in advance, such as one
 #: building from a fixed flake, can list them in :meth:`BackendContract.prepare`).
-AGENTS = ("manager", "cspawn", "cmain", "cbroken", "cstart", "cstop", "cdestroy", "cfailed",
-          "cfailed2", "cthreads", "cdie", "cwant", "cstopped", "cenv", "clog", "clong",
-          "cshut")
+AGENTS = ("manager", "cspawn", "cmain", "cbroken", "cstart", "crestart", "cstop", "cdestroy",
+          "cfailed", "cfailed2", "cthreads", "cdie", "cwant", "cstopped", "cenv", "clog",
+          "clong", "cshut")
 #: What the suite's daemons tell agents about the operator: not the default, so that a
 #: backend that hard-codes the default is caught.
 PRONOUNS = "xe/xem"
@@ -140,15 +140,23 @@ class BackendContract:
     def contract(cls, request: pytest.FixtureRequest) -> Iterator[HiveProcess]:
         if not cls.backend:
             pytest.fail(f"{cls.__name__} must set backend = \"<entry-point name>\"")
+        failed = cls.__dict__.get("_contract_failed")
+        if failed:  # pytest would start the daemon again for every check
+            pytest.fail(f"the hive did not start (see the class's first check):\n{failed}",
+                        pytrace=False)
         root = Path(tempfile.mkdtemp(prefix="hkc", dir="/tmp"))
         instance = cls()
         instance.prepare(root)
         hive = HiveProcess(root / "h", _config(cls, root),
                            env={k: v.replace("{root}", str(root)) for k, v in cls.env.items()})
         try:
-            hive.start(timeout=cls.timeout)
-            _wait(hive, lambda: _running(hive, "manager"), cls.timeout,
-                  "the manager came up when the hive started (spawned at its first start)")
+            try:
+                hive.start(timeout=cls.timeout)
+                _wait(hive, lambda: _running(hive, "manager"), cls.timeout,
+                      "the manager came up when the hive started (spawned at its first start)")
+            except BaseException as exc:
+                cls._contract_failed = str(exc)[:3000]
+                raise
             yield hive
         finally:
             try:
@@ -254,6 +262,21 @@ class BackendContract:
                 f"the start called {built}")
         said = _says(contract, "cstart")
         _expect(said == "True", "a started agent runs", f"is_running: {said}")
+
+    def test_a_restart_runs_what_was_last_built(self, contract):
+        """A restart (the backend's own, or stop then start) leaves the agent running what
+        was last built, without building anything."""
+        _spawn(contract, "crestart", self.timeout)
+        before = len(_calls(contract, "crestart"))
+        result = _post(contract, "/api/agents/crestart/restart")
+        _expect(result.get("status") == "running", "a restarted agent runs",
+                f"it answered {result}")
+        hooks = [c["hook"] for c in _calls(contract, "crestart")[before:]]
+        _expect(hooks in (["restart"], ["restart", "stop", "start"]),
+                "a restart is the backend's restart, or a stop then a start",
+                f"the backend was called for {hooks}")
+        said = _says(contract, "crestart")
+        _expect(said == "True", "a restarted agent runs", f"is_running: {said}")
 
     def test_stopping_a_stopped_agent_is_fine(self, contract):
         """Stop is idempotent: stopping an agent that is already stopped succeeds."""
