@@ -91,13 +91,13 @@ def request_apply(hive: Hive, agent: str, commit: str, description: str = "") ->
     commit = commit.strip()
     if commit.startswith("-") or any(c.isspace() or ord(c) < 32 for c in commit):
         raise BadRequest(f"{commit!r} is not a valid commit ref")
-    proposed, applied = Repo(spec.paths.config), Repo(spec.paths.applied)
+    proposed, applied = deploy.proposed_repo(hive, spec), Repo(spec.paths.applied)
     sha = proposed.rev(commit)
     if sha is None:
         raise NotFound(f"commit {commit!r} not found in {spec.name}'s proposed repo "
                        f"({spec.paths.config}); commit there first")
     try:
-        applied.fetch(spec.paths.config, sha)
+        applied.fetch(proposed.git_dir, sha)
     except Exception as exc:
         raise OperationFailed(f"could not fetch {sha[:12]} into {spec.name}'s applied repo: "
                               f"{deploy.describe(exc)}") from exc
