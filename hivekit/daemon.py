@@ -28,7 +28,7 @@ from hivekit.badges import Badges
 from hivekit.config import Config
 from hivekit.errors import HiveError
 from hivekit.hive import Hive
-from hivekit.paths import MAX_SOCKET_PATH
+from hivekit.paths import MAX_SOCKET_PATH, private_dir, private_file
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
 from hivekit.records import Transient
@@ -47,8 +47,10 @@ class StateDirLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        private_dir(self.path.parent)
+        # Held open for the daemon's life; 0600 whatever the umask (it holds a pid only, but
+        # nobody else may take the lock away by rewriting it).
+        f = os.fdopen(os.open(private_file(self.path), os.O_RDWR | os.O_NOFOLLOW), "r+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -86,7 +88,8 @@ def bind_unix(path: Path) -> socket.socket:
         raise HiveError(
             f"socket path {path} is too long (binding it takes {needed} bytes; the limit is "
             f"{MAX_SOCKET_PATH}): set [hive] runtime_dir to a shorter path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Private whatever the umask: whoever can write the directory can replace the socket.
+    private_dir(path.parent)
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     staging = Path(tempfile.mkdtemp(prefix="", dir=path.parent))

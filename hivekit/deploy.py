@@ -27,6 +27,7 @@ from hivekit import events, hookimpl
 from hivekit.errors import BadRequest, HiveError, OperationFailed
 from hivekit.git import Repo, check_proposed
 from hivekit.hive import Hive
+from hivekit.paths import private_dir
 from hivekit.records import (
     AgentSpec,
     Approval,
@@ -80,8 +81,8 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
     A tombstone's repos are kept as they are (its history and creds are reused).
     """
     p = agent.paths
-    for d in (p.state, p.runtime):
-        d.mkdir(parents=True, exist_ok=True)
+    p.state.mkdir(parents=True, exist_ok=True)
+    private_dir(p.runtime)
     p.creds.mkdir(parents=True, exist_ok=True)
     os.chmod(p.creds, 0o700)
     proposed, applied = Repo(p.config), Repo(p.applied)
