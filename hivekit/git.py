@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from hivekit.errors import CommandFailed
-from hivekit.proc import run
+from hivekit.proc import run, run_head
 
 IDENTITY = {"name": "hivekit", "email": "hivekit@localhost"}
 TIMEOUT = 60.0
@@ -63,9 +63,11 @@ class Repo:
 
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = TIMEOUT) -> str:
         """Run git on this repository; raises :class:`CommandFailed` with stderr's tail."""
-        return run(["git", "--no-pager", f"--git-dir={self.git_dir}",
-                    f"--work-tree={self.path}", *_CONFIG_ARGS, *args], env=_ENV,
-                   timeout=timeout, stdin=stdin)
+        return run(self._argv(*args), env=_ENV, timeout=timeout, stdin=stdin)
+
+    def _argv(self, *args: str) -> list[str]:
+        return ["git", "--no-pager", f"--git-dir={self.git_dir}", f"--work-tree={self.path}",
+                *_CONFIG_ARGS, *args]
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -96,8 +98,11 @@ class Repo:
         """The body of an annotated tag."""
         return self("tag", "-l", "--format=%(contents)", tag).rstrip("\n")
 
-    def diff(self, a: str, b: str) -> str:
-        return self("diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{a}..{b}")
+    def diff(self, a: str, b: str, limit: int) -> tuple[bytes, int]:
+        """The first ``limit`` bytes of ``git diff a..b`` and the whole diff's size in bytes
+        (the rest is counted, never held in memory)."""
+        return run_head(self._argv("diff", "--no-color", "--no-ext-diff", "--no-textconv",
+                                   f"{a}..{b}"), limit, env=_ENV, timeout=TIMEOUT)
 
     # --- writing -------------------------------------------------------------------------------
 
