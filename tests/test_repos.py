@@ -231,3 +231,22 @@ def test_a_plain_repo_still_deploys_and_no_outside_git_setting_ran(world: World)
     assert SECRET not in json.dumps(detail) and SECRET not in w.everything_shown()
     assert not w.marker.exists(), w.marker.read_text()
     w.hive.post(f"/api/approvals/{approval['id']}/deny", {"note": "test"})
+
+
+def test_the_fake_backends_failure_file_is_never_followed(world: World) -> None:
+    # A FAIL marker the manager commits as a link to a file outside: the build fails, unread.
+    w = world
+    link = w.config / "FAIL"
+    link.symlink_to(w.outside / "secret.txt")
+    git(w.config, "add", "FAIL")
+    git(w.config, "commit", "-qm", "fail through a link")
+    try:
+        sha = git(w.config, "rev-parse", "HEAD")
+        approval = w.hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+        result = w.hive.post(f"/api/approvals/{approval['id']}/approve")
+        assert result["status"] == "failed"
+        assert result["note"] == "fake: FAIL is a link; not followed"
+        assert SECRET not in w.everything_shown()
+    finally:
+        git(w.config, "rm", "-q", "FAIL")
+        git(w.config, "commit", "-qm", "no more FAIL")
