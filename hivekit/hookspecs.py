@@ -55,8 +55,11 @@ def config_schema() -> type | None:
     instance is available as ``hive.plugin_config("myplugin")``. Give every attribute a default so
     that a config without the table works. Return None (or don't implement it) for no table.
 
-    Validation errors raised by the class (``attrs`` validators, ``ValueError`` in
-    ``__attrs_post_init__``) become config errors naming the file, table and key.
+    The table is structured strictly (:mod:`hivekit.convert`): a value of the wrong type is
+    refused, never coerced (``"false"`` is no boolean, ``"8100"`` no integer). Validation errors
+    raised by the class (``attrs`` validators, ``ValueError`` in ``__attrs_post_init__``) become
+    config errors naming the file, table and key; every validator is run, so every bad key is
+    reported at once. Start a validator's message with the key's name, or leave it out.
     """
 
 
@@ -81,6 +84,13 @@ def register_routes(hive: Hive, register: Callable[[Any], None]) -> None:
     reuses the app). ``register(handler_or_router)`` adds one. Handlers should stay thin: do the
     work in plain functions that take ``hive``. A path that collides with another route is an
     error at start.
+
+    Declare what a route takes and read it already checked (see :mod:`hivekit.api`): a JSON body
+    class as ``opt={"body": Cls}`` (read with ``hivekit.api.body(request)``), query parameters as
+    ``opt={"query": Cls}`` (``hivekit.api.query(request)``), ids as path parameters named
+    ``*_id`` (``hivekit.api.path_id(request, "x_id")``). Every request is structured by these
+    before the handler runs and refused with a 400 naming the field otherwise; a route that
+    declares no body takes none, one that declares no query takes no parameters.
     """
 
 
