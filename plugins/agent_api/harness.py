@@ -35,8 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hivekit.convert import helper_event
-from hivekit.events import QuestionAskedHelper
+from hivekit import events, helper_event
 
 log = logging.getLogger("hivekit.harness")
 
@@ -91,7 +90,7 @@ class Harness:
             return
         log.info("event %s", type(event).TYPE)
         match event:
-            case QuestionAskedHelper(id=question_id, options=options):
+            case events.QuestionAskedHelper(id=question_id, options=options):
                 answer = options[0] if options else f"{self.me['name']} has no opinion"
                 self.socket.call("POST", "/answer", {"id": question_id, "answer": answer})
             case _:

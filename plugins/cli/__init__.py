@@ -14,104 +14,15 @@ never a traceback.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import click
 
-from hivekit import hookimpl
-from hivekit.cli import HiveContext, fail, print_json
+from hivekit import AGENT_NAME, ID, api_command, api_path, expect, hookimpl, print_json
 
 TERMINAL = ("approved", "denied", "failed")
-
-
-class AgentNameType(click.ParamType):
-    """An agent name (or ``operator`` where a recipient is meant), checked by the agent-name
-    rule before anything is sent."""
-
-    name = "NAME"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> str:
-        from hivekit.errors import BadRequest
-        from hivekit.names import check_name
-
-        try:
-            return check_name(str(value))
-        except BadRequest as exc:
-            self.fail(exc.message, param, ctx)
-
-
-class IdType(click.ParamType):
-    """An approval's or a question's id: ASCII digits, 1 to 2^63-1."""
-
-    name = "ID"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> int:
-        from hivekit.convert import Invalid, parse_id
-
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        try:
-            return parse_id(str(value), "ID")
-        except Invalid:
-            self.fail(f"{value!r} is not an id: an id is a whole number from 1 to 2^63-1 "
-                      "(`hivekit approvals --all` lists them)", param, ctx)
-
-
-AGENT_NAME = AgentNameType()
-ID = IdType()
-
-
-def api_path(*segments: str | int) -> str:
-    """``/seg/seg/...`` with every segment percent-encoded: no argument can address another
-    route."""
-    return "".join("/" + quote(str(s), safe="") for s in segments)
-
-
-class UnexpectedAnswer(Exception):
-    """The daemon's answer does not have the shape this command reads."""
-
-
-def expect(data: Any, type_: Any) -> Any:
-    """``data`` unchanged if it structures into ``type_`` (a record, ``list[Approval]``...);
-    :class:`UnexpectedAnswer` naming what is off otherwise."""
-    from hivekit.convert import Invalid, structure
-
-    try:
-        structure(data, type_)
-    except Invalid as exc:
-        raise UnexpectedAnswer(exc.message) from None
-    return data
-
-
-def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give the command the API client; turn API errors into ``error: …`` and exit 1, and an
-    answer of the wrong shape into a clear error (never a traceback)."""
-
-    @functools.wraps(func)
-    @click.pass_obj
-    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
-        from hivekit.errors import HiveError
-
-        client = obj.client()
-        try:
-            return func(client, *args, **kwargs)
-        except HiveError as exc:
-            fail(str(exc))
-        except (UnexpectedAnswer, KeyError, IndexError, TypeError, AttributeError,
-                ValueError) as exc:
-            what = str(exc) if isinstance(exc, UnexpectedAnswer) else \
-                f"{type(exc).__name__}: {exc}"
-            fail(f"unexpected answer from the hive at {client.socket} ({what}); is the daemon "
-                 "the same hivekit version as this command?")
-
-    wrapper.hivekit_api = True  # type: ignore[attr-defined]
-    return wrapper
 
 
 def _ago(ts: float | None) -> str:
@@ -178,7 +89,7 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
 @api_command
 def agents(client: Any, as_json: bool) -> None:
     """List the agents, their status, port and deployed commit (and tombstones)."""
-    from hivekit.records import AgentView, Tombstone
+    from hivekit import AgentView, Tombstone
 
     state = client.get("/api/state")
     expect(state["agents"], list[AgentView])
@@ -205,7 +116,7 @@ def agents(client: Any, as_json: bool) -> None:
 @api_command
 def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) -> None:
     """List pending approvals (with --all: every approval)."""
-    from hivekit.records import Approval
+    from hivekit import Approval
 
     rows = expect(client.get("/api/approvals", status=status, all=show_all or None),
                   list[Approval])
@@ -225,7 +136,7 @@ def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) ->
 @api_command
 def show(client: Any, approval_id: int, as_json: bool) -> None:
     """Show one approval with the diff it deploys."""
-    from hivekit.records import ApprovalDetail
+    from hivekit import ApprovalDetail
 
     detail = expect(client.get(api_path("api", "approvals", approval_id)), ApprovalDetail)
     if as_json:
@@ -251,7 +162,7 @@ def show(client: Any, approval_id: int, as_json: bool) -> None:
 @api_command
 def approve(client: Any, approval_id: int, quiet: bool, as_json: bool) -> None:
     """Approve an approval and wait for its deploy: exit 0 deployed, 1 failed."""
-    from hivekit.records import Approval, ApprovalDetail
+    from hivekit import Approval, ApprovalDetail
 
     current = expect(client.get(api_path("api", "approvals", approval_id)),
                      ApprovalDetail)["approval"]
@@ -276,7 +187,7 @@ def approve(client: Any, approval_id: int, quiet: bool, as_json: bool) -> None:
 @api_command
 def deny(client: Any, approval_id: int, note: str, as_json: bool) -> None:
     """Deny a pending approval."""
-    from hivekit.records import Approval
+    from hivekit import Approval
 
     result = expect(client.post(api_path("api", "approvals", approval_id, "deny"),
                                 {"note": note}), Approval)
@@ -295,7 +206,7 @@ def request() -> None:
 @api_command
 def request_spawn(client: Any, name: str, description: str, as_json: bool) -> None:
     """Request a new agent NAME (or bring a tombstone back)."""
-    from hivekit.records import Approval
+    from hivekit import Approval
 
     a = expect(client.post("/api/requests/spawn", {"name": name, "description": description}),
                Approval)
@@ -311,7 +222,7 @@ def request_spawn(client: Any, name: str, description: str, as_json: bool) -> No
 @api_command
 def request_apply(client: Any, agent: str, commit: str, description: str, as_json: bool) -> None:
     """Request deploying COMMIT of AGENT's proposed repo."""
-    from hivekit.records import Approval
+    from hivekit import Approval
 
     a = expect(client.post("/api/requests/apply",
                            {"agent": agent, "commit": commit, "description": description}),
@@ -328,7 +239,7 @@ def _lifecycle_command(verb: str, doc: str) -> click.Command:
     @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
     @api_command
     def command(client: Any, name: str, quiet: bool, as_json: bool) -> None:
-        from hivekit.records import AgentView
+        from hivekit import AgentView
 
         view = expect(_follow(client, name, quiet or as_json, None,
                               lambda: client.post(api_path("api", "agents", name, verb))),
@@ -359,7 +270,7 @@ def destroy(client: Any, name: str, purge: bool) -> None:
 @api_command
 def send(client: Any, to: str, body: str) -> None:
     """Send a message to agent TO as the operator."""
-    from hivekit.records import Message
+    from hivekit import Message
 
     m = expect(client.post("/api/messages", {"to": to, "body": body}), Message)
     click.echo(f"sent #{m['id']} to {to}")
@@ -373,7 +284,7 @@ def send(client: Any, to: str, body: str) -> None:
 @api_command
 def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
     """Show agent NAME's recent inbox (``operator``: what agents wrote to you)."""
-    from hivekit.records import Message
+    from hivekit import Message
 
     messages = expect(client.get(api_path("api", "agents", name, "inbox"), limit=limit),
                       list[Message])
@@ -409,7 +320,7 @@ def _question_line(q: dict[str, Any]) -> str:
 @api_command
 def questions(client: Any, show_all: bool, as_json: bool) -> None:
     """List the agents' questions to the operator (pending ones unless --all)."""
-    from hivekit.records import Question
+    from hivekit import Question
 
     rows = expect(client.get("/api/questions", all=show_all or None), list[Question])
     if as_json:
@@ -432,7 +343,7 @@ def answer(client: Any, question_id: int, text: str, as_json: bool) -> None:
     For a question with options, TEXT must be one of them (case does not matter); for a
     multi-select question, one or more of them separated by commas ("red, blue").
     """
-    from hivekit.records import Question
+    from hivekit import Question
 
     q = expect(client.post(api_path("api", "questions", question_id, "answer"),
                            {"answer": text}), Question)
