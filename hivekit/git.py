@@ -190,10 +190,10 @@ def _lstat(path: Path) -> os.stat_result | None:
 
 
 def check_proposed(repo: Path, folder: Path) -> str | None:
-    """Why hivekit must not read the repository at ``repo`` (inside the agent's ``folder``), or
-    None when it may.
+    """Why hivekit must not read the repository at ``repo``, or None when it may. ``folder`` is
+    hivekit's own directory the repo lies under (``<state_dir>/agents``).
 
-    It may when every directory from ``folder`` down to ``repo/.git`` is a real directory (no
+    It may when every directory below ``folder`` down to ``repo/.git`` is a real directory (no
     link anywhere), ``.git`` is a directory (not a gitfile), nothing inside ``.git`` is a link
     or a special file, it borrows no objects (``objects/info/alternates``), is no worktree of
     another repository (``commondir``), and its config sets only keys that affect the manager's

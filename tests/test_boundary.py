@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import tempfile
 import typing
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawhttp import UnixConnection
 from type_rules import I64, fields, fits, is_optional, sample
 
 from hivekit import config as cfg
@@ -39,17 +39,6 @@ from hivekit import plugins
 from hivekit.testing import HiveProcess
 
 # --- talking HTTP over a Unix socket or TCP, raw (bad JSON must reach the server as sent) -----
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("hive", timeout=30)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
 
 
 class Surface:
@@ -129,7 +118,7 @@ def world() -> Iterator[World]:
         sha = hive.commit("coder", {"agent.conf": "x = 1\n"})
         approval = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
         hive.post("/api/messages", {"to": "coder", "body": "hello"})
-        coder = Surface("coder", lambda: _UnixConnection(
+        coder = Surface("coder", lambda: UnixConnection(
             hive.runtime_dir / "agents" / "coder" / "hive.sock"))
         status, question = coder.send("POST", "/ask", json.dumps(
             {"question": "ok?", "options": ["yes", "no"]}).encode())
@@ -139,10 +128,10 @@ def world() -> Iterator[World]:
         token = (hive.state_dir / "dashboard-token").read_text().strip()
         yield World(
             hive=hive,
-            admin=Surface("admin", lambda: _UnixConnection(hive.socket)),
+            admin=Surface("admin", lambda: UnixConnection(hive.socket)),
             dashboard=Surface("dashboard", lambda: http.client.HTTPConnection(
                 host, int(port), timeout=30), {"Authorization": f"Bearer {token}"}),
-            agent=Surface("manager", lambda: _UnixConnection(
+            agent=Surface("manager", lambda: UnixConnection(
                 hive.runtime_dir / "agents" / "manager" / "hive.sock")),
             approval_id=approval["id"], question_id=question["id"],
             apps=_apps(hive.config_path))

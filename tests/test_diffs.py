@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_repos import call
+from rawhttp import call
 
 from hivekit.testing import HiveProcess
 

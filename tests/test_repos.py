@@ -10,11 +10,9 @@ variables in its environment, which git must never see.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rawhttp import call
 
 from hivekit.testing import HiveProcess
 
@@ -35,27 +34,6 @@ def git(repo: Path, *args: str) -> str:
            "GIT_COMMITTER_EMAIL": "t@t"}
     return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,
                           capture_output=True, text=True).stdout.strip()
-
-
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("hive", timeout=60)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def call(sock: Path, method: str, target: str, body: Any = None) -> tuple[int, str]:
-    conn = _Unix(sock)
-    try:
-        conn.request(method, target, body=None if body is None else json.dumps(body),
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
 
 
 class World:
