@@ -5,7 +5,8 @@ names below; it is found through the ``hivekit`` entry-point group and enabled b
 config (``[hive] enable = ["myplugin"]``). Implement only the hooks you need, and only take the
 arguments you use: pluggy passes arguments by name. A function marked ``@hookimpl`` whose name is
 not a hook below is an error at start naming your plugin (a misspelling is never silently ignored).
-``docs/plugin-hooks.md`` has the same reference with an example per hook.
+``docs/plugin-hooks.md`` has the same reference with an example per hook, and
+``docs/write-a-backend.md`` builds a backend step by step.
 
 Conventions:
 
@@ -31,7 +32,8 @@ implements it. Other plugins order themselves around the backend in the same hoo
 to surround it (``result = yield``). To refuse a spawn or an apply, use :func:`check_request`:
 it runs before anything exists.
 
-**The lifecycle contract** (what a backend may assume and must tolerate):
+**The lifecycle contract** (what a backend may assume and must tolerate; the conformance suite,
+:mod:`hivekit.testing.conformance`, checks it against a real daemon):
 
 * The core calls at most one lifecycle hook per agent at a time (it holds the agent's lock);
   different agents' hooks run concurrently, on different threads.

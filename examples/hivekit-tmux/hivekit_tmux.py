@@ -102,6 +102,14 @@ def pane_alive(hive: Hive, agent: AgentSpec) -> bool:
     return dead.strip() == "0"
 
 
+def session_exists(hive: Hive, agent: AgentSpec) -> bool:
+    try:
+        tmux(hive, "has-session", "-t", target(agent))
+    except CommandFailed:
+        return False
+    return True
+
+
 def kill(hive: Hive, agent: AgentSpec) -> None:
     """Kill the agent's session; none is fine."""
     try:
@@ -270,19 +278,11 @@ def start(hive: Hive, agent: AgentSpec) -> None:
 
 @hookimpl
 def restart(hive: Hive, agent: AgentSpec) -> bool | None:
-    if current(hive, agent) is None or not tmux_session_exists(hive, agent):
+    if current(hive, agent) is None or not session_exists(hive, agent):
         return None  # nothing to restart in place: the core stops and starts
     # The same command with the same environment (tmux takes PATH from this command again).
     tmux(hive, "respawn-pane", "-k", "-t", pane(agent), path=agent_path())
     wait_until_up(hive, agent)
-    return True
-
-
-def tmux_session_exists(hive: Hive, agent: AgentSpec) -> bool:
-    try:
-        tmux(hive, "has-session", "-t", target(agent))
-    except CommandFailed:
-        return False
     return True
 
 

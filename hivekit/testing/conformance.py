@@ -416,7 +416,7 @@ class BackendContract:
 
     def test_the_identity_variables_are_set(self, contract):
         """Every agent runs with its identity (HIVE_LABEL, HIVE_PORT, HIVE_SOCKET...) as the
-        hive defines it, whatever its config says."""
+        hive defines it (hive.agent_env), with the hive's own values."""
         _spawn(contract, "cenv", self.timeout)
         env = _wait_value(lambda: self.environ(contract, "cenv"), self.timeout)
         _expect(env, "the agent's environment can be read",
