@@ -23,7 +23,6 @@ from hivekit.records import (
     Message,
     Transient,
 )
-from hivekit.state import agent_view
 
 NO_CHANGE = "(proposal matches currently-deployed tree)"
 MAX_DESCRIPTION = 4000
@@ -190,8 +189,9 @@ def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
             raise OperationFailed(f"{kind.value} {spec.name}: {deploy.describe(exc)}") from exc
         if wanted:
             hive.store.set_wanted(spec.name, wanted)
-    view = agent_view(hive, spec.name)
-    hive.bus.publish(events.AgentChanged(name=spec.name, agent=view))
+    # The operation's end remade the row (and announced it).
+    view = hive.view.row(spec.name)
+    assert view is not None, f"{spec.name} is registered but has no row"
     return view
 
 
@@ -260,7 +260,7 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
         if purge:
             shutil.rmtree(spec.paths.root, ignore_errors=True)
             shutil.rmtree(spec.paths.applied, ignore_errors=True)
-    hive.bus.publish(events.AgentChanged(name=name, agent=None))
+    # The operation's end removed the row (leaving a tombstone unless purged) and announced it.
     hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
 
 

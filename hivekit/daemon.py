@@ -31,7 +31,7 @@ from hivekit.hive import Hive
 from hivekit.paths import MAX_SOCKET_PATH
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
-from hivekit.records import Transient
+from hivekit.records import AgentStatus, Transient
 
 log = logging.getLogger("hivekit")
 
@@ -132,19 +132,17 @@ class Reconcile:
 
     @hookimpl(trylast=True)
     def startup(self, hive: Hive) -> None:
+        # Every other plugin has started (a backend may have reported its agents' status):
+        # make the rows now, before the first request.
+        hive.view.seed()
         threading.Thread(target=self.bring_up, args=(hive,), name="reconcile",
                          daemon=True).start()
 
     @staticmethod
     def bring_up(hive: Hive) -> None:
-        from hivekit import events
-        from hivekit.state import agent_view
-
         try:
             if not hive.store.has_agent(hive.manager):
                 deploy.spawn_manager(hive)
-                hive.bus.publish(events.AgentChanged(name=hive.manager,
-                                                     agent=agent_view(hive, hive.manager)))
         except Exception as exc:
             log.error("could not bring up the manager %r: %s", hive.manager, deploy.describe(exc))
         for name, wanted in hive.store.wanted().items():
@@ -152,11 +150,11 @@ class Reconcile:
                 continue
             agent = hive.agent(name)
             try:
-                if hive.hook.is_running(hive=hive, agent=agent):
+                row = hive.view.row(name)
+                if row is not None and row.status == AgentStatus.RUNNING:
                     continue
                 with hive.begin(name, Transient.STARTING):
                     hive.hook.start(hive=hive, agent=agent)
-                hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(hive, name)))
             except Exception as exc:
                 log.error("could not start %r: %s", name, deploy.describe(exc))
 

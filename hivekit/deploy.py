@@ -225,9 +225,8 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     hive.bus.publish(events.ApprovalChanged(approval=approval))
 
     def work() -> None:
-        with op:
+        with op:  # its end makes the new agent's row (or removes the spawning one)
             result = _run_spawn(hive, approval)
-        hive.bus.publish(events.AgentChanged(name=approval.agent, agent=None))
         _announce(hive, result)
 
     threading.Thread(target=work, name=f"spawn-{approval.agent}", daemon=True).start()

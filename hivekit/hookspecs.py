@@ -25,6 +25,29 @@ Exactly one enabled plugin is the **backend**: it implements ``spawn``, ``start`
 plugins order themselves around the backend in the same hooks: ``tryfirst=True`` to veto or
 prepare before it (raise to refuse), ``trylast=True`` to act after it, or ``wrapper=True`` to
 surround it (``result = yield``).
+
+**The status channel.** The core keeps every agent's row (status, deployed sha, transient,
+badges, the backend's detail, exit code and last output lines) in memory, so that showing the
+hive never calls a plugin per agent (a hive has up to 900). A backend tells it what it learns,
+whenever it learns it, from any thread::
+
+    hive.report_status(agent, status, *, detail=None, exit_code=None, output=None)
+
+``agent`` is an :class:`~hivekit.records.AgentSpec` or a name; ``status`` is ``running``,
+``stopped`` or ``failing`` (wanted up but not staying up: crash-looping, its unit failed);
+``detail`` is a few words shown beside it ("crashed, restarting (restart 4)"); ``exit_code``
+and ``output`` (its last lines) say why it ended. Each report replaces the previous one; an
+unchanged report costs nothing (no event). A backend that knows when a child dies reports it at
+once (the ``process`` backend's supervisor does); one that must ask reports from one poll of
+all its agents on a timer (``nixos_container``: one ``systemctl list-units``), never one call
+per agent. When a lifecycle operation on an agent begins, what the core knew of its status is
+forgotten; when it ends, the row takes what the backend reported meanwhile, or, if it reported
+nothing, ``is_running``'s answer (asked once). So a backend that reports what its own
+``spawn``/``start``/``stop``/``rebuild`` left behind is never asked ``is_running`` at all.
+Every change to a row reaches clients as one ``agent_changed`` event carrying the whole row.
+
+A plugin whose badges for an agent changed outside any operation calls
+``hive.refresh(agent)`` (see :func:`agent_badges`).
 """
 
 from __future__ import annotations
@@ -154,7 +177,13 @@ def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
 
 @hookspec(firstresult=True)
 def is_running(hive: Hive, agent: AgentSpec) -> bool | None:
-    """Whether the agent's container runs. Stops at first non-None result (the backend's)."""
+    """Whether the agent's container runs. Stops at first non-None result (the backend's).
+
+    The core asks only when it knows nothing newer: when the hive starts, for an agent the
+    backend has not reported on during its own ``startup``, and when a lifecycle operation
+    ends without a report since it began (see "the status channel" above). Never per snapshot.
+    Raising counts as not running (and is logged).
+    """
 
 
 @hookspec(firstresult=True)
@@ -247,14 +276,28 @@ def agent_badges(hive: Hive, agent: AgentSpec) -> list[Badge | str] | None:
 
     Return :class:`hivekit.records.Badge` objects (a label, a level — ``info``, ``warning`` or
     ``error`` — and a detail saying what it means and how to fix it); a plain string is a badge
-    of level ``info``. Keep it cheap: it runs whenever an agent's row is made. Exceptions are
-    logged and that plugin's badges skipped.
+    of level ``info``. Exceptions are logged and that plugin's badges skipped.
+
+    Runs when the agent's row is *made*, not for every snapshot: when the hive starts, when a
+    lifecycle operation or a deploy on the agent ends, and when a plugin calls
+    ``hive.refresh(agent)``. Between those the badges shown are the ones this returned last;
+    so a plugin whose answer changes for another reason (a file appearing, a background check)
+    calls ``hive.refresh(agent)`` then, from any thread. (The core's own ``needs login`` does:
+    it watches the agents' creds dirs.) Not called for an agent being spawned.
     """
 
 
 @hookspec
 def state_extras(hive: Hive, agents: list[AgentView]) -> dict[str, Any] | None:
     """Extra top-level keys for ``GET /api/state`` (e.g. ``port_conflicts``), JSON-ready.
+
+    The snapshot is encoded once per event ``seq`` and shared by every client; this runs when
+    it is encoded after a change to an agent's row, a tombstone, an approval, a question or a
+    transient (not for every request, nor for broker messages and log lines). So derive the
+    keys from ``agents`` and the hive's store; for other state of your own, change it together
+    with a row (``hive.refresh(agent)``).
+
+    :param agents: every agent's row, by name.
 
     A key the core already uses, or one given by two plugins, is an error naming the plugin.
     """

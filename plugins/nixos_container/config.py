@@ -119,6 +119,9 @@ class NixosContainerConfig:
     build_timeout: float = 3600.0
     #: Seconds every other command (start, stop, destroy, systemctl) may take.
     timeout: float = 300.0
+    #: Seconds between two reads of every container's status (one ``systemctl list-units``
+    #: for all of them; the dashboard shows a container that died within this long).
+    status_interval: float = 5.0
     #: Per-agent overrides: ``[nixos_container.agents.coder] memory_max = "4G"``.
     agents: dict[str, AgentSettings] = field(factory=dict, validator=_agents)
 
@@ -127,7 +130,7 @@ class NixosContainerConfig:
                 c.isspace() or c in "\"':\\" for c in self.creds_mount):
             raise ValueError(f"creds_mount {self.creds_mount!r} must be an absolute path "
                              "without spaces, quotes or ':'")
-        for key in ("build_timeout", "timeout"):
+        for key in ("build_timeout", "timeout", "status_interval"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
 

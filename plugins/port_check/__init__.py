@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hivekit import hookimpl
 from hivekit.errors import Conflict
+from hivekit.records import AgentStatus
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
@@ -28,12 +29,12 @@ if TYPE_CHECKING:
 
 
 def holder(hive: Hive, agent: AgentSpec) -> str | None:
-    """The first other registered agent (by name) that runs and has ``agent``'s port, if any."""
-    for other in hive.store.agent_names():
-        if other == agent.name or hive.port(other) != agent.port:
-            continue
-        if hive.hook.is_running(hive=hive, agent=hive.agent(other)):
-            return other
+    """The first other agent (by name) that runs, or keeps trying to (``failing``), and has
+    ``agent``'s port, if any. Read from the hive's rows: no backend call per agent."""
+    for row in hive.view.rows():
+        if row.name != agent.name and row.port == agent.port and \
+                row.status in (AgentStatus.RUNNING, AgentStatus.FAILING):
+            return row.name
     return None
 
 
