@@ -12,7 +12,7 @@ from hivekit import deploy, events
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, Hive
-from hivekit.names import RESERVED, check_name
+from hivekit.names import RESERVED, check_id, check_name
 from hivekit.records import (
     AgentSpec,
     AgentView,
@@ -27,19 +27,27 @@ from hivekit.records import (
 NO_CHANGE = "(proposal matches currently-deployed tree)"
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 20000
+#: The most approvals or messages one listing returns.
+MAX_LIST = 1000
 
 
-def _text(value: object, field: str, limit: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be a string")
+def _text(value: str, field: str, limit: int) -> str:
+    """``value`` if it fits ``limit`` characters and holds no NUL (git refuses NUL in the tag
+    messages notes end up in)."""
     if len(value) > limit:
         raise BadRequest(f"{field} is too long ({len(value)} characters; the limit is {limit})")
+    if "\0" in value:
+        raise BadRequest(f"{field} must not contain NUL characters")
     return value
 
 
-def existing_agent(hive: Hive, name: object) -> AgentSpec:
+def _limit(value: int | None, field: str = "limit") -> int | None:
+    if value is not None and not 0 < value <= MAX_LIST:
+        raise BadRequest(f"{field} must be between 1 and {MAX_LIST}, got {value}")
+    return value
+
+
+def existing_agent(hive: Hive, name: str) -> AgentSpec:
     name = check_name(name)
     if not hive.store.has_agent(name):
         known = ", ".join(hive.store.agent_names()) or "none"
@@ -50,7 +58,7 @@ def existing_agent(hive: Hive, name: object) -> AgentSpec:
 # --- requests --------------------------------------------------------------------------------
 
 
-def request_spawn(hive: Hive, name: object, description: object = "") -> Approval:
+def request_spawn(hive: Hive, name: str, description: str = "") -> Approval:
     """Ask the operator to approve a new agent ``name`` (or the re-spawn of a tombstone)."""
     name = check_name(name)
     description = _text(description, "description", MAX_DESCRIPTION)
@@ -69,7 +77,7 @@ def request_spawn(hive: Hive, name: object, description: object = "") -> Approva
     return approval
 
 
-def request_apply(hive: Hive, agent: object, commit: object, description: object = "") -> Approval:
+def request_apply(hive: Hive, agent: str, commit: str, description: str = "") -> Approval:
     """Ask the operator to deploy ``commit`` of the agent's proposed repo.
 
     The commit is fetched into the applied repo as ``proposal/<id>`` now, so amending the proposed
@@ -77,7 +85,7 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
     """
     spec = existing_agent(hive, agent)
     description = _text(description, "description", MAX_DESCRIPTION)
-    if not isinstance(commit, str) or not commit.strip():
+    if not commit.strip():
         raise BadRequest("commit must be a non-empty ref or sha of the agent's proposed repo")
     commit = commit.strip()
     if commit.startswith("-") or any(c.isspace() or ord(c) < 32 for c in commit):
@@ -107,18 +115,8 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
 # --- approvals -------------------------------------------------------------------------------
 
 
-def _approval_id(value: object) -> int:
-    try:
-        approval_id = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise BadRequest(f"approval id must be a number, got {value!r}") from None
-    if approval_id <= 0:
-        raise BadRequest(f"approval id must be positive, got {approval_id}")
-    return approval_id
-
-
-def get_approval(hive: Hive, approval_id: object) -> ApprovalDetail:
-    approval = hive.store.approval(_approval_id(approval_id))
+def get_approval(hive: Hive, approval_id: int) -> ApprovalDetail:
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     return ApprovalDetail(approval=approval, diff=approval_diff(hive, approval))
 
 
@@ -136,25 +134,23 @@ def approval_diff(hive: Hive, approval: Approval) -> str:
     return diff or NO_CHANGE
 
 
-def list_approvals(hive: Hive, status: str | None = None, include_all: bool = False,
+def list_approvals(hive: Hive, status: ApprovalStatus | None = None, include_all: bool = False,
                    limit: int | None = None) -> list[Approval]:
-    if status:
-        try:
-            wanted = ApprovalStatus(status)
-        except ValueError:
-            raise BadRequest(f"unknown status {status!r}; one of: "
-                             + ", ".join(s.value for s in ApprovalStatus)) from None
-        return hive.store.approvals(wanted, limit=limit)
+    """Pending and running approvals, oldest first; with ``status`` those in that state, with
+    ``include_all`` every one (newest first when ``limit`` is given)."""
+    limit = _limit(limit)
+    if status is not None:
+        return hive.store.approvals(status, limit=limit)
     if include_all:
         return hive.store.approvals(limit=limit)
     return hive.store.approvals(ApprovalStatus.PENDING) + hive.store.approvals(
         ApprovalStatus.RUNNING)
 
 
-def approve(hive: Hive, approval_id: object) -> Approval:
+def approve(hive: Hive, approval_id: int) -> Approval:
     """Approve a pending approval. An apply deploys before this returns (the result says how it
     ended); a spawn runs in the background and this returns it ``running``."""
-    approval = hive.store.approval(_approval_id(approval_id))
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     if approval.kind == ApprovalKind.SPAWN:
@@ -166,9 +162,9 @@ def approve(hive: Hive, approval_id: object) -> Approval:
     return deploy.approve_apply(hive, approval)
 
 
-def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
+def deny(hive: Hive, approval_id: int, note: str = "") -> Approval:
     note = _text(note, "note", MAX_NOTE)
-    approval = hive.store.approval(_approval_id(approval_id))
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     return deploy.deny(hive, approval, note)
@@ -177,7 +173,7 @@ def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
+def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
                work: Callable[[AgentSpec], None]) -> AgentView:
     spec = existing_agent(hive, name)
     with hive.begin(spec.name, kind):
@@ -195,17 +191,17 @@ def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
     return view
 
 
-def start(hive: Hive, name: object) -> AgentView:
+def start(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STARTING, "running",
                       lambda a: hive.hook.start(hive=hive, agent=a))
 
 
-def stop(hive: Hive, name: object) -> AgentView:
+def stop(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STOPPING, "stopped",
                       lambda a: hive.hook.stop(hive=hive, agent=a))
 
 
-def restart(hive: Hive, name: object) -> AgentView:
+def restart(hive: Hive, name: str) -> AgentView:
     def work(a: AgentSpec) -> None:
         hive.hook.stop(hive=hive, agent=a)
         hive.hook.start(hive=hive, agent=a)
@@ -213,7 +209,7 @@ def restart(hive: Hive, name: object) -> AgentView:
     return _lifecycle(hive, name, Transient.RESTARTING, "running", work)
 
 
-def rebuild(hive: Hive, name: object) -> AgentView:
+def rebuild(hive: Hive, name: str) -> AgentView:
     """Rebuild the agent from its applied ``main`` (outside any approval)."""
     def work(a: AgentSpec) -> None:
         try:
@@ -229,7 +225,7 @@ def rebuild(hive: Hive, name: object) -> AgentView:
     return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
 
 
-def destroy(hive: Hive, name: object, purge: bool = False) -> None:
+def destroy(hive: Hive, name: str, purge: bool = False) -> None:
     """Remove the agent's container; its state stays as a tombstone unless ``purge``.
 
     Purging a tombstone removes its kept state. The manager cannot be destroyed.
@@ -267,16 +263,17 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
 # --- messages --------------------------------------------------------------------------------
 
 
-def send(hive: Hive, to: object, body: object, sender: str = OPERATOR) -> Message:
+def send(hive: Hive, to: str, body: str, sender: str = OPERATOR) -> Message:
     """Send ``body`` to agent ``to``'s inbox (as the operator unless ``sender`` says otherwise)."""
     from hivekit import broker
 
     return broker.send(hive, sender, to, body)
 
 
-def inbox(hive: Hive, name: object, limit: int = 100) -> list[Message]:
+def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:
     """The agent's inbox, newest ``limit`` messages, oldest first."""
     name = check_name(name)
+    _limit(limit)
     if (name != OPERATOR and not hive.store.has_agent(name)
             and not hive.paths.agent(name).root.exists()):
         raise NotFound(f"no agent named {name!r}")

@@ -42,6 +42,20 @@ class HiveContext:
                 fail(str(exc))
         return self._config
 
+    def loaded(self, file: str | None = None) -> tuple[Any, Any]:
+        """The config (``file``, else the one in use) and its plugins, loaded and checked; every
+        problem of the file (``[hive]`` and every plugin table) ends the command at once, with
+        exit 1."""
+        from hivekit import config as cfg
+        from hivekit import plugins
+        from hivekit.errors import HiveError
+
+        try:
+            config = cfg.read(cfg.find_path(file or self.config_path), keep_going=True)
+            return config, plugins.load(config)
+        except HiveError as exc:
+            fail(str(exc))
+
     def client(self) -> Any:
         from hivekit.client import Client
 
@@ -80,15 +94,15 @@ def serve(obj: HiveContext) -> None:
     """Run the hive: store, plugins, recovery, and the API on the admin socket."""
     import logging
 
-    from hivekit import daemon, plugins
+    from hivekit import daemon
     from hivekit.errors import HiveError
 
     logging.basicConfig(level=os.environ.get("HIVEKIT_LOG_LEVEL", "INFO").upper(),
                         format="hivekit: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("sh").setLevel(logging.WARNING)  # one INFO line per subprocess otherwise
+    config, loaded = obj.loaded()
     try:
-        loaded = plugins.load(obj.config)
-        code = daemon.serve(obj.config, loaded)
+        code = daemon.serve(config, loaded)
     except HiveError as exc:
         fail(str(exc))
     sys.exit(code)
@@ -143,16 +157,7 @@ def config_group() -> None:
 @click.pass_obj
 def config_check(obj: HiveContext, file: str | None) -> None:
     """Validate a config file (default: the one `serve` would use) and its plugins' tables."""
-    from hivekit import config as cfg
-    from hivekit import plugins
-    from hivekit.errors import HiveError
-
-    try:
-        path = cfg.find_path(file or obj.config_path)
-        config = cfg.read(path)
-        loaded = plugins.load(config)
-    except HiveError as exc:
-        fail(str(exc))
+    config, loaded = obj.loaded(file)
     click.echo(f"{config.source}: ok (backend {loaded.backend}; plugins: "
                f"{', '.join(loaded.enabled)}; state in {config.state_dir})")
 

@@ -243,6 +243,7 @@ def test_a_report_through_a_real_daemon(hive):
     result = hive.cli("agents")
     assert "failing" in result.stdout
     for body, says in [({"status": "exploded"}, "status must be one of"),
+                       ({"status": "running", "exit_code": "2"}, "exit_code"),
                        ({"status": "running", "colour": "red"}, "colour")]:
         with pytest.raises(Exception, match=says):
             hive.post("/api/fake/agents/coder/status", body)

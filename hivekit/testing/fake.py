@@ -272,22 +272,22 @@ class StatusReport:
 def register_routes(hive: Hive, register: Callable[[Any], None]) -> None:
     from litestar import Request, Response, post
 
-    from hivekit.api import HiveDep, PathStr, parse
+    from hivekit.api import HiveDep, PathStr, body
     from hivekit.errors import BadRequest, NotFound
     from hivekit.names import check_name
 
     # This module postpones annotations: Litestar resolves them in this namespace.
-    @post("/api/fake/agents/{name:str}/status", status_code=200,
+    @post("/api/fake/agents/{name:str}/status", status_code=200, opt={"body": StatusReport},
           signature_namespace={"HiveDep": HiveDep, "PathStr": PathStr, "Request": Request,
                                "Response": Response})
     async def fake_status(hive: HiveDep, request: Request, name: PathStr) -> Response:
         """Report ``status`` for agent ``name`` through the status channel, as the fake's
         supervisor would; returns the agent's row."""
-        body = await parse(request, StatusReport)
+        report: StatusReport = body(request)
         name = check_name(name)
         try:
-            hive.report_status(name, body.status, detail=body.detail,
-                               exit_code=body.exit_code, output=body.output)
+            hive.report_status(name, report.status, detail=report.detail,
+                               exit_code=report.exit_code, output=report.output)
         except (TypeError, ValueError) as exc:
             raise BadRequest(str(exc)) from None
         row = hive.view.row(name)
