@@ -8,16 +8,27 @@ Plugin authors need only this module::
     def agent_badges(hive, agent):
         return ["hello"]
 
-Importing it stays cheap (pluggy only), so ``hivekit --help`` stays fast.
+Importing it costs nothing: pluggy is imported when ``hookimpl`` or ``hookspec`` is first used
+(a plugin's import), so ``hivekit --help`` and ``hivekit agents`` do not pay for it unless they
+load a plugin.
 """
 
-import pluggy
+from typing import Any
 
 __version__ = "0.1.0"
 
-#: Marks a function as the declaration of a hook (used in :mod:`hivekit.hookspecs`).
-hookspec = pluggy.HookspecMarker("hivekit")
-#: Marks a plugin's function as the implementation of a hook.
-hookimpl = pluggy.HookimplMarker("hivekit")
-
 __all__ = ["__version__", "hookimpl", "hookspec"]
+
+#: ``hookspec`` marks the declaration of a hook (in :mod:`hivekit.hookspecs`); ``hookimpl``
+#: marks a plugin's implementation of one. Both are pluggy markers for the ``hivekit`` project.
+_MARKERS = {"hookspec": "HookspecMarker", "hookimpl": "HookimplMarker"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MARKERS:
+        import pluggy
+
+        marker = getattr(pluggy, _MARKERS[name])("hivekit")
+        globals()[name] = marker
+        return marker
+    raise AttributeError(f"module 'hivekit' has no attribute {name!r}")

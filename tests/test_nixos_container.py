@@ -297,6 +297,7 @@ def local(short_tmp, monkeypatch):
     hive.ensure_dirs()
     hive.host = host
     yield hive
+    hive.stopping.set()  # ends the status watcher a startup may have begun
     hive.store.close()
 
 

@@ -99,7 +99,10 @@ class Watcher:
 
     def _run(self) -> None:
         while not self.hive.stopping.wait(self.interval):
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # the store going away under a poll, say: the next one retries
+                log.debug("nixos_container: a status poll failed", exc_info=True)
 
     def poll(self) -> None:
         """One ``list-units``; report every agent whose status changed since the last report."""
