@@ -32,6 +32,9 @@ EXPECTED: dict[str, list[str]] = {
                "stuck subscriber: losses without a seq gap"],
     "coldstart": ["hivekit --help"],
     "growth": ["spawn #"],
+    "meta": ["3 agents: deploy vs the Nix relock", "3 agents: spawn vs adding one input",
+             "3 agents: destroy vs removing one input", "6 agents: deploy vs the Nix relock",
+             "6 agents: other lock entries a deploy moved"],
 }
 
 
@@ -81,6 +84,9 @@ def test_quick_bench_writes_its_rows(name, short_tmp):
         assert value(result, "messages handed out twice") == 0
         assert value(result, "messages left unacknowledged") == 0
         assert value(result, "messages stored") == sent
+    if name == "meta":
+        for size in (3, 6):
+            assert value(result, f"{size} agents: other lock entries a deploy moved") == 0
     if name == "events":
         readers = value(result, "reading subscribers (all rounds)")
         assert readers > 0
