@@ -60,11 +60,18 @@ class Snapshots:
         self._plugins = _dumps(list(hive.loaded.enabled))
 
     def cached(self) -> bytes | None:
-        """The snapshot if none was published since it was encoded, else None (cheap: for the
-        event loop, before handing the work to a thread)."""
+        """The snapshot if making it calls nothing that may block — none was published since it
+        was encoded, or only events that change no part of it (a broker message, a log line):
+        then only the seq is new — else None. For the event loop, before handing the work to a
+        thread."""
         if self._seq == self.hive.bus.seq:
             return self._bytes
-        return None
+        with self._lock:
+            since = self.hive.bus.since(self._seq) if self._seq >= 0 else None
+            if since is None or any(type(e.event) in _DIRTIES for e in since) or \
+                    self.hive.view.version != self._view_version:
+                return None
+        return self.encoded()
 
     def encoded(self) -> bytes:
         """``GET /api/state`` as JSON bytes; its ``seq`` is read first, so a client that applies

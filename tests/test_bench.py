@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Every bench and (a prefix of) each metric its result must have.
 EXPECTED: dict[str, list[str]] = {
-    "deploy": ["request + approve -> deployed/<id>", "git subprocesses per deploy (hivekit)"],
-    "state": ["long history", "hivekit vs a bare handler", "payload size"],
+    "deploy": ["request + approve -> deployed/<id>", "git subprocesses per deploy (hivekit)",
+               "git commands hivekit ran that the floor does not"],
+    "state": ["long history", "hivekit vs a bare handler", "snapshot after an event",
+              "POST /api/messages while", "payload size",
+              "nixos_container, 10 agents: stand-in programs run per snapshot"],
     "broker": ["time per round trip", "server CPU per round trip", "delivery latency p50",
                "delivery latency p99", "messages sent", "messages lost",
                "messages handed out twice", "messages left unacknowledged",
@@ -84,6 +87,12 @@ def test_quick_bench_writes_its_rows(name, short_tmp):
         assert value(result, "messages handed out twice") == 0
         assert value(result, "messages left unacknowledged") == 0
         assert value(result, "messages stored") == sent
+    if name == "deploy":
+        assert value(result, "git commands hivekit ran that the floor does not") == 0
+    if name == "state":
+        assert value(result, "nixos_container, 10 agents: stand-in programs run per "
+                             "snapshot") == 0
+        assert value(result, "nixos_container, 10 agents: rows shown running") == 11
     if name == "meta":
         for size in (3, 6):
             assert value(result, f"{size} agents: other lock entries a deploy moved") == 0
