@@ -13,8 +13,6 @@ Importing it costs nothing: pluggy is imported when ``hookimpl`` or ``hookspec``
 load a plugin.
 """
 
-from typing import Any
-
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "hookimpl", "hookspec"]
@@ -24,7 +22,7 @@ __all__ = ["__version__", "hookimpl", "hookspec"]
 _MARKERS = {"hookspec": "HookspecMarker", "hookimpl": "HookimplMarker"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _MARKERS:
         import pluggy
 

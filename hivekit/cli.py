@@ -15,7 +15,6 @@ Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usag
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -92,6 +91,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def print_json(obj: Any) -> None:
+    import json
+
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
 

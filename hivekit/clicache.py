@@ -27,10 +27,10 @@ Records live in ``$HIVEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/hivekit``, else
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,8 @@ def _distributions(entry: str) -> list[Any] | None:
 
 
 def key(config_path: Path | None) -> str:
-    """The record's key for a run with this config file (None: the embedded defaults)."""
+    """The record's key for a run with this config file (None: the embedded defaults): a text
+    naming everything the record depends on."""
     from hivekit import __version__
 
     parts: list[Any] = [LAYOUT, __version__, sys.executable, sys.version,
@@ -81,12 +82,14 @@ def key(config_path: Path | None) -> str:
         parts.append(["embedded defaults", os.getcwd()])
     else:
         parts.append([str(config_path), _stat(config_path)])
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+    return json.dumps(parts)
 
 
 def _path(record_key: str) -> Path | None:
+    # The file is named by a checksum of the key; the record holds the key itself, compared
+    # in full when read (so two keys sharing a checksum only evict each other).
     base = cache_dir()
-    return base / f"cli-{record_key}.json" if base else None
+    return base / f"cli-{zlib.crc32(record_key.encode()):08x}.json" if base else None
 
 
 def load(record_key: str) -> dict[str, Any] | None:

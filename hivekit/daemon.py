@@ -168,10 +168,32 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     return Hive(config, loaded)
 
 
+#: Open files the daemon wants: a socket per agent (up to 900), an agent's connections to it
+#: (a long-poll each), the dashboards', the store's, the backend's pipes.
+WANTED_OPEN_FILES = 8192
+
+
+def raise_open_files() -> None:
+    """Raise the soft limit on open files towards the hard one (the usual soft default, 1024,
+    is less than a full hive's sockets and connections); say so if it stays short."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WANTED_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard,
+                                                                          WANTED_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if soft != resource.RLIM_INFINITY and soft < WANTED_OPEN_FILES:
+        log.warning("open files are limited to %d (hard limit): a hive of many agents needs "
+                    "~2 per agent; raise it (LimitNOFILE= in the service, ulimit -n)", soft)
+
+
 def serve(config: Config, loaded: Loaded) -> int:
     """Run the daemon until SIGINT/SIGTERM; returns the exit code."""
     lock = StateDirLock(config.state_dir / "hive.lock")
     lock.acquire()
+    raise_open_files()
     hive = None
     sock_path = None
     try:

@@ -35,6 +35,8 @@ EXPECTED: dict[str, list[str]] = {
                "stuck subscriber: losses without a seq gap"],
     "coldstart": ["hivekit --help"],
     "growth": ["spawn #"],
+    "idle": ["0 agents: share of one core", "30 agents: share of one core",
+             "90 agents: share of one core", "90 agents minus 0"],
     "meta": ["3 agents: deploy vs the Nix relock", "3 agents: spawn vs adding one input",
              "3 agents: destroy vs removing one input", "6 agents: deploy vs the Nix relock",
              "6 agents: other lock entries a deploy moved"],
