@@ -143,3 +143,28 @@ def write_json(results: list[Result], path: Path | None) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([r.as_dict() for r in results], indent=2))
+
+
+class Server:
+    """A uvicorn server for ``app`` on a Unix socket, in a thread of this process."""
+
+    def __init__(self, app: Any, path: Path) -> None:
+        import asyncio
+        import threading
+
+        import uvicorn
+
+        from hivekit.daemon import bind_unix
+
+        self.sock = bind_unix(path)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        self.path = path
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

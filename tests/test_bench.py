@@ -32,7 +32,8 @@ EXPECTED: dict[str, list[str]] = {
                "reading subscribers (all rounds)", "events missed by reading subscribers",
                "subscribers that saw events out of order",
                "stuck subscriber: events received", "stuck subscriber: events lost",
-               "stuck subscriber: losses without a seq gap"],
+               "stuck subscriber: losses without a seq gap",
+               "floor: readers with every event in order"],
     "coldstart": ["hivekit --help"],
     "growth": ["spawn #"],
     "idle": ["0 agents: share of one core", "30 agents: share of one core",
@@ -107,3 +108,4 @@ def test_quick_bench_writes_its_rows(name, short_tmp):
         # The stuck subscriber was made to overflow; what it lost shows as a gap or a cut.
         assert value(result, "stuck subscriber: events lost") > 0
         assert value(result, "stuck subscriber: losses without a seq gap") == 0
+        assert value(result, "floor: readers with every event in order") == 1
