@@ -242,7 +242,9 @@ def test_a_colliding_port_is_refused_before_any_container_is_made(short_tmp, mak
     proc.post(f"/api/approvals/{approval['id']}/approve")
     result = proc.wait_resolved(approval["id"])
     assert result["status"] == "failed"
-    assert result["note"] == "port 8101 is already taken by 'a' — rename one of them and retry"
+    assert result["note"].startswith(
+        "port 8101 is already taken by 'a' — rename one of them and retry; ports come from "
+        "the names")
     assert "h-foobar" not in host.containers()
     assert not calls(host, container="h-foobar")
 

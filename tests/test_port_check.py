@@ -61,8 +61,11 @@ def test_colliding_spawn_is_refused_and_the_conflict_is_reported(make_hive):
     proc.post(f"/api/approvals/{approval['id']}/approve")
     result = proc.wait_resolved(approval["id"])
     assert result["status"] == "failed"
-    assert result["note"] == ("port 9101 is already taken by 'a' — rename one of them and "
-                              "retry")
+    assert result["note"] == (
+        "port 9101 is already taken by 'a' — rename one of them and retry; ports come from "
+        "the names: with 3 agents and [hive] port_range = 3, expect about 1.0 pairs of names to "
+        "share a port (n*(n-1)/2 / port_range); a larger port_range makes that rarer (README: "
+        '"Sizing port_range")')
     assert not [c for c in testing.calls(proc.state_dir) if c["agent"] == "foobar"]
     assert "foobar" not in {a["name"] for a in _state(proc)["agents"]}
     assert _state(proc)["port_conflicts"] == []

@@ -5,8 +5,10 @@ manager's fixed port, else ``port_base + FNV-1a-32(name) % port_range``), so two
 to the same port. The harness of the second agent would then fail to bind forever; this plugin
 turns that into an error the operator can act on, before anything is built:
 
-* a spawn or rebuild of an agent whose port another *running* agent holds is refused, naming the
-  holder ("port 8123 is already taken by 'coder' — rename one of them and retry");
+* a spawn or rebuild of an agent whose port another running (or crash-looping: ``failing``)
+  agent holds is refused, naming the holder and saying how to size ``port_range`` ("port 8123
+  is already taken by 'coder' — rename one of them and retry; ports come from the names: with
+  300 agents and [hive] port_range = 900, expect about 49.8 pairs ...");
 * ``GET /api/state`` gets ``port_conflicts: [{port, agents}]``, one entry per port shared by two
   or more registered agents, running or not (so a collision is visible before it bites).
 
@@ -38,12 +40,25 @@ def holder(hive: Hive, agent: AgentSpec) -> str | None:
     return None
 
 
+def sizing_hint(hive: Hive, agent: AgentSpec) -> str:
+    """How likely collisions are with this hive's ``port_range``, and what to do about it."""
+    span = hive.config.hive.port_range
+    names = hive.store.agent_names()
+    n = len(names) + (agent.name not in names)
+    pairs = n * (n - 1) / (2 * span)
+    return (f"ports come from the names: with {n} agents and [hive] port_range = {span}, "
+            f"expect about {pairs:.1f} pairs of names to share a port (n*(n-1)/2 / "
+            f"port_range); a larger port_range makes that rarer (README: \"Sizing "
+            f"port_range\")")
+
+
 def check(hive: Hive, agent: AgentSpec) -> None:
     """Raise :class:`Conflict` if another running agent holds ``agent``'s port."""
     other = holder(hive, agent)
     if other is not None:
         raise Conflict(
-            f"port {agent.port} is already taken by '{other}' — rename one of them and retry")
+            f"port {agent.port} is already taken by '{other}' — rename one of them and retry; "
+            + sizing_hint(hive, agent))
 
 
 def conflicts(agents: list[AgentView]) -> list[dict[str, Any]]:
