@@ -225,7 +225,7 @@ def floor_app(db: Path, names: list[str]) -> Any:
 def serve_floor(socket: Path, db: Path, names: list[str]) -> None:
     import uvicorn
 
-    from hivekit.daemon import bind_unix
+    from hivekit.sockets import bind_unix
 
     app = floor_app(db, names)
     sock = bind_unix(socket)

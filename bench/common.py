@@ -154,7 +154,7 @@ class Server:
 
         import uvicorn
 
-        from hivekit.daemon import bind_unix
+        from hivekit.sockets import bind_unix
 
         self.sock = bind_unix(path)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))

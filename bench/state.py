@@ -200,7 +200,7 @@ def serve_floor(socket: Path, body_file: Path) -> None:
     import uvicorn
     from litestar import Litestar, MediaType, Response, get
 
-    from hivekit.daemon import bind_unix
+    from hivekit.sockets import bind_unix
 
     body = body_file.read_bytes()
 

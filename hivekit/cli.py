@@ -15,10 +15,13 @@ Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usag
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 
@@ -91,9 +94,99 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON (what every ``--json`` prints)."""
     import json
 
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+class AgentNameType(click.ParamType):
+    """An agent name (or ``operator`` where a recipient is meant), checked by the agent-name
+    rule before anything is sent."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        from hivekit.errors import BadRequest
+        from hivekit.names import check_name
+
+        try:
+            return check_name(str(value))
+        except BadRequest as exc:
+            self.fail(exc.message, param, ctx)
+
+
+class IdType(click.ParamType):
+    """An approval's or a question's id: ASCII digits, 1 to 2^63-1."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        from hivekit.convert import Invalid, parse_id
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        try:
+            return parse_id(str(value), "ID")
+        except Invalid:
+            self.fail(f"{value!r} is not an id: an id is a whole number from 1 to 2^63-1 "
+                      "(`hivekit approvals --all` lists them)", param, ctx)
+
+
+AGENT_NAME = AgentNameType()
+ID = IdType()
+
+
+def api_path(*segments: str | int) -> str:
+    """``/seg/seg/...`` with every segment percent-encoded: no argument can address another
+    route."""
+    return "".join("/" + quote(str(s), safe="") for s in segments)
+
+
+class UnexpectedAnswer(Exception):
+    """The daemon's answer does not have the shape this command reads."""
+
+
+def expect(data: Any, type_: Any) -> Any:
+    """``data`` unchanged if it structures into ``type_`` (a record, ``list[Approval]``...);
+    :class:`UnexpectedAnswer` naming what is off otherwise."""
+    from hivekit.convert import Invalid, structure
+
+    try:
+        structure(data, type_)
+    except Invalid as exc:
+        raise UnexpectedAnswer(exc.message) from None
+    return data
+
+
+def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a click command talk to the running daemon: it gets the admin API's client as its
+    first argument (``client.get(path)``, ``client.post(path, body)``, ``client.events()``,
+    ``client.watch(...)``), and an error (no daemon running, a refusal) ends it with
+    ``error: <message>`` and exit code 1, as does an answer of a shape the command cannot read
+    (never a traceback). Put it under ``@cli.command()``; build paths with :func:`api_path`."""
+
+    @functools.wraps(func)
+    @click.pass_obj
+    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
+        from hivekit.errors import HiveError
+
+        client = obj.client()
+        try:
+            return func(client, *args, **kwargs)
+        except HiveError as exc:
+            fail(str(exc))
+        except (UnexpectedAnswer, KeyError, IndexError, TypeError, AttributeError,
+                ValueError) as exc:
+            what = str(exc) if isinstance(exc, UnexpectedAnswer) else \
+                f"{type(exc).__name__}: {exc}"
+            fail(f"unexpected answer from the hive at {client.socket} ({what}); is the daemon "
+                 "the same hivekit version as this command?")
+
+    wrapper.hivekit_api = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class HiveGroup(click.Group):
@@ -203,30 +296,35 @@ def serve(obj: HiveContext) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def plugins_command(obj: HiveContext, as_json: bool) -> None:
-    """List every installed plugin: enabled or not, where it comes from, the hooks it implements."""
+    """List every installed plugin: enabled or not, where it comes from, the hooks it implements.
+
+    A plugin that cannot be loaded (it fails to import, or implements a hook that does not
+    exist) is listed with its error; the exit code is 1 when such a plugin is enabled.
+    """
     from hivekit import plugins
-    from hivekit.errors import HiveError
 
     available = plugins.installed()
     enabled, _problems = plugins.enabled_names(obj.config, available)
+    errors: dict[str, str] = {}
     pm = plugins.make_manager()
+    objs = plugins.register_all(pm, sorted(available), available,
+                                on_error=lambda name, exc: errors.__setitem__(name, str(exc)))
     rows = []
     for name, plugin in sorted(available.items()):
         row: dict[str, Any] = {
             "name": name, "enabled": name in enabled, "module": plugin.entry_point.value,
             "distribution": plugin.distribution, "version": plugin.version, "hooks": [],
         }
-        try:
-            obj_ = plugins.import_plugin(plugin)
-            pm.register(obj_, name=name)
-            row["hooks"] = plugins.hook_names(pm, obj_)
+        if name in objs:
+            row["hooks"] = plugins.hook_names(pm, objs[name])
             row["backend"] = "is_running" in row["hooks"]
-        except (HiveError, ValueError) as exc:
-            row["error"] = str(exc)
+        else:
+            row["error"] = errors[name]
         rows.append(row)
+    broken = any("error" in row and row["enabled"] for row in rows)
     if as_json:
         print_json(rows)
-        return
+        sys.exit(1 if broken else 0)
     for row in rows:
         state = "enabled " if row["enabled"] else "disabled"
         origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "?"
@@ -236,6 +334,8 @@ def plugins_command(obj: HiveContext, as_json: bool) -> None:
             click.echo(f"          error: {row['error']}")
         elif row["hooks"]:
             click.echo(f"          hooks: {', '.join(row['hooks'])}")
+    if broken:
+        sys.exit(1)
 
 
 @cli.group("config")
@@ -301,37 +401,32 @@ def load_commands(group: click.Group, argv: list[str]) -> dict[str, Any]:
     ``plugins`` (plugin → entry point) and ``ok`` (no plugin failed).
     """
     from hivekit import plugins
-    from hivekit.errors import HiveError
 
     wanted = _enabled_for_cli(argv)
+    available = plugins.installed()
+    names = [n for n in available if wanted is None or n in wanted]
     pm = plugins.make_manager()
-    ok = True
-    entry_points: dict[str, str] = {}
-    for name, plugin in plugins.installed().items():
-        if wanted is not None and name not in wanted:
-            continue
-        try:
-            obj = plugins.import_plugin(plugin)
-            plugins.register(pm, name, obj)
-        except HiveError as exc:
-            click.echo(f"warning: {exc}", err=True)
-            ok = False
-            continue
-        entry_points[name] = plugin.entry_point.value
-    owners = {name: "core" for name in group.commands}
+    failed: list[str] = []
 
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+    def on_error(name: str, exc: Exception) -> None:
+        click.echo(f"warning: {exc}", err=True)
+        failed.append(name)
+
+    objs = plugins.register_all(pm, names, available, on_error=on_error)
+    owners = {name: "core" for name in group.commands}
+    for plugin, call in plugins.each(pm, "register_commands", cli=group):
         before = dict(group.commands)
-        impl.function(group)
+        call()
         for cmd_name in set(group.commands) - set(before):
-            owners[cmd_name] = impl.plugin_name
+            owners[cmd_name] = plugin
         for cmd_name, cmd in before.items():
             if group.commands.get(cmd_name) is not cmd:
-                fail(f"plugin {impl.plugin_name!r} registers command {cmd_name!r}, already "
+                fail(f"plugin {plugin!r} registers command {cmd_name!r}, already "
                      f"registered by {owners[cmd_name]!r}")
     owned = {n: o for n, o in owners.items() if o != "core"}
-    return {"owners": owned, "plugins": {p: entry_points[p] for p in set(owned.values())
-                                         if p in entry_points}, "ok": ok}
+    return {"owners": owned, "ok": not failed,
+            "plugins": {p: available[p].entry_point.value for p in set(owned.values())
+                        if p in objs and p in available}}
 
 
 def _cached_record(args: list[str]) -> tuple[str | None, dict[str, Any] | None]:

@@ -177,6 +177,8 @@ class Client:
             data = {"error": raw.decode(errors="replace")}
         if resp.status >= 400:
             message = data.get("error") if isinstance(data, dict) else None
+            if not isinstance(message, str):  # an answer of another shape: say what came
+                message = None
             raise ApiError(message or f"HTTP {resp.status}", resp.status)
         return data
 

@@ -10,13 +10,17 @@ made again (a broker message or a log line changes none of them).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
 from hivekit import events
 from hivekit.convert import converter
+from hivekit.errors import PluginError
 from hivekit.hive import Hive
 from hivekit.records import AgentView, ApprovalStatus, Tombstone
+
+log = logging.getLogger("hivekit")
 
 CORE_KEYS = frozenset(
     {"seq", "agents", "approvals", "questions", "transients", "tombstones", "plugins"})
@@ -30,6 +34,12 @@ _DIRTIES: dict[type, frozenset[str]] = {
     events.TransientChanged: frozenset({"transients"}),
 }
 _ALL = frozenset({"approvals", "questions", "transients"})
+
+
+def agent_view(hive: Hive, name: str) -> AgentView | None:
+    """Agent ``name``'s row as the hive keeps it (see :mod:`hivekit.view`), or None if it has
+    none (not registered, not being spawned). Calls no plugin."""
+    return hive.view.row(name)
 
 
 def agents(hive: Hive) -> list[AgentView]:
@@ -123,18 +133,13 @@ class Snapshots:
         return _dumps({k: v.value for k, v in hive.transients().items()})
 
     def _make_extras(self) -> list[tuple[str, bytes]]:
-        hive = self.hive
-        taken = set(CORE_KEYS)
-        extras = []
-        rows = hive.view.rows()
-        for plugin, call in hive.each("state_extras", hive=hive, agents=rows):
-            for key, value in (call() or {}).items():
-                if key in taken:
-                    raise RuntimeError(
-                        f"plugin {plugin!r} returns state key {key!r}, already taken")
-                taken.add(key)
-                extras.append((key, _dumps(value)))
-        return extras
+        found = []
+        for key, value in extras(self.hive, self.hive.view.rows()).items():
+            try:
+                found.append((key, _dumps(value)))
+            except (TypeError, ValueError):
+                log.exception("/api/state key %r is not JSON (left out)", key)
+        return found
 
 
 def snapshots(hive: Hive) -> Snapshots:
@@ -149,3 +154,44 @@ def encoded_snapshot(hive: Hive) -> bytes:
 def snapshot(hive: Hive) -> dict[str, Any]:
     """``GET /api/state`` as a dict (for in-process callers; the API serves the bytes)."""
     return json.loads(encoded_snapshot(hive))
+
+
+def extras(hive: Hive, views: list[AgentView], *, strict: bool = False) -> dict[str, Any]:
+    """Every plugin's ``state_extras``, merged.
+
+    A key the core uses or another plugin gave first is a :class:`PluginError` naming both
+    with ``strict`` (the daemon's start); otherwise it is logged and left out, as is the
+    contribution of a plugin that raised, so that one plugin never breaks the snapshot.
+    """
+    merged: dict[str, Any] = {}
+    owner = dict.fromkeys(CORE_KEYS, "core")
+    for plugin, call in hive.each("state_extras", hive=hive, agents=views):
+        try:
+            found = call() or {}
+            if not isinstance(found, dict):
+                raise TypeError(f"state_extras returned {type(found).__name__}, not a dict")
+        except Exception as exc:
+            if strict:
+                raise PluginError(f"plugin {plugin!r} failed in state_extras: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            log.exception("plugin %r failed in state_extras (its keys are left out)", plugin)
+            continue
+        for key, value in found.items():
+            if key in owner:
+                message = (f"plugins {owner[key]!r} and {plugin!r} both give /api/state key "
+                           f"{key!r}; disable one of them" if owner[key] != "core" else
+                           f"plugin {plugin!r} gives /api/state key {key!r}, which the core "
+                           "uses; the plugin must rename it")
+                if strict:
+                    raise PluginError(message)
+                log.error("%s (left out)", message)
+                continue
+            owner[key] = plugin
+            merged[key] = value
+    return merged
+
+
+def check_extras(hive: Hive) -> None:
+    """At the daemon's start: every plugin's ``state_extras`` once, refusing a key clash or a
+    failure with a :class:`PluginError` (instead of a broken snapshot later)."""
+    extras(hive, agents(hive), strict=True)

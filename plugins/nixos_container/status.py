@@ -23,10 +23,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hivekit import proc
+from hivekit import run
 
 if TYPE_CHECKING:
-    from hivekit.hive import Hive
+    from hivekit import Hive
 
 log = logging.getLogger("hivekit.nixos_container")
 
@@ -109,7 +109,7 @@ class Watcher:
         with self._lock:
             epochs = dict(self._epochs)
         try:
-            out = proc.run(list_units_argv(self.systemctl), timeout=self.timeout)
+            out = run(list_units_argv(self.systemctl), timeout=self.timeout)
         except Exception as exc:  # CommandFailed, ProgramMissing, a timeout
             if not self._failed:
                 log.warning("nixos_container: cannot read the containers' status (%s); the "
@@ -121,7 +121,7 @@ class Watcher:
             self._failed = False
         units = parse_units(out)
         with self._lock:
-            for name in self.hive.store.agent_names():
+            for name in self.hive.agent_names():
                 container = self._container(self.hive, name)
                 if self._epochs.get(container, 0) != epochs.get(container, 0):
                     continue  # an operation on it ended while we read: its mark is newer

@@ -5,10 +5,13 @@ manager's fixed port, else ``port_base + FNV-1a-32(name) % port_range``), so two
 to the same port. The harness of the second agent would then fail to bind forever; this plugin
 turns that into an error the operator can act on, before anything is built:
 
-* a spawn or rebuild of an agent whose port another running (or crash-looping: ``failing``)
-  agent holds is refused, naming the holder and saying how to size ``port_range`` ("port 8123
-  is already taken by 'coder' — rename one of them and retry; ports come from the names: with
-  300 agents and [hive] port_range = 900, expect about 49.8 pairs ...");
+* a spawn or apply **request** for an agent whose port another running (or crash-looping:
+  ``failing``) agent holds is refused at once (``check_request``), naming the holder and saying
+  how to size ``port_range`` ("port 8123 is already taken by 'coder' — rename one of them and
+  retry; ports come from the names: with 300 agents and [hive] port_range = 900, expect about
+  49.8 pairs ..."): no approval, repo or tombstone is made;
+* the same check runs again when the spawn or a rebuild starts (the holder may have started
+  since the request was approved), before the backend or any other plugin acts;
 * ``GET /api/state`` gets ``port_conflicts: [{port, agents}]``, one entry per port shared by two
   or more registered agents, running or not (so a collision is visible before it bites).
 
@@ -21,13 +24,10 @@ from collections import defaultdict
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from hivekit import hookimpl
-from hivekit.errors import Conflict
-from hivekit.records import AgentStatus
+from hivekit import AgentStatus, Conflict, hookimpl
 
 if TYPE_CHECKING:
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, AgentView, Deploy
+    from hivekit import AgentSpec, AgentView, Deploy, Hive, Request
 
 
 def holder(hive: Hive, agent: AgentSpec) -> str | None:
@@ -43,7 +43,7 @@ def holder(hive: Hive, agent: AgentSpec) -> str | None:
 def sizing_hint(hive: Hive, agent: AgentSpec) -> str:
     """How likely collisions are with this hive's ``port_range``, and what to do about it."""
     span = hive.config.hive.port_range
-    names = hive.store.agent_names()
+    names = hive.agent_names()
     n = len(names) + (agent.name not in names)
     pairs = n * (n - 1) / (2 * span)
     return (f"ports come from the names: with {n} agents and [hive] port_range = {span}, "
@@ -70,10 +70,15 @@ def conflicts(agents: list[AgentView]) -> list[dict[str, Any]]:
             for port, names in sorted(by_port.items()) if len(names) > 1]
 
 
-# The veto is a wrapper (which pluggy runs before every plain implementation, tryfirst or not):
-# plugins that prepare a spawn with tryfirst (the meta flake syncs before the container is
-# created) are registered after this default plugin and would otherwise run first, leaving
-# their side effects behind for a spawn that is then refused.
+@hookimpl
+def check_request(hive: Hive, request: Request) -> None:
+    check(hive, request.agent)
+
+
+# The second check is a wrapper (which pluggy runs before every plain implementation, tryfirst
+# or not): plugins that prepare a spawn with tryfirst (the meta flake syncs before the
+# container is created) are registered after this default plugin and would otherwise run
+# first, leaving their side effects behind for a spawn that is then refused.
 
 
 @hookimpl(wrapper=True, tryfirst=True)
