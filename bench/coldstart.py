@@ -53,7 +53,7 @@ def run(quick: bool = False) -> Result:
     med = {k: statistics.median(v) for k, v in times.items()}
     result.add("hivekit --help", med["help"], med["click"], target=1.5)
     result.add("hivekit agents (a running daemon)", med["agents"], med["click"], target=2.0)
-    result.add("hivekit --help with no record yet (first run)", statistics.median(first),
+    result.add("first run of hivekit --help, no record yet", statistics.median(first),
                med["click"])
     result.notes.append(
         f"{rounds} interleaved rounds, medians; per-round ratios: --help "

@@ -34,7 +34,7 @@ EXPECTED: dict[str, list[str]] = {
                "stuck subscriber: events received", "stuck subscriber: events lost",
                "stuck subscriber: losses without a seq gap",
                "floor: readers with every event in order"],
-    "coldstart": ["hivekit --help"],
+    "coldstart": ["hivekit --help", "hivekit agents", "first run of hivekit --help"],
     "growth": ["spawn #"],
     "idle": ["0 agents: share of one core", "30 agents: share of one core",
              "90 agents: share of one core", "90 agents minus 0"],
