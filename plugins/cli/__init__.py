@@ -6,8 +6,8 @@ and the backend's output as they come (``--quiet`` hides them) and exit with the
 it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard always agree.
 
 Arguments are checked before any request is built: agent names by the agent-name rule, ids as
-integers from 1 to 2^63-1 (click types :data:`AGENT_NAME` and :data:`ID`: bad usage, exit 2,
-with the rule). Every path segment is percent-encoded (:func:`api_path`) and query parameters
+integers from 1 to 2^63-1 (click types ``hivekit.AGENT_NAME`` and ``hivekit.ID``: bad usage, exit 2,
+with the rule). Every path segment is percent-encoded (``hivekit.api_path``) and query parameters
 travel as parameters. An answer of an unexpected shape ends the command with a clear error,
 never a traceback.
 """
