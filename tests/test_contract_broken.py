@@ -30,6 +30,8 @@ EXPECTED = {
         "is_running answers for an agent that never existed",
     "test_is_running_turns_false_when_the_agent_dies_on_its_own":
         "is_running turns False when the agent dies on its own",
+    "test_the_dashboard_hears_when_an_agent_dies_on_its_own":
+        "the dashboard shows an agent that died on its own as not running",
     "test_shutdown_leaves_no_stray_process": "a stopped daemon leaves no stray process behind",
     "test_the_identity_variables_are_set": "the agent's HIVE_PORT is",
     "test_output_reaches_the_live_log": "a spawn's output reaches the live log",

@@ -14,6 +14,9 @@ agents stop with the daemon; a new daemon starts the ones the operator wants run
   started again and the build fails with the pane's last lines.
 * **is_running**: the session exists and its pane's command has not exited (the sessions keep
   a dead pane, ``remain-on-exit``, so that its last output explains a failed start).
+* **status**: every operation reports what it left (``hive.report_status``), and one
+  ``tmux list-panes -a`` every ``status_interval`` seconds reports an agent whose script ended
+  on its own (``stopped``, with its exit code and last output).
 
 This is the backend ``docs/write-a-backend.md`` builds step by step; its contract run is
 ``tests/test_tmux_contract.py``.
@@ -22,11 +25,14 @@ This is the backend ``docs/write-a-backend.md`` builds step by step; its contrac
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from attrs import field, frozen
@@ -41,6 +47,8 @@ from hivekit import (
     read_ref,
     run,
 )
+
+log = logging.getLogger("hivekit.tmux")
 
 PLUGIN = "tmux"
 #: The script every agent runs, from its applied repo.
@@ -61,6 +69,8 @@ class TmuxConfig:
     tmux: str = "tmux"
     #: Seconds a start may take before the agent listens on its port.
     start_timeout: float = field(default=30.0, validator=positive)
+    #: Seconds between two looks at every session (to see an agent die on its own).
+    status_interval: float = field(default=2.0, validator=positive)
 
 
 # --- tmux ------------------------------------------------------------------------------------
@@ -243,6 +253,89 @@ def deploy(hive: Hive, agent: AgentSpec) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+# --- the status channel ----------------------------------------------------------------------
+
+
+def panes(hive: Hive) -> dict[str, tuple[bool, int | None]]:
+    """Every session of the hive's server, in one tmux command: its name → whether its command
+    runs, and the exit status of one that ended."""
+    try:
+        out = tmux(hive, "list-panes", "-a", "-F",
+                   "#{session_name}\t#{pane_dead}\t#{pane_dead_status}")
+    except CommandFailed:  # no server: no session
+        return {}
+    found = {}
+    for line in out.splitlines():
+        name, dead, status = [*line.split("\t"), "", ""][:3]
+        found[name] = (dead != "1", int(status) if status.isdigit() else None)
+    return found
+
+
+class Watcher:
+    """Tells the hive each agent's status: what an operation left, and, from one look at every
+    session every ``status_interval`` seconds, an agent whose script ended on its own."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+        # Held from a look at the sessions to its last report, and for an operation's report:
+        # a look taken before an operation ended never overwrites what the operation left.
+        self.lock = threading.Lock()
+        self.reported: dict[str, str] = {}
+
+    def run(self) -> None:
+        interval = self.hive.plugin_config(PLUGIN).status_interval
+        while not self.hive.stopping.wait(interval):
+            try:
+                self.look()
+            except Exception:  # a poll that failed: the next one tries again
+                log.debug("tmux: a status poll failed", exc_info=True)
+
+    def look(self) -> None:
+        with self.lock:
+            sessions = panes(self.hive)
+            for name in self.hive.agent_names():
+                row = self.hive.view.row(name)
+                if row is None or row.transient is not None:
+                    continue  # an operation runs on it: the operation reports its outcome
+                agent = self.hive.agent(name)
+                alive, exit_code = sessions.get(session(agent), (False, None))
+                if alive:
+                    self.report(agent, "running")
+                elif self.reported.get(name) != "running":
+                    self.report(agent, "stopped")
+                else:  # it was running, and it ended on its own: say how
+                    detail = (f"{SCRIPT} exited with status {exit_code}"
+                              if exit_code is not None else f"session {session(agent)} is gone")
+                    self.report(agent, "stopped", detail=detail, exit_code=exit_code,
+                                output=last_output(self.hive, agent).splitlines()[-20:])
+
+    def after(self, agent: AgentSpec) -> None:
+        """An operation on ``agent`` ended (however): report what it left, always (the hive
+        forgot what it knew of the agent when the operation began)."""
+        with self.lock:
+            self.reported.pop(agent.name, None)
+            self.report(agent, "running" if pane_alive(self.hive, agent) else "stopped")
+
+    def report(self, agent: AgentSpec, status: str, **why: object) -> None:
+        if self.reported.get(agent.name) == status:
+            return
+        self.reported[agent.name] = status
+        self.hive.report_status(agent, status, **why)
+
+
+def watcher(hive: Hive) -> Watcher:
+    return hive.plugin_state(PLUGIN, lambda: Watcher(hive))
+
+
+@contextlib.contextmanager
+def reporting(hive: Hive, agent: AgentSpec) -> Iterator[None]:
+    """Around an operation: report what it left behind, whether it succeeded or raised."""
+    try:
+        yield
+    finally:
+        watcher(hive).after(agent)
+
+
 # --- hooks -----------------------------------------------------------------------------------
 
 
@@ -258,37 +351,42 @@ def initial_config_files() -> dict[str, str]:
 
 @hookimpl
 def spawn(hive: Hive, agent: AgentSpec) -> None:
-    deploy(hive, agent)
+    with reporting(hive, agent):
+        deploy(hive, agent)
 
 
 @hookimpl
 def rebuild(hive: Hive, agent: AgentSpec) -> None:
-    deploy(hive, agent)
+    with reporting(hive, agent):
+        deploy(hive, agent)
 
 
 @hookimpl
 def start(hive: Hive, agent: AgentSpec) -> None:
-    if pane_alive(hive, agent):
-        return  # running already: nothing to do
-    snapshot = current(hive, agent)
-    if snapshot is None or not snapshot.is_dir():
-        snapshot = build(hive, agent)
-    launch(hive, agent, snapshot)
+    with reporting(hive, agent):
+        if pane_alive(hive, agent):
+            return  # running already: nothing to do
+        snapshot = current(hive, agent)
+        if snapshot is None or not snapshot.is_dir():
+            snapshot = build(hive, agent)
+        launch(hive, agent, snapshot)
 
 
 @hookimpl
 def restart(hive: Hive, agent: AgentSpec) -> bool | None:
     if current(hive, agent) is None or not session_exists(hive, agent):
         return None  # nothing to restart in place: the core stops and starts
-    # The same command with the same environment (tmux takes PATH from this command again).
-    tmux(hive, "respawn-pane", "-k", "-t", pane(agent), path=agent_path())
-    wait_until_up(hive, agent)
+    with reporting(hive, agent):
+        # The same command with the same environment (tmux takes PATH from this command).
+        tmux(hive, "respawn-pane", "-k", "-t", pane(agent), path=agent_path())
+        wait_until_up(hive, agent)
     return True
 
 
 @hookimpl
 def stop(hive: Hive, agent: AgentSpec) -> None:
-    kill(hive, agent)
+    with reporting(hive, agent):
+        kill(hive, agent)
 
 
 @hookimpl
@@ -300,6 +398,11 @@ def destroy(hive: Hive, agent: AgentSpec) -> None:
 @hookimpl
 def is_running(hive: Hive, agent: AgentSpec) -> bool:
     return pane_alive(hive, agent)
+
+
+@hookimpl
+def startup(hive: Hive) -> None:
+    threading.Thread(target=watcher(hive).run, name="tmux-status", daemon=True).start()
 
 
 @hookimpl

@@ -57,7 +57,7 @@ from hivekit.testing.harness import HiveProcess
 #: Every agent name the suite uses (a backend that must know them in advance, such as one
 #: building from a fixed flake, can list them in :meth:`BackendContract.prepare`).
 AGENTS = ("manager", "cspawn", "cmain", "cbroken", "cstart", "crestart", "cstop", "cdestroy",
-          "cfailed", "cfailed2", "cthreads", "cdie", "cwant", "cstopped", "cenv", "clog",
+          "cfailed", "cfailed2", "cthreads", "cdie", "ccrash", "cwant", "cstopped", "cenv", "clog",
           "clong", "cshut")
 #: What the suite's daemons tell agents about the operator: not the default, so that a
 #: backend that hard-codes the default is caught.
@@ -99,7 +99,7 @@ class BackendContract:
         if self.backend == "fake":
             from hivekit.testing import fake
 
-            fake.kill(hive.state_dir, name)
+            fake.crash(hive, name)  # dies, and the fake's "supervisor" reports it
             return
         pids = _agent_pids(hive, name)
         assert pids, (f"found no process of agent {name!r} on this host to kill; a backend "
@@ -363,6 +363,23 @@ class BackendContract:
         _expect(died, "is_running turns False when the agent dies on its own",
                 f"{self.timeout:g}s after the agent was killed, is_running: "
                 f"{_says(contract, 'cdie')}")
+
+    def test_the_dashboard_hears_when_an_agent_dies_on_its_own(self, contract):
+        """An agent that dies behind the hive's back is shown as not running without anyone
+        asking (the backend reports it: hive.report_status), and the hive's observers hear of
+        the crash once (agent_crashed)."""
+        _spawn(contract, "ccrash", self.timeout)
+        seen = len(probe.statuses(contract.state_dir, "ccrash"))
+        self.kill(contract, "ccrash")
+        shown = _wait_value(lambda: {"failing", "stopped"} & set(
+            probe.statuses(contract.state_dir, "ccrash")[seen:]), self.timeout)
+        _expect(shown, "the dashboard shows an agent that died on its own as not running "
+                       "(the backend reports it through hive.report_status)",
+                f"{self.timeout:g}s after the agent was killed, its row went through "
+                f"{probe.statuses(contract.state_dir, 'ccrash')[seen:] or 'no change'}")
+        crashes = _wait_value(lambda: probe.crashes(contract.state_dir, "ccrash"), 10)
+        _expect(len(crashes) == 1, "the hive's observers hear of the crash once (agent_crashed)",
+                f"they heard {crashes}")
 
     def test_after_a_daemon_restart_wanted_agents_run_and_stopped_ones_do_not(self, contract):
         """A daemon restart brings back every agent the operator wants running, leaves the

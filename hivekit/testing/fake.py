@@ -23,7 +23,8 @@ following links (a ``FAIL`` that is a symbolic link fails the build, unread).
 
 Like every backend it gives each agent its identity (``hive.agent_env``), kept in the container
 file (:func:`environ` reads it back); :func:`kill` makes a container stop as if it crashed,
-behind the hive's back. The conformance suite (:mod:`hivekit.testing.conformance`) uses both.
+behind the hive's back, and :func:`crash` also has the fake report it, as a backend that sees
+its agents die does. The conformance suite (:mod:`hivekit.testing.conformance`) uses them.
 
 The fake reports every status it sets through the hive's status channel
 (``hive.report_status``), as a real backend does when it learns one. A test makes it report
@@ -107,6 +108,14 @@ def kill(state_dir: Path, name: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({**data, "running": False}))
     os.replace(tmp, path)
+
+
+def crash(hive: Any, name: str, exit_code: int = 137) -> None:
+    """Make agent ``name``'s fake container die on its own and the fake's "supervisor" report
+    it (``stopped``, with ``exit_code``), as a real backend reports a death it sees; ``hive``
+    is a :class:`hivekit.testing.HiveProcess`."""
+    kill(hive.state_dir, name)
+    report(hive, name, "stopped", detail=f"h-{name} died (killed)", exit_code=exit_code)
 
 
 def environ(state_dir: Path, name: str) -> dict[str, str] | None:
@@ -268,7 +277,8 @@ def restart(hive: Hive, agent: AgentSpec) -> bool:
     state = _load(hive, agent.name)
     if state is None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
-    _save(hive, agent.name, {**state, "running": True})
+    _save(hive, agent.name, {**state, "running": True, "env": hive.agent_env(agent)})
+    hive.report_status(agent, "running")
     return True
 
 

@@ -5,7 +5,9 @@ It surrounds every lifecycle hook (``spawn``, ``rebuild``, ``start``, ``stop``, 
 ``destroy``) with a wrapper that records, one JSON line each in
 ``<state_dir>/conformance/calls.jsonl``, the call, the applied repo's ``main`` when it began,
 and how it ended (returned, or raised what: a :class:`~hivekit.errors.HiveError` or not); it
-records every line of the live log (``hive.log``) in ``logs.jsonl``; it serves
+records every line of the live log (``hive.log``) in ``logs.jsonl``, every status an agent's
+row took (``agent_changed``) in ``statuses.jsonl`` and every ``agent_crashed`` in
+``crashes.jsonl``; it serves
 ``GET /api/conformance/is_running`` (ask the backend from many threads at once); and, told so
 in ``control.json``, it refuses a spawn before or after the backend's own ``spawn`` ran, as a
 plugin might, to see the backend clean up.
@@ -71,6 +73,16 @@ def log_lines(state_dir: Path, agent: str) -> list[str]:
     return [e["line"] for e in _read(state_dir, "logs.jsonl") if e["agent"] == agent]
 
 
+def statuses(state_dir: Path, agent: str) -> list[str | None]:
+    """Every status ``agent``'s row took, oldest first (None: it had no row)."""
+    return [e["status"] for e in _read(state_dir, "statuses.jsonl") if e["agent"] == agent]
+
+
+def crashes(state_dir: Path, agent: str) -> list[dict[str, Any]]:
+    """The ``agent_crashed`` calls about ``agent``: ``{"status", "reason"}`` each."""
+    return [e for e in _read(state_dir, "crashes.jsonl") if e["agent"] == agent]
+
+
 def control(state_dir: Path, *, refuse_spawn: dict[str, str] | None = None) -> None:
     """Tell the running probe to refuse the spawn of an agent: ``{"name": "before"}`` (before
     the backend's ``spawn`` runs) or ``{"name": "after"}`` (after it succeeded)."""
@@ -115,13 +127,17 @@ def _observe(hive: Hive, hook: str, agent: AgentSpec) -> Generator[None, Any, An
 def startup(hive: Hive) -> None:
     sub = hive.bus.subscribe_sync()
 
-    def follow() -> None:  # every live log line, as the operator would see it
-        from hivekit.events import LogLine
+    def follow() -> None:  # every live log line and row change, as the operator sees them
+        from hivekit.events import AgentChanged, LogLine
 
         for env in sub:
             if isinstance(env.event, LogLine):
                 _append(hive.paths.state_dir, "logs.jsonl",
                         {"agent": str(env.event.agent), "line": env.event.line})
+            elif isinstance(env.event, AgentChanged):
+                row = env.event.agent
+                _append(hive.paths.state_dir, "statuses.jsonl",
+                        {"agent": env.event.name, "status": row.status if row else None})
 
     threading.Thread(target=follow, name="conformance-log", daemon=True).start()
 
@@ -162,6 +178,12 @@ def restart(hive: Hive, agent: AgentSpec) -> Generator[None, Any, Any]:
 @hookimpl(wrapper=True, tryfirst=True)
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> Generator[None, Any, Any]:
     return (yield from _observe(hive, "destroy", agent))
+
+
+@hookimpl
+def agent_crashed(hive: Hive, agent: AgentSpec, status: str, reason: str) -> None:
+    _append(hive.paths.state_dir, "crashes.jsonl",
+            {"agent": agent.name, "status": status, "reason": reason})
 
 
 @hookimpl

@@ -10,6 +10,7 @@ What it gets wrong, each the way a first attempt at a backend might:
 * ``is_running`` raises ``KeyError`` for an agent it never heard of, and keeps saying True for
   one whose process died: it answers from its own bookkeeping, which forgets nothing and
   remembers nothing across a daemon restart;
+* it never reports a status (``hive.report_status``): the hive learns of a death from no one;
 * its agents get only ``HIVE_LABEL`` and ``HIVE_NOTES``, nothing reaches ``hive.log``;
 * a commit with a file ``SLOW`` takes ten minutes to build, deaf to ``hive.stopping``;
 * its processes outlive the daemon (no ``shutdown``).
