@@ -72,7 +72,10 @@ def spawn(hive: Hive, name: str) -> None:
     approval = actions.request_spawn(hive, name)
     actions.approve(hive, approval.id)
     deadline = time.monotonic() + 30
-    while hive.store.approval(approval.id).status.value == "running":
+    # The approval's status moves before the deploy thread publishes the settled row: wait
+    # for both, so no late event of this spawn reaches a subscription a test opens next.
+    while (hive.store.approval(approval.id).status.value == "running"
+           or (row := hive.view.row(name)) is None or row.transient is not None):
         assert time.monotonic() < deadline, "the spawn did not finish"
         time.sleep(0.01)
 
