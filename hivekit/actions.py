@@ -5,10 +5,9 @@ with an operator-facing message when they refuse. Bad input changes nothing.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
-from hivekit import deploy, events
+from hivekit import deploy, events, teardown
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, Hive
@@ -214,25 +213,17 @@ def restart(hive: Hive, name: object) -> AgentView:
 
 
 def rebuild(hive: Hive, name: object) -> AgentView:
-    """Rebuild the agent from its applied ``main`` (outside any approval)."""
-    def work(a: AgentSpec) -> None:
-        try:
-            hive.hook.rebuild(hive=hive, agent=a, deploy=None)
-        except Exception as exc:
-            hive.notify_manager(events.RebuiltHelper(agent=a.name, ok=False, sha=None, tag=None,
-                                                     note=deploy.describe(exc)))
-            raise
-        hive.notify_manager(events.RebuiltHelper(
-            agent=a.name, ok=True, sha=Repo(a.paths.applied).ref(deploy.MAIN), tag=None,
-            note=None))
-
-    return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
+    """Rebuild the agent from its applied ``main`` (outside any approval). It clears the agent's
+    ``needs rebuild`` mark when it succeeds; the manager hears ``rebuilt`` either way."""
+    return _lifecycle(hive, name, Transient.REBUILDING, "running",
+                      lambda a: deploy.rebuild_agent(hive, a))
 
 
 def destroy(hive: Hive, name: object, purge: bool = False) -> None:
     """Remove the agent's container; its state stays as a tombstone unless ``purge``.
 
-    Purging a tombstone removes its kept state. The manager cannot be destroyed.
+    Purging a tombstone removes its kept state. The manager cannot be destroyed. A crash part
+    way is finished by the next start (see :mod:`hivekit.teardown`).
     """
     name = check_name(name)
     if name == hive.manager:
@@ -245,23 +236,15 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
             raise Conflict(f"agent {name!r} is already destroyed (a tombstone); "
                            "use --purge to remove its kept state")
         raise NotFound(f"no agent named {name!r}")
-    note = "agent purged" if purge else "agent destroyed"
     with hive.begin(name, Transient.DESTROYING):
         # Purging a tombstone calls the hooks too (its container is gone, which a backend
         # ignores): plugins with state of their own about the agent remove it then.
         try:
-            hive.hook.destroy(hive=hive, agent=spec, purge=purge)
+            teardown.destroy(hive, spec, purge=purge)
+        except HiveError:
+            raise
         except Exception as exc:
             raise OperationFailed(f"destroy {name}: {deploy.describe(exc)}") from exc
-        if active:
-            hive.store.remove_agent(name)
-        deploy.fail_pending(hive, name, note, tag=not purge)
-        shutil.rmtree(spec.paths.runtime, ignore_errors=True)
-        if purge:
-            shutil.rmtree(spec.paths.root, ignore_errors=True)
-            shutil.rmtree(spec.paths.applied, ignore_errors=True)
-    hive.bus.publish(events.AgentChanged(name=name, agent=None))
-    hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
 
 
 # --- messages --------------------------------------------------------------------------------

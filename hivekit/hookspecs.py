@@ -228,11 +228,39 @@ def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
 
 
 @hookspec
-def approval_resolved(hive: Hive, approval: Approval) -> None:
+def approval_resolved(hive: Hive, approval: Approval, outbox_id: int) -> None:
     """An approval reached a terminal state (approved, denied or failed). Observers only.
 
-    Called after the store, the tags and the manager's helper events are written. Exceptions are
-    logged and ignored.
+    Called after the store, the tags and the manager's helper events are written: the terminal
+    status and every message it owes are written in one transaction together with an outbox
+    entry for this call, and the entry is marked delivered after it. **Called at least once**:
+    when the daemon dies between this call and that mark, the next start calls it again (for
+    the same approval, with the same ``outbox_id``), possibly before your ``startup`` hook runs.
+    A plugin that must act exactly once keeps the ``outbox_id`` values it handled. Exceptions
+    are logged and ignored.
+
+    :param approval: the approval as the store holds it now (its ``status``, ``tag``, ``note``).
+    :param outbox_id: the outbox entry's id: the same for every call about this outcome, never
+        reused for another.
+    """
+
+
+# ------------------------------------------------------------------------------------------------
+# Crash points
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def checkpoint(hive: Hive, agent: str, point: str) -> None:
+    """Durable state just changed at a declared crash point (:mod:`hivekit.crashpoints`).
+
+    Called at every point of the deploy, spawn, deny, destroy, purge and rebuild paths, on the
+    thread doing the work (also during startup recovery), right after what the point's table
+    entry names became durable. For tests and tracing: the fake backend's crash control SIGKILLs
+    the daemon here. Observers only: do nothing slow. Exceptions are logged and ignored.
+
+    :param agent: the name of the agent the operation works on.
+    :param point: the point's name, a key of ``hivekit.crashpoints.POINTS``.
     """
 
 

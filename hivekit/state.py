@@ -27,7 +27,8 @@ def agent_view(hive: Hive, name: str) -> AgentView:
         except Exception:
             log.exception("plugin %r failed in agent_badges (skipped)", plugin)
     return AgentView(name=name, status="running" if running else "stopped", port=spec.port,
-                     deployed_sha=read_ref(spec.paths.applied),
+                     # While an apply runs, main is already the proposal: not deployed yet.
+                     deployed_sha=hive.deploying.get(name) or read_ref(spec.paths.applied),
                      transient=hive.transients().get(name),
                      badges=badges, is_manager=spec.is_manager)
 

@@ -11,11 +11,21 @@ call), both with the same keys::
     delay = { coder = 3.0 }                             # spawn/rebuild take this many seconds
     hang = ["coder"]                                    # spawn/rebuild never finish
     crash = { coder = "main-moved" }                    # SIGKILL the daemon at that point
+    detach = { coder = 2.0 }                            # builds outlive the daemon (seconds)
 
-``crash`` names a deploy step (``tagged``, ``main-moved``, ``prepare``, ``build``, ``deployed``,
-``finalized``) or a deploy-phase hook (``prepare_deploy``, ``finalize_deploy``): when a deploy of
-that agent reaches it, the fake kills the whole daemon with SIGKILL, once (the entry is removed
-from control.json first), so crash recovery can be tested against a real process.
+``crash`` names a crash point (any key of ``hivekit.crashpoints.POINTS``: the deploy steps
+``tagged`` … ``finalized`` and the points of the spawn, deny, destroy, purge and rebuild paths)
+or a deploy-phase hook (``prepare_deploy``, ``finalize_deploy``): when an operation on that agent
+reaches it, the fake kills the whole daemon with SIGKILL, once (the entry is removed from
+control.json first), so crash recovery can be tested against a real process.
+
+``detach`` makes a rebuild do its building in a child process (started through
+``hivekit.proc.run``, in its own session, as a real backend's build program is) that takes that
+many seconds and then records what it built in the container, whether or not the daemon that
+started it is still alive: the case of ``nixos-container update`` finishing after hivekit died.
+While it builds, ``<state_dir>/fake/<agent>.building`` holds the sha it builds. Every build of
+an agent (spawn, rebuild, detached or not) first takes that agent's build lock, as the child
+holds it, so a build started later waits for an orphaned one instead of racing it.
 
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
 That lets a test commit a broken config the way a manager would.
@@ -29,10 +39,13 @@ and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +70,10 @@ class FakeConfig:
     delay: dict[str, float] = field(factory=dict)
     #: agents whose spawn/rebuild hang until the daemon stops.
     hang: list[str] = field(factory=list)
-    #: agent name → deploy step or hook at which the daemon SIGKILLs itself (once).
+    #: agent name → crash point or hook at which the daemon SIGKILLs itself (once).
     crash: dict[str, str] = field(factory=dict)
+    #: agent name → seconds its rebuild takes in a child process that outlives the daemon.
+    detach: dict[str, float] = field(factory=dict)
     #: relative path → content: extra files every new agent's repo is seeded with.
     files: dict[str, str] = field(factory=dict)
 
@@ -87,7 +102,8 @@ def calls(state_dir: Path) -> list[dict[str, Any]]:
 
 
 def control(state_dir: Path, **settings: Any) -> None:
-    """Tell a running fake backend how to misbehave (``fail=``, ``delay=``, ``hang=``)."""
+    """Tell a running fake backend how to misbehave (``fail=``, ``delay=``, ``hang=``,
+    ``crash=``, ``detach=``); replaces what it was told before."""
     d = Path(state_dir) / "fake"
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / "control.json.tmp"
@@ -104,7 +120,8 @@ def _settings(hive: Hive) -> FakeConfig:
     return FakeConfig(fail={**base.fail, **raw.get("fail", {})},
                       delay={**base.delay, **raw.get("delay", {})},
                       hang=[*base.hang, *raw.get("hang", [])],
-                      crash={**base.crash, **raw.get("crash", {})})
+                      crash={**base.crash, **raw.get("crash", {})},
+                      detach={**base.detach, **raw.get("detach", {})})
 
 
 def _maybe_crash(hive: Hive, agent: str, point: str) -> None:
@@ -161,6 +178,50 @@ def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
     return sha
 
 
+@contextlib.contextmanager
+def _build_lock(hive: Hive, name: str) -> Iterator[None]:
+    """Wait for any other build of ``name`` (a detached one may outlive its daemon)."""
+    with open(fake_dir(hive) / f"{name}.build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# The detached build: takes the agent's build lock, says what it builds, takes its time, then
+# records the container as built at that sha (whether or not its daemon still lives).
+_DETACHED = """
+import fcntl, json, os, sys, time
+lock_path, marker, container, sha, seconds = sys.argv[1:]
+with open(lock_path, "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(marker + ".tmp", "w") as f:
+        f.write(sha)
+    os.replace(marker + ".tmp", marker)
+    time.sleep(float(seconds))
+    state = json.load(open(container)) if os.path.exists(container) else {}
+    state.update(running=True, built_sha=sha)
+    with open(container + ".tmp", "w") as f:
+        json.dump(state, f)
+    os.replace(container + ".tmp", container)
+    os.unlink(marker)
+"""
+
+
+def _detached_build(hive: Hive, agent: AgentSpec, seconds: float) -> None:
+    import sys
+
+    from hivekit.proc import run
+
+    sha = _build(hive, agent, "rebuild")
+    d = fake_dir(hive)
+    hive.log(agent.name, f"fake: building {agent.name} at {sha[:12]} in a child process")
+    run([sys.executable, "-c", _DETACHED, str(d / f"{agent.name}.build.lock"),
+         str(d / f"{agent.name}.building"), str(_container(hive, agent.name)), sha,
+         str(seconds)], timeout=seconds + 60)
+
+
 @hookimpl
 def config_schema() -> type:
     return FakeConfig
@@ -178,16 +239,23 @@ def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
 @hookimpl
 def spawn(hive: Hive, agent: AgentSpec) -> None:
     _record(hive, "spawn", agent)
-    sha = _build(hive, agent, "spawn")
-    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
+    with _build_lock(hive, agent.name):
+        sha = _build(hive, agent, "spawn")
+        _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
 
 
 @hookimpl
 def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     _record(hive, "rebuild", agent, approval=deploy.approval_id if deploy else None)
-    sha = _build(hive, agent, "rebuild")
-    _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
-                             "built_sha": sha})
+    seconds = _settings(hive).detach.get(agent.name)
+    if seconds is not None:
+        # The child takes the build lock itself (it must hold it after this daemon died).
+        _detached_build(hive, agent, seconds)
+        return
+    with _build_lock(hive, agent.name):
+        sha = _build(hive, agent, "rebuild")
+        _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
+                                 "built_sha": sha})
 
 
 @hookimpl
@@ -212,12 +280,13 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
 @hookimpl
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     _record(hive, "destroy", agent, purge=purge)
-    _container(hive, agent.name).unlink(missing_ok=True)
+    with _build_lock(hive, agent.name):  # an orphaned build must not bring it back
+        _container(hive, agent.name).unlink(missing_ok=True)
 
 
 @hookimpl
-def deploy_step(hive: Hive, deploy: Deploy, step: str) -> None:
-    _maybe_crash(hive, deploy.agent.name, step)
+def checkpoint(hive: Hive, agent: str, point: str) -> None:
+    _maybe_crash(hive, agent, point)
 
 
 @hookimpl

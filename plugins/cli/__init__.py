@@ -111,6 +111,10 @@ def agents(client: Any, as_json: bool) -> None:
     _table(rows, ["NAME", "STATUS", "PORT", "DEPLOYED", "BADGES"])
     if not rows:
         click.echo("no agents")
+    for a in state["agents"]:  # what the operator must act on, with the fix
+        for b in a["badges"]:
+            if b["level"] == "error":
+                click.echo(f"{a['name']}: {b['label']}: {b['detail']}")
     for t in state["tombstones"]:
         click.echo(f"tombstone: {t['name']} (destroyed; state kept at {_short(t['deployed_sha'])};"
                    f" `hivekit request spawn {t['name']}` brings it back)")
