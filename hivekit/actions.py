@@ -5,6 +5,7 @@ with an operator-facing message when they refuse. Bad input changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from hivekit import deploy, events, teardown
@@ -172,6 +173,77 @@ def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     return deploy.deny(hive, approval, note)
+
+
+#: The longest one wait request waits, in seconds (a client waiting longer asks again).
+MAX_WAIT = 3600.0
+#: How often a waiter re-reads the store, in case it lost an event (a full queue).
+_RECHECK = 5.0
+
+
+def _wait_seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRequest(f"timeout must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise BadRequest(f"timeout must be a number of seconds, got {value!r}") from None
+    if not 0 <= seconds <= MAX_WAIT:  # also refuses NaN
+        raise BadRequest(f"timeout must be between 0 and {MAX_WAIT:.0f} seconds, got {value}")
+    return seconds
+
+
+async def wait_approval(hive: Hive, approval_id: object,
+                        timeout: object = MAX_WAIT) -> Approval:
+    """The approval once it reached a terminal state (approved, denied, failed), or as it is
+    when ``timeout`` seconds passed or the daemon began to stop. Waits without a thread."""
+    import anyio.to_thread
+
+    wanted = _approval_id(approval_id)
+    seconds = _wait_seconds(timeout)
+    loop = asyncio.get_running_loop()
+    sub = hive.bus.subscribe()  # before reading the store: no change slips in between
+    try:
+        approval = await anyio.to_thread.run_sync(hive.store.approval, wanted)
+        deadline = loop.time() + seconds
+        while not approval.status.terminal and not hive.stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            env = await sub.get(min(remaining, _RECHECK))
+            if env is None:
+                approval = await anyio.to_thread.run_sync(hive.store.approval, wanted)
+            elif (isinstance(env.event, events.ApprovalChanged)
+                  and env.event.approval.id == wanted):
+                approval = env.event.approval
+        return approval
+    finally:
+        sub.close()
+
+
+async def wait_agent(hive: Hive, name: object, timeout: object = MAX_WAIT) -> AgentView:
+    """The agent once no lifecycle operation runs on it (a deploy, a rebuild, a start...), or
+    as it is when ``timeout`` seconds passed or the daemon began to stop.
+
+    :raises NotFound: there is no such agent (also when the operation waited for destroyed it).
+    """
+    import anyio.to_thread
+
+    spec = existing_agent(hive, name)
+    seconds = _wait_seconds(timeout)
+    loop = asyncio.get_running_loop()
+    sub = hive.bus.subscribe()
+    try:
+        deadline = loop.time() + seconds
+        while spec.name in hive.transients() and not hive.stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await sub.get(min(remaining, _RECHECK))
+        return await anyio.to_thread.run_sync(lambda: agent_view(hive, existing_agent(
+            hive, spec.name).name))
+    finally:
+        sub.close()
 
 
 # --- lifecycle -------------------------------------------------------------------------------

@@ -158,6 +158,20 @@ async def show_approval(hive: HiveDep, approval_id: PathStr) -> Response:
     return _json(await _run(hive, actions.get_approval, approval_id))
 
 
+@get("/api/approvals/{approval_id:str}/wait")
+async def wait_approval(hive: HiveDep, approval_id: PathStr,
+                        timeout: FromQuery[str] = str(actions.MAX_WAIT)) -> Response:
+    """The approval once it is approved, denied or failed (or as it is after ``timeout``)."""
+    return _json(await actions.wait_approval(hive, approval_id, timeout))
+
+
+@get("/api/agents/{name:str}/wait")
+async def wait_agent(hive: HiveDep, name: PathStr,
+                     timeout: FromQuery[str] = str(actions.MAX_WAIT)) -> Response:
+    """The agent once no operation runs on it (or as it is after ``timeout``)."""
+    return _json(await actions.wait_agent(hive, name, timeout))
+
+
 @post("/api/approvals/{approval_id:str}/approve", status_code=200)
 async def approve(hive: HiveDep, approval_id: PathStr) -> Response:
     return _json(await _run(hive, actions.approve, approval_id))
@@ -281,7 +295,8 @@ def _frame(env: Envelope) -> bytes:
     return _sse(type(env.event).TYPE, env.json, env.seq)
 
 
-ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
+ROUTES = [get_state, list_agents, list_approvals, show_approval, wait_approval, wait_agent,
+          approve, deny, request_spawn,
           request_apply, agent_action, inbox, send_message, list_questions, answer_question,
           stream_events]
 

@@ -329,6 +329,22 @@ def test_crash_in_the_deploy_hooks(crashing: Crashing) -> None:
     assert_agreed(c, "hp", "hf")
 
 
+def test_observers_are_told_again_after_a_crash_with_the_same_outbox_id(crashing) -> None:
+    """Killed inside approval_resolved (the outbox entry not yet marked): the next start calls
+    it again with the same outbox_id; the manager's inbox still has the outcome once."""
+    c = crashing
+    c.hive.spawn("ob")
+    approval_id = c.proposal("ob", "v = 2\n")
+    control(c.state, crash={"ob": "approval_resolved"})
+    c.cli_into_crash("approve", str(approval_id))
+    c.restart()
+    told = [(x["approval"], x["outbox_id"]) for x in calls(c.state)
+            if x["call"] == "approval_resolved" and x["approval"] == approval_id]
+    assert len(told) == 2 and told[0] == told[1]
+    assert c.hive.approval(approval_id)["status"] == "approved"
+    assert_agreed(c, "ob")
+
+
 def test_a_build_finishing_after_the_daemon_died(crashing: Crashing) -> None:
     """The backend's build outlives the daemon (nixos-container update does): whether it ends
     before the restart or during the recovery, the container ends at the restored main."""

@@ -8,14 +8,16 @@ call), both with the same keys::
 
     [fake]
     fail = { coder = "nix: attribute 'foo' missing" }   # spawn/rebuild/start raise this
-    delay = { coder = 3.0 }                             # spawn/rebuild take this many seconds
-    hang = ["coder"]                                    # spawn/rebuild never finish
+    delay = { coder = 3.0 }                             # spawn/rebuild/start take this long
+    hang = ["coder"]                                    # spawn/rebuild/start wait until the
+                                                        # agent leaves this list (or shutdown)
     crash = { coder = "main-moved" }                    # SIGKILL the daemon at that point
     detach = { coder = 2.0 }                            # builds outlive the daemon (seconds)
 
 ``crash`` names a crash point (any key of ``hivekit.crashpoints.POINTS``: the deploy steps
 ``tagged`` … ``finalized`` and the points of the spawn, deny, destroy, purge and rebuild paths)
-or a deploy-phase hook (``prepare_deploy``, ``finalize_deploy``): when an operation on that agent
+or a hook (``prepare_deploy``, ``finalize_deploy``, ``approval_resolved``, after recording the
+call): when an operation on that agent
 reaches it, the fake kills the whole daemon with SIGKILL, once (the entry is removed from
 control.json first), so crash recovery can be tested against a real process.
 
@@ -56,7 +58,7 @@ from hivekit.errors import OperationFailed
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Deploy
+    from hivekit.records import AgentSpec, Approval, Deploy
 
 #: The marker file whose presence in an applied tree fails the fake build.
 FAIL_MARKER = "FAIL"
@@ -68,7 +70,7 @@ class FakeConfig:
     fail: dict[str, str] = field(factory=dict)
     #: agent name → seconds its spawn/rebuild take.
     delay: dict[str, float] = field(factory=dict)
-    #: agents whose spawn/rebuild hang until the daemon stops.
+    #: agents whose spawn/rebuild/start hang until they leave this list or the daemon stops.
     hang: list[str] = field(factory=list)
     #: agent name → crash point or hook at which the daemon SIGKILLs itself (once).
     crash: dict[str, str] = field(factory=dict)
@@ -156,9 +158,9 @@ def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
     settings = _settings(hive)
     if agent.name in settings.hang:
         hive.log(agent.name, f"fake: {what} hangs (told to)")
-        while not hive.stopping.wait(0.2):
-            pass
-        raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
+        while agent.name in _settings(hive).hang:  # until told otherwise, or the daemon stops
+            if hive.stopping.wait(0.2):
+                raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
     if delay := settings.delay.get(agent.name):
         hive.log(agent.name, f"fake: {what} takes {delay}s")
         hive.stopping.wait(delay)
@@ -264,8 +266,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
     state = _load(hive, agent.name)
     if state is None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
-    if message := _settings(hive).fail.get(agent.name):
-        raise OperationFailed(message)
+    _misbehave(hive, agent, "start")
     _save(hive, agent.name, {**state, "running": True})
 
 
@@ -304,6 +305,13 @@ def finalize_deploy(hive: Hive, deploy: Deploy) -> None:
 @hookimpl
 def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
     _record(hive, "abort_deploy", deploy.agent, approval=deploy.approval_id, reason=reason)
+
+
+@hookimpl
+def approval_resolved(hive: Hive, approval: Approval, outbox_id: int) -> None:
+    _record(hive, "approval_resolved", hive.agent(approval.agent), approval=approval.id,
+            status=approval.status.value, outbox_id=outbox_id)
+    _maybe_crash(hive, approval.agent, "approval_resolved")
 
 
 @hookimpl
