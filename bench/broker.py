@@ -193,7 +193,7 @@ def floor_app(db: Path) -> Any:
 def serve_floor(socket: Path, db: Path) -> None:
     import uvicorn
 
-    from hivekit.daemon import bind_unix
+    from hivekit.sockets import bind_unix
 
     sock = bind_unix(socket)
     server = uvicorn.Server(uvicorn.Config(floor_app(db), lifespan="off", log_config=None,
@@ -241,7 +241,7 @@ def run(quick: bool = False) -> Result:
             proc.terminate()
             proc.wait(10)
         inboxes = [m for name in names for m in hive.get(f"/api/agents/{name}/inbox",
-                                                         limit=10_000)
+                                                         limit=1000)
                    if m["sender"] in names]
 
     def per_trip(tallies: list[Tally], key: str) -> float:

@@ -6,13 +6,14 @@ with an operator-facing message when they refuse. Bad input changes nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from hivekit import deploy, events, teardown
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, Hive
-from hivekit.names import RESERVED, check_name
+from hivekit.names import RESERVED, check_id, check_name
 from hivekit.records import (
     AgentSpec,
     AgentView,
@@ -21,26 +22,37 @@ from hivekit.records import (
     ApprovalKind,
     ApprovalStatus,
     Message,
+    Request,
     Transient,
 )
 from hivekit.state import agent_view
 
+log = logging.getLogger("hivekit")
+
 NO_CHANGE = "(proposal matches currently-deployed tree)"
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 20000
+#: The most approvals or messages one listing returns.
+MAX_LIST = 1000
 
 
-def _text(value: object, field: str, limit: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be a string")
+def _text(value: str, field: str, limit: int) -> str:
+    """``value`` if it fits ``limit`` characters and holds no NUL (git refuses NUL in the tag
+    messages notes end up in)."""
     if len(value) > limit:
         raise BadRequest(f"{field} is too long ({len(value)} characters; the limit is {limit})")
+    if "\0" in value:
+        raise BadRequest(f"{field} must not contain NUL characters")
     return value
 
 
-def existing_agent(hive: Hive, name: object) -> AgentSpec:
+def _limit(value: int | None, field: str = "limit") -> int | None:
+    if value is not None and not 0 < value <= MAX_LIST:
+        raise BadRequest(f"{field} must be between 1 and {MAX_LIST}, got {value}")
+    return value
+
+
+def existing_agent(hive: Hive, name: str) -> AgentSpec:
     name = check_name(name)
     if not hive.store.has_agent(name):
         known = ", ".join(hive.store.agent_names()) or "none"
@@ -51,7 +63,7 @@ def existing_agent(hive: Hive, name: object) -> AgentSpec:
 # --- requests --------------------------------------------------------------------------------
 
 
-def request_spawn(hive: Hive, name: object, description: object = "") -> Approval:
+def request_spawn(hive: Hive, name: str, description: str = "") -> Approval:
     """Ask the operator to approve a new agent ``name`` (or the re-spawn of a tombstone)."""
     name = check_name(name)
     description = _text(description, "description", MAX_DESCRIPTION)
@@ -65,12 +77,14 @@ def request_spawn(hive: Hive, name: object, description: object = "") -> Approva
     pending = hive.store.pending_spawn(name)
     if pending:
         raise Conflict(f"a spawn of {name!r} is already requested: approval #{pending.id}")
+    check_request(hive, Request(kind=ApprovalKind.SPAWN, agent=hive.agent(name),
+                                description=description))
     approval = hive.store.add_approval(ApprovalKind.SPAWN, name, description=description)
-    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    _requested(hive, approval)
     return approval
 
 
-def request_apply(hive: Hive, agent: object, commit: object, description: object = "") -> Approval:
+def request_apply(hive: Hive, agent: str, commit: str, description: str = "") -> Approval:
     """Ask the operator to deploy ``commit`` of the agent's proposed repo.
 
     The commit is fetched into the applied repo as ``proposal/<id>`` now, so amending the proposed
@@ -78,7 +92,7 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
     """
     spec = existing_agent(hive, agent)
     description = _text(description, "description", MAX_DESCRIPTION)
-    if not isinstance(commit, str) or not commit.strip():
+    if not commit.strip():
         raise BadRequest("commit must be a non-empty ref or sha of the agent's proposed repo")
     commit = commit.strip()
     if commit.startswith("-") or any(c.isspace() or ord(c) < 32 for c in commit):
@@ -88,6 +102,8 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
     if sha is None:
         raise NotFound(f"commit {commit!r} not found in {spec.name}'s proposed repo "
                        f"({spec.paths.config}); commit there first")
+    check_request(hive, Request(kind=ApprovalKind.APPLY, agent=spec, commit=commit, sha=sha,
+                                description=description))
     try:
         applied.fetch(spec.paths.config, sha)
     except Exception as exc:
@@ -101,25 +117,37 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
         hive.store.delete_approval(approval.id)
         raise OperationFailed(
             f"could not tag proposal/{approval.id}: {deploy.describe(exc)}") from exc
-    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    _requested(hive, approval)
     return approval
+
+
+def check_request(hive: Hive, request: Request) -> None:
+    """Ask every plugin's ``check_request`` whether ``request`` may become an approval.
+
+    A :class:`HiveError` refuses it with its message; any other exception refuses it too, as
+    the plugin's failure (logged with its traceback). Nothing exists yet to undo.
+    """
+    try:
+        hive.hook.check_request(hive=hive, request=request)
+    except HiveError:
+        raise
+    except Exception as exc:
+        log.exception("check_request failed for the %s of %r", request.kind.value,
+                      request.agent.name)
+        raise OperationFailed(f"the {request.kind.value} of {request.agent.name!r} could not "
+                              f"be checked: {deploy.describe(exc)}") from exc
+
+
+def _requested(hive: Hive, approval: Approval) -> None:
+    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    hive.call_each("approval_requested", hive=hive, approval=approval)
 
 
 # --- approvals -------------------------------------------------------------------------------
 
 
-def _approval_id(value: object) -> int:
-    try:
-        approval_id = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise BadRequest(f"approval id must be a number, got {value!r}") from None
-    if approval_id <= 0:
-        raise BadRequest(f"approval id must be positive, got {approval_id}")
-    return approval_id
-
-
-def get_approval(hive: Hive, approval_id: object) -> ApprovalDetail:
-    approval = hive.store.approval(_approval_id(approval_id))
+def get_approval(hive: Hive, approval_id: int) -> ApprovalDetail:
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     return ApprovalDetail(approval=approval, diff=approval_diff(hive, approval))
 
 
@@ -137,25 +165,23 @@ def approval_diff(hive: Hive, approval: Approval) -> str:
     return diff or NO_CHANGE
 
 
-def list_approvals(hive: Hive, status: str | None = None, include_all: bool = False,
+def list_approvals(hive: Hive, status: ApprovalStatus | None = None, include_all: bool = False,
                    limit: int | None = None) -> list[Approval]:
-    if status:
-        try:
-            wanted = ApprovalStatus(status)
-        except ValueError:
-            raise BadRequest(f"unknown status {status!r}; one of: "
-                             + ", ".join(s.value for s in ApprovalStatus)) from None
-        return hive.store.approvals(wanted, limit=limit)
+    """Pending and running approvals, oldest first; with ``status`` those in that state, with
+    ``include_all`` every one (newest first when ``limit`` is given)."""
+    limit = _limit(limit)
+    if status is not None:
+        return hive.store.approvals(status, limit=limit)
     if include_all:
         return hive.store.approvals(limit=limit)
     return hive.store.approvals(ApprovalStatus.PENDING) + hive.store.approvals(
         ApprovalStatus.RUNNING)
 
 
-def approve(hive: Hive, approval_id: object) -> Approval:
+def approve(hive: Hive, approval_id: int) -> Approval:
     """Approve a pending approval. An apply deploys before this returns (the result says how it
     ended); a spawn runs in the background and this returns it ``running``."""
-    approval = hive.store.approval(_approval_id(approval_id))
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     if approval.kind == ApprovalKind.SPAWN:
@@ -167,9 +193,9 @@ def approve(hive: Hive, approval_id: object) -> Approval:
     return deploy.approve_apply(hive, approval)
 
 
-def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
+def deny(hive: Hive, approval_id: int, note: str = "") -> Approval:
     note = _text(note, "note", MAX_NOTE)
-    approval = hive.store.approval(_approval_id(approval_id))
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     return deploy.deny(hive, approval, note)
@@ -181,25 +207,18 @@ MAX_WAIT = 3600.0
 _RECHECK = 5.0
 
 
-def _wait_seconds(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadRequest(f"timeout must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise BadRequest(f"timeout must be a number of seconds, got {value!r}") from None
+def _wait_seconds(seconds: float) -> float:
     if not 0 <= seconds <= MAX_WAIT:  # also refuses NaN
-        raise BadRequest(f"timeout must be between 0 and {MAX_WAIT:.0f} seconds, got {value}")
+        raise BadRequest(f"timeout must be between 0 and {MAX_WAIT:.0f} seconds, got {seconds}")
     return seconds
 
 
-async def wait_approval(hive: Hive, approval_id: object,
-                        timeout: object = MAX_WAIT) -> Approval:
+async def wait_approval(hive: Hive, approval_id: int, timeout: float = MAX_WAIT) -> Approval:
     """The approval once it reached a terminal state (approved, denied, failed), or as it is
     when ``timeout`` seconds passed or the daemon began to stop. Waits without a thread."""
     import anyio.to_thread
 
-    wanted = _approval_id(approval_id)
+    wanted = check_id(approval_id, "approval")
     seconds = _wait_seconds(timeout)
     loop = asyncio.get_running_loop()
     sub = hive.bus.subscribe()  # before reading the store: no change slips in between
@@ -221,7 +240,7 @@ async def wait_approval(hive: Hive, approval_id: object,
         sub.close()
 
 
-async def wait_agent(hive: Hive, name: object, timeout: object = MAX_WAIT) -> AgentView:
+async def wait_agent(hive: Hive, name: str, timeout: float = MAX_WAIT) -> AgentView:
     """The agent once no lifecycle operation runs on it (a deploy, a rebuild, a start...), or
     as it is when ``timeout`` seconds passed or the daemon began to stop.
 
@@ -249,8 +268,11 @@ async def wait_agent(hive: Hive, name: object, timeout: object = MAX_WAIT) -> Ag
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
-               work: Callable[[AgentSpec], None]) -> AgentView:
+def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
+               work: Callable[[AgentSpec], None],
+               observe: tuple[str, str] | None = None) -> AgentView:
+    """Run ``work`` under the agent's lock; then tell the ``observe = (hook, reason)``
+    observers, once the lock is released (an observer may start another operation)."""
     spec = existing_agent(hive, name)
     with hive.begin(spec.name, kind):
         try:
@@ -263,35 +285,43 @@ def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
             hive.store.set_wanted(spec.name, wanted)
     view = agent_view(hive, spec.name)
     hive.bus.publish(events.AgentChanged(name=spec.name, agent=view))
+    if observe:
+        hive.call_each(observe[0], hive=hive, agent=spec, reason=observe[1])
     return view
 
 
-def start(hive: Hive, name: object) -> AgentView:
+def start(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STARTING, "running",
-                      lambda a: hive.hook.start(hive=hive, agent=a))
+                      lambda a: hive.hook.start(hive=hive, agent=a),
+                      ("agent_started", "started by the operator"))
 
 
-def stop(hive: Hive, name: object) -> AgentView:
+def stop(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STOPPING, "stopped",
-                      lambda a: hive.hook.stop(hive=hive, agent=a))
+                      lambda a: hive.hook.stop(hive=hive, agent=a),
+                      ("agent_stopped", "stopped by the operator"))
 
 
-def restart(hive: Hive, name: object) -> AgentView:
+def restart(hive: Hive, name: str) -> AgentView:
+    """The backend's ``restart`` when it has one, else every plugin's ``stop`` then ``start``."""
     def work(a: AgentSpec) -> None:
-        hive.hook.stop(hive=hive, agent=a)
-        hive.hook.start(hive=hive, agent=a)
+        if hive.hook.restart(hive=hive, agent=a) is None:
+            hive.hook.stop(hive=hive, agent=a)
+            hive.hook.start(hive=hive, agent=a)
 
-    return _lifecycle(hive, name, Transient.RESTARTING, "running", work)
+    return _lifecycle(hive, name, Transient.RESTARTING, "running", work,
+                      ("agent_started", "restarted by the operator"))
 
 
-def rebuild(hive: Hive, name: object) -> AgentView:
+def rebuild(hive: Hive, name: str) -> AgentView:
     """Rebuild the agent from its applied ``main`` (outside any approval). It clears the agent's
     ``needs rebuild`` mark when it succeeds; the manager hears ``rebuilt`` either way."""
     return _lifecycle(hive, name, Transient.REBUILDING, "running",
-                      lambda a: deploy.rebuild_agent(hive, a))
+                      lambda a: deploy.rebuild_agent(hive, a),
+                      ("agent_started", "rebuilt by the operator"))
 
 
-def destroy(hive: Hive, name: object, purge: bool = False) -> None:
+def destroy(hive: Hive, name: str, purge: bool = False) -> None:
     """Remove the agent's container; its state stays as a tombstone unless ``purge``.
 
     Purging a tombstone removes its kept state. The manager cannot be destroyed. A crash part
@@ -317,21 +347,25 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
             raise
         except Exception as exc:
             raise OperationFailed(f"destroy {name}: {deploy.describe(exc)}") from exc
+    if active:
+        hive.call_each("agent_destroyed", hive=hive, agent=spec, purge=purge,
+                       reason="purged by the operator" if purge else "destroyed by the operator")
 
 
 # --- messages --------------------------------------------------------------------------------
 
 
-def send(hive: Hive, to: object, body: object, sender: str = OPERATOR) -> Message:
+def send(hive: Hive, to: str, body: str, sender: str = OPERATOR) -> Message:
     """Send ``body`` to agent ``to``'s inbox (as the operator unless ``sender`` says otherwise)."""
     from hivekit import broker
 
     return broker.send(hive, sender, to, body)
 
 
-def inbox(hive: Hive, name: object, limit: int = 100) -> list[Message]:
+def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:
     """The agent's inbox, newest ``limit`` messages, oldest first."""
     name = check_name(name)
+    _limit(limit)
     if (name != OPERATOR and not hive.store.has_agent(name)
             and not hive.paths.agent(name).root.exists()):
         raise NotFound(f"no agent named {name!r}")

@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 
 from hivekit import events, hookimpl, outbox
-from hivekit.errors import HiveError, OperationFailed
+from hivekit.errors import HiveError, OperationFailed, describe
 from hivekit.git import Repo
 from hivekit.hive import SYSTEM, Hive
 from hivekit.records import (
@@ -49,16 +49,6 @@ INTERRUPTED = "interrupted: the daemon stopped during the deploy; the previous c
 SPAWN_INTERRUPTED = "interrupted: the daemon stopped during the spawn"
 #: The store's rebuild marks (``agents.rebuild``).
 BUILDING, NEEDED = "building", "needed"
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as the operator reads it (and as a failed/<id> tag body records it)."""
-    if isinstance(exc, HiveError):
-        return exc.message
-    text = str(exc)
-    if type(exc).__name__ == "CommandFailed":
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --- repos -----------------------------------------------------------------------------------
@@ -147,9 +137,13 @@ def approve_apply(hive: Hive, approval: Approval) -> Approval:
             hive.checkpoint("apply.running", agent.name)
             deploy = Deploy(approval_id=approval.id, agent=agent, sha=approval.sha or "",
                             prev_sha=prev or "")
-            return _deploy(hive, repo, approval, deploy)
+            resolved = _deploy(hive, repo, approval, deploy)
         finally:
             hive.deploying.pop(agent.name, None)
+    if resolved.status == ApprovalStatus.APPROVED:
+        hive.call_each("agent_started", hive=hive, agent=agent,
+                       reason=f"deployed approval #{approval.id}")
+    return resolved
 
 
 def _deploy(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy) -> Approval:
@@ -307,28 +301,37 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     The ``spawning`` transient shows from before this returns until the spawn ends.
     """
     op = hive.begin(approval.agent, Transient.SPAWNING)
+    agent = hive.agent(approval.agent)
     try:
-        approval = hive.store.claim(approval.id)
+        # A tombstone's repos stay whatever happens; a new agent's go if the spawn fails. Which
+        # it is, is recorded with the claim (for recovery): prev_sha is the tombstone's sha.
+        approval = hive.store.claim(approval.id, prev_sha=_tombstone_sha(agent))
     except BaseException:
         op.release()
         raise
     hive.bus.publish(events.ApprovalChanged(approval=approval))
     hive.checkpoint("spawn.running", approval.agent)
+    respawn = approval.prev_sha is not None
 
     def work() -> None:
         with op:
-            result, out = _run_spawn(hive, approval)
+            result, out = _run_spawn(hive, approval, agent, respawn)
         hive.bus.publish(events.AgentChanged(name=approval.agent, agent=None))
         out.deliver()
-        hive.checkpoint("spawn.delivered" if result.status == ApprovalStatus.APPROVED
-                        else "spawn.failed-delivered", approval.agent)
+        ok = result.status == ApprovalStatus.APPROVED
+        hive.checkpoint("spawn.delivered" if ok else "spawn.failed-delivered", approval.agent)
+        if ok:
+            hive.call_each("agent_started", hive=hive, agent=agent, reason="spawned")
+        else:
+            hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=not respawn,
+                           reason=f"its spawn failed: {result.note}")
 
     threading.Thread(target=work, name=f"spawn-{approval.agent}", daemon=True).start()
     return approval
 
 
-def _run_spawn(hive: Hive, approval: Approval) -> tuple[Approval, outbox.Outcome]:
-    agent = hive.agent(approval.agent)
+def _run_spawn(hive: Hive, approval: Approval, agent: AgentSpec,
+               respawn: bool) -> tuple[Approval, outbox.Outcome]:
     try:
         fresh = seed(hive, agent)
         hive.checkpoint("spawn.seeded", agent.name)
@@ -337,7 +340,7 @@ def _run_spawn(hive: Hive, approval: Approval) -> tuple[Approval, outbox.Outcome
     except Exception as exc:
         if not isinstance(exc, HiveError):
             log.exception("spawn of %r failed", agent.name)
-        return _spawn_failed(hive, approval, agent, describe(exc))
+        return _spawn_failed(hive, approval, agent, describe(exc), respawn=respawn)
     sha = Repo(agent.paths.applied).ref(MAIN)
     with outbox.record(hive) as out:
         hive.store.add_agent(agent.name)
@@ -349,16 +352,19 @@ def _run_spawn(hive: Hive, approval: Approval) -> tuple[Approval, outbox.Outcome
     return resolved, out
 
 
-def _spawn_failed(hive: Hive, approval: Approval, agent: AgentSpec,
-                  reason: str) -> tuple[Approval, outbox.Outcome]:
-    """Fail a spawn: its reason recorded, the half-made container removed (the repos stay: a
-    tombstone), then the status with its messages."""
+def _tombstone_sha(agent: AgentSpec) -> str | None:
+    """The sha a tombstone's applied (else proposed) repo is at; None for a new agent."""
+    if not agent.paths.config.exists():
+        return None
+    return Repo(agent.paths.applied).ref(MAIN) or Repo(agent.paths.config).ref(MAIN) or ""
+
+
+def _spawn_failed(hive: Hive, approval: Approval, agent: AgentSpec, reason: str, *,
+                  respawn: bool) -> tuple[Approval, outbox.Outcome]:
+    """Fail a spawn: its reason recorded, what it half-made removed (see
+    :func:`clean_failed_spawn`), then the status with its messages."""
     hive.store.set_note(approval.id, reason)
-    try:
-        hive.hook.destroy(hive=hive, agent=agent, purge=False)
-    except Exception:
-        log.exception("cleaning up the failed spawn of %r failed", agent.name)
-    shutil.rmtree(agent.paths.runtime, ignore_errors=True)
+    clean_failed_spawn(hive, agent, purge=not respawn)
     hive.checkpoint("spawn.cleaned", agent.name)
     with outbox.record(hive) as out:
         resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
@@ -368,13 +374,44 @@ def _spawn_failed(hive: Hive, approval: Approval, agent: AgentSpec,
     return resolved, out
 
 
+def clean_failed_spawn(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
+    """After a failed spawn: the backend's ``destroy`` (it removes what it half-made), then,
+    for a new agent (``purge``), the repos the spawn seeded, so that nothing is left: no
+    container, no tombstone. A re-spawned tombstone stays the tombstone it was. The caller
+    tells the ``agent_destroyed`` observers once it released the agent's lock."""
+    try:
+        hive.hook.destroy(hive=hive, agent=agent, purge=purge)
+    except Exception:
+        log.exception("cleaning up the failed spawn of %r failed", agent.name)
+    if purge:
+        from hivekit import teardown
+
+        teardown.discard_seeded(hive, agent)
+    shutil.rmtree(agent.paths.runtime, ignore_errors=True)
+
+
 def spawn_manager(hive: Hive) -> None:
-    """Bring the manager up without an approval (it is declared by the operator's config)."""
+    """Bring the manager up without an approval (it is declared by the operator's config).
+
+    A failed spawn is cleaned up like any other, except that the manager's repos stay: the
+    next start tries again with them.
+    """
     agent = hive.agent(hive.manager)
+    failed: Exception | None = None
     with hive.begin(agent.name, Transient.SPAWNING):
-        seed(hive, agent)
-        hive.hook.spawn(hive=hive, agent=agent)
-        hive.store.add_agent(agent.name)
+        try:
+            seed(hive, agent)
+            hive.hook.spawn(hive=hive, agent=agent)
+        except Exception as exc:
+            clean_failed_spawn(hive, agent, purge=False)
+            failed = exc
+        else:
+            hive.store.add_agent(agent.name)
+    if failed is not None:
+        hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=False,
+                       reason=f"its spawn failed: {describe(failed)}")
+        raise failed
+    hive.call_each("agent_started", hive=hive, agent=agent, reason="spawned")
 
 
 # --- denying ---------------------------------------------------------------------------------
@@ -478,11 +515,15 @@ def _recover_apply(hive: Hive, approval: Approval) -> Approval:
 
 
 def _recover_spawn(hive: Hive, approval: Approval) -> Approval:
-    # A half-made container would otherwise linger unseen; the repos stay (a tombstone).
-    resolved, out = _spawn_failed(hive, approval, hive.agent(approval.agent),
-                                  approval.note or SPAWN_INTERRUPTED)
+    # A half-made container would otherwise linger unseen; a new agent's repos go too.
+    agent = hive.agent(approval.agent)
+    respawn = approval.prev_sha is not None
+    resolved, out = _spawn_failed(hive, approval, agent, approval.note or SPAWN_INTERRUPTED,
+                                  respawn=respawn)
     out.deliver()
     hive.checkpoint("spawn.failed-delivered", approval.agent)
+    hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=not respawn,
+                   reason=f"its spawn failed: {resolved.note}")
     return resolved
 
 

@@ -12,6 +12,7 @@ finishes every destroy whose intent it finds (:func:`recover`) and deletes any t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -87,6 +88,23 @@ def _finish(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
     hive.checkpoint(f"{op}.delivered", name)
 
 
+def discard_seeded(hive: Hive, agent: AgentSpec) -> None:
+    """Remove the repos a failed spawn of a new agent seeded, through the trash (one rename
+    each, so a crash leaves them whole or gone); its notes and creds dirs go only when empty
+    (the operator may have put creds there before the spawn)."""
+    p = agent.paths
+    trash = trash_dir(hive, agent.name)
+    shutil.rmtree(trash, ignore_errors=True)
+    trash.mkdir(parents=True)
+    for src, name in ((p.config, "config"), (p.applied, "applied")):
+        if src.exists():
+            os.rename(src, trash / name)
+    for d in (p.state, p.creds, p.root):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only when empty
+    shutil.rmtree(trash)
+
+
 def recover(hive: Hive) -> None:
     """Finish every destroy a previous daemon left under way (startup)."""
     for name, purge in hive.store.doomed().items():
@@ -98,6 +116,9 @@ def recover(hive: Hive) -> None:
             if not (purge and trash_dir(hive, name).exists()):
                 hive.hook.destroy(hive=hive, agent=agent, purge=purge)
             _finish(hive, agent, purge=purge)
+            hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=purge,
+                           reason=("purged" if purge else "destroyed")
+                           + " by the operator (finished at the daemon's start)")
         except Exception as exc:
             # Left as it is (the intent stays; the next start tries again): the operator sees
             # a tombstone, and `hivekit destroy NAME --purge` retries it.

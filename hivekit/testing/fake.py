@@ -157,12 +157,12 @@ def _save(hive: Hive, name: str, data: dict[str, Any]) -> None:
 def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
     settings = _settings(hive)
     if agent.name in settings.hang:
-        hive.log(agent.name, f"fake: {what} hangs (told to)")
+        hive.log(agent, f"fake: {what} hangs (told to)")
         while agent.name in _settings(hive).hang:  # until told otherwise, or the daemon stops
             if hive.stopping.wait(0.2):
                 raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
     if delay := settings.delay.get(agent.name):
-        hive.log(agent.name, f"fake: {what} takes {delay}s")
+        hive.log(agent, f"fake: {what} takes {delay}s")
         hive.stopping.wait(delay)
     if message := settings.fail.get(agent.name):
         raise OperationFailed(message)
@@ -176,7 +176,7 @@ def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
     if marker.exists():
         raise OperationFailed(marker.read_text().strip() or "fake: build failed")
     sha = read_ref(agent.paths.applied) or ""
-    hive.log(agent.name, f"fake: built {agent.name} at {sha[:12]}")
+    hive.log(agent, f"fake: built {agent.name} at {sha[:12]}")
     return sha
 
 
@@ -268,6 +268,17 @@ def start(hive: Hive, agent: AgentSpec) -> None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
     _misbehave(hive, agent, "start")
     _save(hive, agent.name, {**state, "running": True})
+
+
+@hookimpl
+def restart(hive: Hive, agent: AgentSpec) -> bool:
+    """The fake restarts in one go (the process backend has no restart: stop, then start)."""
+    _record(hive, "restart", agent)
+    state = _load(hive, agent.name)
+    if state is None:
+        raise OperationFailed(f"fake: container h-{agent.name} does not exist")
+    _save(hive, agent.name, {**state, "running": True})
+    return True
 
 
 @hookimpl

@@ -10,36 +10,15 @@ follow it again (``hivekit wait ID``) and exits 130.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from hivekit import hookimpl
-from hivekit.cli import HiveContext, fail, print_json
+from hivekit import api_command, hookimpl, print_json
 
 TERMINAL = ("approved", "denied", "failed")
-
-
-def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give the command the API client; turn API errors into ``error: …`` and exit 1."""
-
-    @functools.wraps(func)
-    @click.pass_obj
-    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
-        from hivekit.errors import HiveError
-
-        try:
-            return func(obj.client(), *args, **kwargs)
-        except HiveError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:  # before anything was asked of the hive (see _follow)
-            click.echo("\ninterrupted", err=True)
-            raise SystemExit(130) from None
-
-    return wrapper
 
 
 def _ago(ts: float | None) -> str:

@@ -23,8 +23,7 @@ from hivekit import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from hivekit.hive import Hive
-    from hivekit.records import AgentView
+    from hivekit import AgentView, Hive
 
     from .server import DashboardServer
 
@@ -86,7 +85,7 @@ def config_schema() -> type:
 
 @hookimpl
 def startup(hive: Hive) -> None:
-    from hivekit.errors import HiveError
+    from hivekit import HiveError
 
     from .server import AddressInUse, DashboardServer
 
@@ -126,13 +125,13 @@ def state_extras(hive: Hive, agents: list[AgentView]) -> dict[str, Any]:
 def register_commands(cli: click.Group) -> None:
     import click
 
-    from hivekit.cli import HiveContext, fail
+    from hivekit import HiveContext, fail
 
     @cli.command("dashboard")
     @click.pass_obj
     def dashboard(obj: HiveContext) -> None:
         """Print the dashboard's URL with its access token (for a browser on this machine)."""
-        from hivekit.errors import HiveError
+        from hivekit import HiveError
 
         try:
             info = obj.client().get("/api/state").get("dashboard")

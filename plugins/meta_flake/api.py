@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response, get, post
+from attrs import frozen
+from litestar import Request, Response, get, post
 
-from hivekit.api import FromQuery, HiveDep
-from hivekit.errors import BadRequest, HiveError
-from hivekit.hive import Hive
+from hivekit import BadRequest, Hive, HiveDep, HiveError, query
 
 MAX_LOG = 1000
 
@@ -30,14 +29,13 @@ def meta_log(hive: Hive, limit: int) -> dict[str, Any]:
 
 def update_hive(hive: Hive) -> dict[str, Any]:
     """Relock the hivekit input, then rebuild every agent; each agent's outcome, in order."""
-    from hivekit import actions
-    from hivekit.deploy import describe
+    from hivekit import actions, describe
 
     from .meta import meta_for
 
     hivekit = meta_for(hive).update_hivekit()
     results = []
-    for name in hive.store.agent_names():
+    for name in hive.agent_names():
         if hive.stopping.is_set():
             results.append({"name": name, "ok": False, "error": "the hive is stopping"})
             continue
@@ -51,10 +49,16 @@ def update_hive(hive: Hive) -> dict[str, Any]:
     return {"hivekit": hivekit, "agents": results}
 
 
-@get("/api/meta/log")
-async def get_meta_log(hive: HiveDep, limit: FromQuery[int] = 50) -> Response:
+@frozen
+class MetaLogQuery:
+    #: How many commits, newest first (1 to MAX_LOG).
+    limit: int = 50
+
+
+@get("/api/meta/log", opt={"query": MetaLogQuery})
+async def get_meta_log(hive: HiveDep, request: Request) -> Response:
     """The meta repo's commits, newest first, and every input's committed pin."""
-    return Response(await _run(meta_log, hive, limit))
+    return Response(await _run(meta_log, hive, query(request).limit))
 
 
 @post("/api/meta/update-hive", status_code=200)

@@ -27,13 +27,10 @@ from hivekit_plugins.process.supervisor import (
     group_members,
 )
 
-from hivekit import hookimpl
-from hivekit.errors import HiveError, OperationFailed
-from hivekit.records import Badge, BadgeLevel
+from hivekit import Badge, BadgeLevel, HiveError, OperationFailed, hookimpl
 
 if TYPE_CHECKING:
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Deploy
+    from hivekit import AgentSpec, Deploy, Hive
 
 log = logging.getLogger("hivekit.process")
 
@@ -102,26 +99,17 @@ class Backend:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"PATH": path_var, "HOME": str(p.creds)})
         env.update(config.env)
-        env.update({
-            "HIVE_LABEL": agent.name,
-            "HIVE_PORT": str(agent.port),
-            "HIVE_SOCKET": (f"{sandbox.RUNTIME_MOUNT}/hive.sock" if bwrap
-                            else str(p.socket)),
-            "HIVE_DASHBOARD_PORT": str(hive.config.hive.dashboard_port),
-            "HIVE_OPERATOR_PRONOUNS": hive.config.hive.operator_pronouns,
-            "HIVE_NOTES": str(p.state),
-            "HIVE_CREDS": str(p.creds),
-            "HIVE_SHARED": sandbox.SHARED_MOUNT if bwrap else str(hive.paths.shared),
-            "HIVE_CONFIG": str(p.applied),
-        })
         extra: list[tuple[str, Path]] = []
         if agent.is_manager:
             # The manager edits every agent's proposed repo and reads what was deployed.
             paths = hive.paths
-            env.update({"HIVE_AGENTS": str(paths.agents_root),
-                        "HIVE_APPLIED": str(paths.applied_root)})
             extra = [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
                      ("--ro-bind-try", paths.meta)]
+        shown = sandbox.mounts(applied=p.applied, notes=p.state, creds=p.creds,
+                               shared=hive.paths.shared, runtime=p.runtime, extra=extra)
+        # Last: agent.toml cannot set these (spec refuses them), and nothing may shadow them.
+        env.update(hive.agent_env(agent, [(host, inside) for _opt, host, inside in shown]
+                                  if bwrap else None))
         inner = [program, *config.args]
         if bwrap:
             inner = [*sandbox.argv(bwrap, name=agent.name,
@@ -154,14 +142,13 @@ class Backend:
             return child
 
     def _announce(self, name: str) -> None:
-        from hivekit import events
-        from hivekit.state import agent_view
+        from hivekit import events, state
 
-        if not self.hive.store.has_agent(name):
+        if not self.hive.has_agent(name):
             return
         try:
-            self.hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(self.hive,
-                                                                                 name)))
+            self.hive.bus.publish(events.AgentChanged(name=name,
+                                                      agent=state.agent_view(self.hive, name)))
         except Exception:
             log.exception("process: could not announce %s's state", name)
 

@@ -26,7 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from hivekit.proc import run
+from hivekit import run
 
 #: Where the agent's socket dir and the shared dir appear inside the sandbox.
 RUNTIME_MOUNT = "/run/hive"
@@ -76,6 +76,22 @@ def host_view() -> list[str]:
     ]
 
 
+def mounts(*, applied: Path, notes: Path, creds: Path, shared: Path, runtime: Path,
+           extra: list[tuple[str, Path]] = ()) -> list[tuple[str, Path, str]]:
+    """What the sandbox shows of the hive, as ``(bwrap bind option, host path, path inside)``:
+    the agent's own dirs, ``extra`` (the manager's view of the other agents' repos), all at
+    their host paths, and the shared and socket dirs at ``/shared`` and ``/run/hive``. The
+    agent's identity environment gives its paths through the same table."""
+    return [
+        *((option, path, str(path)) for option, path in extra),
+        ("--ro-bind", applied, str(applied)),
+        ("--bind", notes, str(notes)),
+        ("--bind", creds, str(creds)),
+        ("--bind", shared, SHARED_MOUNT),
+        ("--bind", runtime, RUNTIME_MOUNT),
+    ]
+
+
 def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Path, creds: Path,
          shared: Path, runtime: Path, extra: list[tuple[str, Path]] = ()) -> list[str]:
     """The bubblewrap command line (up to and including ``--``) for one agent.
@@ -91,14 +107,10 @@ def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Pat
         args += ["--ro-bind-try", path, path]
     for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
         args += ["--tmpfs", d]
-    for option, path in extra:
-        args += [option, str(path), str(path)]
-    args += ["--ro-bind", str(applied), str(applied),
-             "--bind", str(notes), str(notes),
-             "--bind", str(creds), str(creds),
-             "--bind", str(shared), SHARED_MOUNT,
-             "--bind", str(runtime), RUNTIME_MOUNT,
-             *ISOLATION, "--hostname", f"h-{name}", "--chdir", str(notes), "--"]
+    for option, host, inside in mounts(applied=applied, notes=notes, creds=creds,
+                                       shared=shared, runtime=runtime, extra=extra):
+        args += [option, str(host), inside]
+    args += [*ISOLATION, "--hostname", f"h-{name}", "--chdir", str(notes), "--"]
     return args
 
 

@@ -16,25 +16,21 @@ repo (``./run.sh``, committed with its executable bit).
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
+import textwrap
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from attrs import field, frozen
 
-from hivekit.errors import OperationFailed
+from hivekit import OperationFailed, identity
 
 FILE = "agent.toml"
 
 #: Variables hivekit sets itself: an agent's config cannot change who it is or where it talks.
-IDENTITY = frozenset({
-    "HIVE_LABEL", "HIVE_PORT", "HIVE_SOCKET", "HIVE_DASHBOARD_PORT", "HIVE_OPERATOR_PRONOUNS",
-    "HIVE_NOTES", "HIVE_CREDS", "HIVE_SHARED", "HIVE_CONFIG", "HIVE_AGENTS", "HIVE_APPLIED",
-})
+IDENTITY = identity.NAMES
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -66,27 +62,6 @@ class AgentToml:
                                  "cannot be overridden")
 
 
-def _strict(kind: type) -> object:
-    # cattrs would turn 5 into "5" and "no" into True; a config that says so is a mistake.
-    def structure(value: object, _type: object) -> object:
-        if not isinstance(value, kind) or (kind is str and isinstance(value, bool)):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value
-
-    return structure
-
-
-@functools.cache
-def _converter() -> Any:
-    # Built on first use: every `hivekit` command imports this plugin, few parse agent.toml.
-    import cattrs
-
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(str, _strict(str))
-    converter.register_structure_hook(bool, _strict(bool))
-    return converter
-
-
 def seed(name: str) -> str:
     """The ``agent.toml`` a new agent starts with: ``hivekit harness``, the reference agent."""
     return (
@@ -95,14 +70,19 @@ def seed(name: str) -> str:
         "# command that is not found or does not come up, fails the deploy and the running\n"
         "# agent is kept). Keys: command (required), args, env, wait_for_port (default true:\n"
         "# a start counts once the program listens on $HIVE_PORT).\n"
-        "# The hive sets HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_DASHBOARD_PORT,\n"
-        "# HIVE_OPERATOR_PRONOUNS, HIVE_NOTES, HIVE_CREDS, HIVE_SHARED and HIVE_CONFIG.\n"
+        + _identity_comment() +
         'command = "hivekit"\n'
         'args = ["harness"]\n'
         "\n"
         "[env]\n"
         'PYTHONUNBUFFERED = "1"\n'
     )
+
+
+def _identity_comment() -> str:
+    names = [v.name for v in identity.VARIABLES if not v.manager_only]
+    text = "The hive sets " + ", ".join(names[:-1]) + " and " + names[-1] + "."
+    return "".join(f"# {line}\n" for line in textwrap.wrap(text, 86))
 
 
 def parse(text: str) -> AgentToml:
@@ -114,35 +94,12 @@ def parse(text: str) -> AgentToml:
     if "command" not in raw:
         raise OperationFailed(f"{FILE}: command is missing (the program to run, e.g. "
                               'command = "python")')
-    import cattrs
+    from hivekit import Invalid, structure
 
     try:
-        return _converter().structure(raw, AgentToml)
-    except cattrs.BaseValidationError as exc:
-        lines = [_tidy(line) for line in cattrs.transform_error(exc, format_exception=_say)]
-        raise OperationFailed(f"{FILE}: " + "; ".join(lines)) from None
-    except (ValueError, TypeError) as exc:
-        raise OperationFailed(f"{FILE}: {exc}") from None
-
-
-def _say(exc: BaseException, type_: type | None) -> str:
-    # Our own checks' messages say exactly what is wrong; cattrs' generic ones otherwise.
-    from cattrs.v import format_exception
-
-    if isinstance(exc, ValueError | TypeError) and not isinstance(exc, KeyError) and str(exc):
-        return str(exc)
-    return format_exception(exc, type_)
-
-
-def _tidy(line: str) -> str:
-    msg, _, where = line.rpartition(" @ ")
-    where = where.removeprefix("$").removeprefix(".")
-    if not msg:
-        return line
-    if msg.startswith("extra fields found"):
-        return msg.replace("extra fields found", "unknown keys") + \
-            " (known: command, args, env, wait_for_port)"
-    return f"{where}: {msg}" if where else msg
+        return structure(raw, AgentToml)
+    except Invalid as exc:
+        raise OperationFailed(f"{FILE}: {exc.message}") from None
 
 
 def load(applied: Path) -> AgentToml:
