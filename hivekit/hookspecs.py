@@ -56,8 +56,9 @@ it runs before anything exists.
 * A daemon restart calls no ``spawn``, and ``rebuild`` (with ``deploy=None``) only to bring back
   to ``main`` a container whose build a crash interrupted (see "After a crash" below):
   ``startup`` runs, then every agent the operator last wanted running that ``is_running`` says
-  is not gets a ``start``; agents the operator stopped get nothing. Whether agents keep running while no daemon runs is the
-  backend's choice (containers do; the process backend's children stop in ``shutdown``).
+  is not gets a ``start``; agents the operator stopped get nothing. Whether agents keep
+  running while no daemon runs is the backend's choice (containers do; the process backend's
+  children stop in ``shutdown``).
 * Long work (a build, waiting for a port) checks ``hive.stopping`` and gives up when it is set:
   the daemon is stopping and waits for no one.
 * The agent's identity environment comes from ``hive.agent_env(agent, mounts=...)``; the
