@@ -107,10 +107,10 @@ def test_the_wait_routes_refuse_bad_input(hive: HiveProcess) -> None:
     from hivekit.client import ApiError
 
     for path, timeout, why in (
-            ("/api/approvals/x/wait", None, "approval id must be a number"),
+            ("/api/approvals/x/wait", None, "approval_id: expected an id"),
             ("/api/approvals/1/wait", "soon", "timeout"),
             ("/api/approvals/1/wait", "-1", "between 0 and"),
-            ("/api/approvals/1/wait", "nan", "between 0 and"),
+            ("/api/approvals/1/wait", "nan", "timeout"),
             ("/api/agents/manager/wait", "1e9", "between 0 and"),
             ("/api/agents/Bad!/wait", None, "")):
         try:

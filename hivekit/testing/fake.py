@@ -89,15 +89,18 @@ def fake_dir(hive: Hive) -> Path:
 _lock = threading.Lock()
 
 
-def _record(hive: Hive, call: str, agent: AgentSpec, **extra: Any) -> None:
+def _record(hive: Hive, call: str, agent: AgentSpec, *, log: str = "calls",
+            **extra: Any) -> None:
     entry = {"call": call, "agent": agent.name, "time": time.time(), **extra}
-    with _lock, open(fake_dir(hive) / "calls.jsonl", "a") as f:
+    with _lock, open(fake_dir(hive) / f"{log}.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
 
 
-def calls(state_dir: Path) -> list[dict[str, Any]]:
-    """Every call the fake backend received in the hive at ``state_dir``, oldest first."""
-    path = Path(state_dir) / "fake" / "calls.jsonl"
+def calls(state_dir: Path, log: str = "calls") -> list[dict[str, Any]]:
+    """Every call the fake backend received in the hive at ``state_dir``, oldest first: the
+    lifecycle and deploy-phase hooks; with ``log="observed"``, the observer hooks it heard
+    (``deploy_step``, ``approval_resolved``) instead."""
+    path = Path(state_dir) / "fake" / f"{log}.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -297,6 +300,12 @@ def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
 
 
 @hookimpl
+def deploy_step(hive: Hive, deploy: Deploy, step: str) -> None:
+    _record(hive, "deploy_step", deploy.agent, log="observed", approval=deploy.approval_id,
+            step=step)
+
+
+@hookimpl
 def checkpoint(hive: Hive, agent: str, point: str) -> None:
     _maybe_crash(hive, agent, point)
 
@@ -320,8 +329,8 @@ def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
 
 @hookimpl
 def approval_resolved(hive: Hive, approval: Approval, outbox_id: int) -> None:
-    _record(hive, "approval_resolved", hive.agent(approval.agent), approval=approval.id,
-            status=approval.status.value, outbox_id=outbox_id)
+    _record(hive, "approval_resolved", hive.agent(approval.agent), log="observed",
+            approval=approval.id, status=approval.status.value, outbox_id=outbox_id)
     _maybe_crash(hive, approval.agent, "approval_resolved")
 
 
