@@ -6,6 +6,12 @@ and the backend's output as they come (``--quiet`` hides them) and exit with the
 it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard always agree.
 Ctrl-C stops only the following: the operation goes on in the hive, the command says how to
 follow it again (``hivekit wait ID``) and exits 130.
+
+Arguments are checked before any request is built: agent names by the agent-name rule, ids as
+integers from 1 to 2^63-1 (click types ``hivekit.AGENT_NAME`` and ``hivekit.ID``: bad usage, exit 2,
+with the rule). Every path segment is percent-encoded (``hivekit.api_path``) and query parameters
+travel as parameters. An answer of an unexpected shape ends the command with a clear error,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import click
 
-from hivekit import api_command, hookimpl, print_json
+from hivekit import AGENT_NAME, ID, api_command, api_path, expect, hookimpl, print_json
 
 TERMINAL = ("approved", "denied", "failed")
 
@@ -91,7 +97,7 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
 
 def _approval_goes_on(client: Any, approval_id: int) -> str:
     """What Ctrl-C left of approval ``approval_id``, and how to follow it."""
-    a = client.get(f"/api/approvals/{approval_id}")["approval"]
+    a = client.get(api_path("api", "approvals", approval_id))["approval"]
     if a["status"] == "pending":
         return f"interrupted before approving: approval #{approval_id} is still pending"
     if a["status"] in TERMINAL:
@@ -109,14 +115,14 @@ def _operation_goes_on(client: Any, name: str, verb: str) -> str:
     return f"interrupted; {name} is not busy now (`hivekit agents` shows how it is)"
 
 
-def _wait_approval(client: Any, approval_id: int, quiet: bool) -> dict[str, Any]:
+def _wait_approval(client: Any, approval_id: int, loud: bool) -> dict[str, Any]:
     """The approval once terminal, asking the hive's wait route as long as it takes."""
-    if not quiet:  # the event stream is open: what happens from here on is shown
-        a = client.get(f"/api/approvals/{approval_id}")["approval"]
+    if loud:  # the event stream is open: what happens from here on is shown
+        a = client.get(api_path("api", "approvals", approval_id))["approval"]
         click.echo(f"following approval #{approval_id} ({a['kind']} {a['agent']}: "
                    f"{a['status']})", err=True)
     while True:
-        a = client.get(f"/api/approvals/{approval_id}/wait")
+        a = client.get(api_path("api", "approvals", approval_id, "wait"))
         if a["status"] in TERMINAL:
             return a
 
@@ -141,7 +147,11 @@ def _ended(result: dict[str, Any], as_json: bool) -> None:
 @api_command
 def agents(client: Any, as_json: bool) -> None:
     """List the agents, their status, port and deployed commit (and tombstones)."""
+    from hivekit import AgentView, Tombstone
+
     state = client.get("/api/state")
+    expect(state["agents"], list[AgentView])
+    expect(state["tombstones"], list[Tombstone])
     if as_json:
         print_json(state["agents"])
         return
@@ -168,7 +178,10 @@ def agents(client: Any, as_json: bool) -> None:
 @api_command
 def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) -> None:
     """List pending approvals (with --all: every approval)."""
-    rows = client.get("/api/approvals", status=status, all=show_all or None)
+    from hivekit import Approval
+
+    rows = expect(client.get("/api/approvals", status=status, all=show_all or None),
+                  list[Approval])
     if as_json:
         print_json(rows)
         return
@@ -180,12 +193,14 @@ def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) ->
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID")
+@click.argument("approval_id", metavar="ID", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def show(client: Any, approval_id: str, as_json: bool) -> None:
+def show(client: Any, approval_id: int, as_json: bool) -> None:
     """Show one approval with the diff it deploys."""
-    detail = client.get(f"/api/approvals/{approval_id}")
+    from hivekit import ApprovalDetail
+
+    detail = expect(client.get(api_path("api", "approvals", approval_id)), ApprovalDetail)
     if as_json:
         print_json(detail)
         return
@@ -203,25 +218,41 @@ def show(client: Any, approval_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID")
+@click.argument("approval_id", metavar="ID", type=ID)
 @click.option("-q", "--quiet", is_flag=True, help="Don't show the deploy's progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved approval as JSON.")
 @api_command
-def approve(client: Any, approval_id: str, quiet: bool, as_json: bool) -> None:
+def approve(client: Any, approval_id: int, quiet: bool, as_json: bool) -> None:
     """Approve an approval and wait for its deploy: exit 0 deployed, 1 failed."""
-    current = client.get(f"/api/approvals/{approval_id}")["approval"]
-    result = _follow(client, current["agent"], quiet or as_json, current["id"],
-                     lambda: client.post(f"/api/approvals/{current['id']}/approve"),
-                     lambda: _approval_goes_on(client, current["id"]))
+    from hivekit import Approval, ApprovalDetail
+
+    current = expect(client.get(api_path("api", "approvals", approval_id)),
+                     ApprovalDetail)["approval"]
+    result = expect(_follow(client, current["agent"], quiet or as_json, current["id"],
+                            lambda: client.post(api_path("api", "approvals", approval_id,
+                                                         "approve")),
+                            lambda: _approval_goes_on(client, approval_id)), Approval)
     _ended(result, as_json)
 
 
+class IdOrName(click.ParamType):
+    """An approval's id (digits) or an agent's name, each checked by its own rule."""
+
+    name = "ID|NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return ID.convert(value, param, ctx)
+        return AGENT_NAME.convert(value, param, ctx)
+
+
 @click.command()
-@click.argument("target", metavar="ID|NAME")
+@click.argument("target", metavar="ID|NAME", type=IdOrName())
 @click.option("-q", "--quiet", is_flag=True, help="Don't show the progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @api_command
-def wait(client: Any, target: str, quiet: bool, as_json: bool) -> None:
+def wait(client: Any, target: int | str, quiet: bool, as_json: bool) -> None:
     """Follow approval ID (or agent NAME's running operation) until it ends.
 
     For an approval: shows its deploy steps and the backend's output, as `approve` does, and
@@ -229,27 +260,33 @@ def wait(client: Any, target: str, quiet: bool, as_json: bool) -> None:
     waited for until someone approves or denies it. For an agent: follows whatever operation
     runs on it (a deploy, rebuild, start...) and exits 0 once none does.
     """
-    if target.isdigit():
-        current = client.get(f"/api/approvals/{target}")["approval"]
+    from hivekit import AgentView, Approval, ApprovalDetail
+
+    loud = not (quiet or as_json)
+    if isinstance(target, int):
+        current = expect(client.get(api_path("api", "approvals", target)),
+                         ApprovalDetail)["approval"]
         if current["status"] not in TERMINAL:
-            if current["status"] == "pending" and not as_json:
-                click.echo(f"approval #{current['id']} is pending: waiting for it to be "
-                           "approved or denied", err=True)
-            current = _follow(
-                client, current["agent"], quiet or as_json, current["id"],
-                lambda: _wait_approval(client, current["id"], quiet or as_json),
-                lambda: f"stopped waiting; `hivekit wait {current['id']}` follows it again")
+            if current["status"] == "pending" and loud:
+                click.echo(f"approval #{target} is pending: waiting for it to be approved or "
+                           "denied", err=True)
+            current = expect(_follow(
+                client, current["agent"], not loud, target,
+                lambda: _wait_approval(client, target, loud),
+                lambda: f"stopped waiting; `hivekit wait {target}` follows it again"), Approval)
         _ended(current, as_json)
         return
+
     def wait_agent() -> Any:
-        if not (quiet or as_json):
+        if loud:
             busy = client.get("/api/state")["transients"].get(target)
             click.echo(f"following {target}" + (f" ({busy})" if busy else ": no operation "
                                                 "runs on it"), err=True)
-        return client.get(f"/api/agents/{target}/wait")
+        return client.get(api_path("api", "agents", target, "wait"))
 
-    view = _follow(client, target, quiet or as_json, None, wait_agent,
-                   lambda: f"stopped waiting; `hivekit wait {target}` follows it again")
+    view = expect(_follow(client, target, not loud, None, wait_agent,
+                          lambda: f"stopped waiting; `hivekit wait {target}` follows it again"),
+                  AgentView)
     if as_json:
         print_json(view)
     else:
@@ -257,14 +294,17 @@ def wait(client: Any, target: str, quiet: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID")
+@click.argument("approval_id", metavar="ID", type=ID)
 @click.option("--note", default="", help="Why (recorded in the denied/<id> tag and told to the "
                                          "manager).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def deny(client: Any, approval_id: str, note: str, as_json: bool) -> None:
+def deny(client: Any, approval_id: int, note: str, as_json: bool) -> None:
     """Deny a pending approval."""
-    result = client.post(f"/api/approvals/{approval_id}/deny", {"note": note})
+    from hivekit import Approval
+
+    result = expect(client.post(api_path("api", "approvals", approval_id, "deny"),
+                                {"note": note}), Approval)
     print_json(result) if as_json else click.echo(_approval_line(result))
 
 
@@ -274,27 +314,33 @@ def request() -> None:
 
 
 @request.command("spawn")
-@click.argument("name")
+@click.argument("name", type=AGENT_NAME)
 @click.option("--description", default="", help="Why this agent.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def request_spawn(client: Any, name: str, description: str, as_json: bool) -> None:
     """Request a new agent NAME (or bring a tombstone back)."""
-    a = client.post("/api/requests/spawn", {"name": name, "description": description})
+    from hivekit import Approval
+
+    a = expect(client.post("/api/requests/spawn", {"name": name, "description": description}),
+               Approval)
     print_json(a) if as_json else click.echo(
         f"requested: #{a['id']} spawn {name} (`hivekit approve {a['id']}` to approve)")
 
 
 @request.command("apply")
-@click.argument("agent")
+@click.argument("agent", type=AGENT_NAME)
 @click.argument("commit")
 @click.option("--description", default="", help="What the change does.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def request_apply(client: Any, agent: str, commit: str, description: str, as_json: bool) -> None:
     """Request deploying COMMIT of AGENT's proposed repo."""
-    a = client.post("/api/requests/apply",
-                    {"agent": agent, "commit": commit, "description": description})
+    from hivekit import Approval
+
+    a = expect(client.post("/api/requests/apply",
+                           {"agent": agent, "commit": commit, "description": description}),
+               Approval)
     print_json(a) if as_json else click.echo(
         f"requested: #{a['id']} apply {agent} @ {_short(a['sha'])} "
         f"(`hivekit show {a['id']}` for the diff)")
@@ -302,14 +348,17 @@ def request_apply(client: Any, agent: str, commit: str, description: str, as_jso
 
 def _lifecycle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
-    @click.argument("name")
+    @click.argument("name", type=AGENT_NAME)
     @click.option("-q", "--quiet", is_flag=True, help="Don't show the backend's output.")
     @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
     @api_command
     def command(client: Any, name: str, quiet: bool, as_json: bool) -> None:
-        view = _follow(client, name, quiet or as_json, None,
-                       lambda: client.post(f"/api/agents/{name}/{verb}"),
-                       lambda: _operation_goes_on(client, name, verb))
+        from hivekit import AgentView
+
+        view = expect(_follow(client, name, quiet or as_json, None,
+                              lambda: client.post(api_path("api", "agents", name, verb)),
+                              lambda: _operation_goes_on(client, name, verb)),
+                      AgentView)
         if as_json:
             print_json(view)
         else:
@@ -319,35 +368,41 @@ def _lifecycle_command(verb: str, doc: str) -> click.Command:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", type=AGENT_NAME)
 @click.option("--purge", is_flag=True,
               help="Also delete its config history, notes and credentials (no undo).")
 @api_command
 def destroy(client: Any, name: str, purge: bool) -> None:
     """Destroy agent NAME's container; its state is kept as a tombstone unless --purge."""
-    client.post(f"/api/agents/{name}/destroy", {"purge": purge})
+    client.post(api_path("api", "agents", name, "destroy"), {"purge": purge})
     click.echo(f"{name}: destroyed" + (" and purged" if purge else
                                        " (state kept; --purge removes it)"))
 
 
 @click.command()
-@click.argument("to")
+@click.argument("to", type=AGENT_NAME)
 @click.argument("body")
 @api_command
 def send(client: Any, to: str, body: str) -> None:
     """Send a message to agent TO as the operator."""
-    m = client.post("/api/messages", {"to": to, "body": body})
+    from hivekit import Message
+
+    m = expect(client.post("/api/messages", {"to": to, "body": body}), Message)
     click.echo(f"sent #{m['id']} to {to}")
 
 
 @click.command()
-@click.argument("name")
-@click.option("--limit", default=50, show_default=True, help="How many recent messages.")
+@click.argument("name", type=AGENT_NAME)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="How many recent messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
-    """Show agent NAME's recent inbox."""
-    messages = client.get(f"/api/agents/{name}/inbox", limit=limit)
+    """Show agent NAME's recent inbox (``operator``: what agents wrote to you)."""
+    from hivekit import Message
+
+    messages = expect(client.get(api_path("api", "agents", name, "inbox"), limit=limit),
+                      list[Message])
     if as_json:
         print_json(messages)
         return
@@ -380,7 +435,9 @@ def _question_line(q: dict[str, Any]) -> str:
 @api_command
 def questions(client: Any, show_all: bool, as_json: bool) -> None:
     """List the agents' questions to the operator (pending ones unless --all)."""
-    rows = client.get("/api/questions", all=show_all or None)
+    from hivekit import Question
+
+    rows = expect(client.get("/api/questions", all=show_all or None), list[Question])
     if as_json:
         print_json(rows)
         return
@@ -391,17 +448,20 @@ def questions(client: Any, show_all: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("question_id", metavar="ID")
+@click.argument("question_id", metavar="ID", type=ID)
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print the answered question as JSON.")
 @api_command
-def answer(client: Any, question_id: str, text: str, as_json: bool) -> None:
+def answer(client: Any, question_id: int, text: str, as_json: bool) -> None:
     """Answer question ID with TEXT (as the operator).
 
     For a question with options, TEXT must be one of them (case does not matter); for a
     multi-select question, one or more of them separated by commas ("red, blue").
     """
-    q = client.post(f"/api/questions/{question_id}/answer", {"answer": text})
+    from hivekit import Question
+
+    q = expect(client.post(api_path("api", "questions", question_id, "answer"),
+                           {"answer": text}), Question)
     if as_json:
         print_json(q)
     else:
