@@ -7,7 +7,6 @@ to the file's directory; with no file, to the current directory.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from hivekit.configpath import find_path  # noqa: F401 - hivekit.config.find_path, as before
 from hivekit.errors import ConfigError
 
 #: The backend the hive runs on when the config names none.
@@ -73,6 +73,9 @@ class HiveConfig:
     port_range: int = field(default=900, validator=positive)
     #: The dashboard's TCP port as agents should know it (HIVE_DASHBOARD_PORT).
     dashboard_port: int = field(default=7000, validator=_port)
+    #: The most of an approval's diff any answer carries, in bytes (1 MiB); a longer diff is
+    #: cut at a line and ends with a marker saying how much was shown and how to see it all.
+    max_diff_bytes: int = field(default=1024 * 1024, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.port_base + self.port_range - 1 > 65535:
@@ -109,21 +112,6 @@ class Config:
         if self.hive.runtime_dir is None:
             return self.state_dir / "run"
         return (self.base_dir / self.hive.runtime_dir).resolve()
-
-
-def find_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The config file to use, or None for the embedded defaults.
-
-    An explicitly named file (``--config``/``$HIVEKIT_CONFIG``) must exist.
-    """
-    named = explicit or os.environ.get("HIVEKIT_CONFIG") or None
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise ConfigError([f"{path}: no such config file"])
-        return path.resolve()
-    default = Path("hivekit.toml")
-    return default.resolve() if default.is_file() else None
 
 
 def read(path: Path | None, *, keep_going: bool = False) -> Config:

@@ -30,9 +30,10 @@ import threading
 from pathlib import Path
 
 from hivekit import events, hookimpl, outbox
-from hivekit.errors import HiveError, OperationFailed, describe
-from hivekit.git import Repo
+from hivekit.errors import BadRequest, HiveError, OperationFailed, describe
+from hivekit.git import Repo, check_proposed
 from hivekit.hive import SYSTEM, Hive
+from hivekit.paths import private_dir
 from hivekit.records import (
     AgentSpec,
     Approval,
@@ -53,6 +54,23 @@ BUILDING, NEEDED = "building", "needed"
 
 # --- repos -----------------------------------------------------------------------------------
 
+#: How a refusal of a proposed repo ends (see :func:`proposed_repo`).
+ONLY_INSIDE = "hivekit only reads repositories inside the agent's folder"
+
+
+def proposed_repo(hive: Hive, agent: AgentSpec) -> Repo:
+    """The agent's proposed repo, opened by hivekit's rules (:func:`hivekit.git.check_proposed`)
+    before anything reads or fetches from it: the manager writes it, and could otherwise point
+    the daemon at another repository.
+
+    :raises BadRequest: it is not a plain repository inside the agent's folder; the message
+        says what is wrong with it.
+    """
+    reason = check_proposed(agent.paths.config, hive.paths.agents_root)
+    if reason is not None:
+        raise BadRequest(f"agent {agent.name!r}: {reason}; {ONLY_INSIDE}")
+    return Repo(agent.paths.config)
+
 
 def seed(hive: Hive, agent: AgentSpec) -> bool:
     """Create the agent's repos and dirs unless they exist; True if the repos were new.
@@ -62,12 +80,13 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
     A tombstone's repos are kept as they are (its history and creds are reused).
     """
     p = agent.paths
-    for d in (p.state, p.runtime):
-        d.mkdir(parents=True, exist_ok=True)
+    p.state.mkdir(parents=True, exist_ok=True)
+    private_dir(p.runtime)
     p.creds.mkdir(parents=True, exist_ok=True)
     os.chmod(p.creds, 0o700)
     proposed, applied = Repo(p.config), Repo(p.applied)
-    fresh = not proposed.exists()
+    # Anything at all at config/ (a tombstone's repo, or what the manager made of it) is kept.
+    fresh = not os.path.lexists(p.config)
     if fresh:
         files = initial_files(hive, agent)
         tmp = p.config.with_name("config.new")
@@ -86,8 +105,10 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
         tmp = p.applied.with_name(p.applied.name + ".new")
         shutil.rmtree(tmp, ignore_errors=True)
         staging = Repo(tmp)
+        # A tombstone's kept repo is the manager's to write: opened by the rules.
+        source = proposed if fresh else proposed_repo(hive, agent)
         staging.init()
-        staging.fetch(p.config, "refs/heads/main")
+        staging.fetch(source.git_dir, "refs/heads/main")
         sha = staging.rev("FETCH_HEAD")
         assert sha is not None
         staging.update_ref(MAIN, sha)
@@ -314,9 +335,8 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     respawn = approval.prev_sha is not None
 
     def work() -> None:
-        with op:
+        with op:  # its end makes the new agent's row (or removes the spawning one)
             result, out = _run_spawn(hive, approval, agent, respawn)
-        hive.bus.publish(events.AgentChanged(name=approval.agent, agent=None))
         out.deliver()
         ok = result.status == ApprovalStatus.APPROVED
         hive.checkpoint("spawn.delivered" if ok else "spawn.failed-delivered", approval.agent)

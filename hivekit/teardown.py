@@ -75,7 +75,6 @@ def _finish(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
         hive.store.remove_agent(name)
         failed = deploy.fail_pending(hive, out, name, note, tag=not purge)
         out.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
-        out.publish(events.AgentChanged(name=name, agent=None))
     hive.checkpoint(f"{op}.removed", name)
     if purge:
         shutil.rmtree(trash)
@@ -116,6 +115,7 @@ def recover(hive: Hive) -> None:
             if not (purge and trash_dir(hive, name).exists()):
                 hive.hook.destroy(hive=hive, agent=agent, purge=purge)
             _finish(hive, agent, purge=purge)
+            hive.view.refresh(name)  # no operation ends here to remake its row
             hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=purge,
                            reason=("purged" if purge else "destroyed")
                            + " by the operator (finished at the daemon's start)")

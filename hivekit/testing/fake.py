@@ -30,7 +30,14 @@ an agent (spawn, rebuild, detached or not) first takes that agent's build lock, 
 holds it, so a build started later waits for an orphaned one instead of racing it.
 
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
-That lets a test commit a broken config the way a manager would.
+That lets a test commit a broken config the way a manager would. The file is read without
+following links (a ``FAIL`` that is a symbolic link fails the build, unread).
+
+The fake reports every status it sets through the hive's status channel
+(``hive.report_status``), as a real backend does when it learns one. A test makes it report
+something else — a crash, say — with ``POST /api/fake/agents/<name>/status`` on the admin socket
+(:func:`report`), body ``{"status", "detail", "exit_code", "output"}``: what a backend's
+supervisor would say when the agent's process dies.
 
 ``files`` (config table only) adds files to every new agent's seeded repo, beside ``agent.conf``
 and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix``, say)::
@@ -45,6 +52,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +65,8 @@ from hivekit import hookimpl
 from hivekit.errors import OperationFailed
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hivekit.hive import Hive
     from hivekit.records import AgentSpec, Approval, Deploy
 
@@ -121,12 +131,13 @@ def _settings(hive: Hive) -> FakeConfig:
     path = fake_dir(hive) / "control.json"
     if not path.exists():
         return base
-    raw = json.loads(path.read_text() or "{}")
-    return FakeConfig(fail={**base.fail, **raw.get("fail", {})},
-                      delay={**base.delay, **raw.get("delay", {})},
-                      hang=[*base.hang, *raw.get("hang", [])],
-                      crash={**base.crash, **raw.get("crash", {})},
-                      detach={**base.detach, **raw.get("detach", {})})
+    from hivekit.convert import structure
+
+    # The same keys as the table, as strictly: a test's typo is an error, not a no-op.
+    told = structure(json.loads(path.read_text() or "{}"), FakeConfig)
+    return FakeConfig(fail={**base.fail, **told.fail}, delay={**base.delay, **told.delay},
+                      hang=[*base.hang, *told.hang], crash={**base.crash, **told.crash},
+                      detach={**base.detach, **told.detach})
 
 
 def _maybe_crash(hive: Hive, agent: str, point: str) -> None:
@@ -171,13 +182,36 @@ def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
         raise OperationFailed(message)
 
 
+#: The most of a FAIL marker's content that becomes the error.
+MAX_MARKER = 64 * 1024
+
+
+def read_marker(path: Path) -> str | None:
+    """A failure file's content (stripped), or None when there is none.
+
+    Read without following links (``O_NOFOLLOW``, and only a regular file): the file comes from
+    the applied tree, which the manager's commits fill. A link or anything else in its place
+    fails the build too, saying so, and is never read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:  # ELOOP: a symbolic link
+        return f"fake: {path.name} is a link; not followed"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return f"fake: {path.name} is not a regular file; not read"
+        return f.read(MAX_MARKER).decode(errors="replace").strip()
+
+
 def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
     from hivekit.git import read_ref
 
     _misbehave(hive, agent, what)
-    marker = agent.paths.applied / FAIL_MARKER
-    if marker.exists():
-        raise OperationFailed(marker.read_text().strip() or "fake: build failed")
+    failure = read_marker(agent.paths.applied / FAIL_MARKER)
+    if failure is not None:
+        raise OperationFailed(failure or "fake: build failed")
     sha = read_ref(agent.paths.applied) or ""
     hive.log(agent, f"fake: built {agent.name} at {sha[:12]}")
     return sha
@@ -247,6 +281,7 @@ def spawn(hive: Hive, agent: AgentSpec) -> None:
     with _build_lock(hive, agent.name):
         sha = _build(hive, agent, "spawn")
         _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
+    hive.report_status(agent, "running")
 
 
 @hookimpl
@@ -256,11 +291,12 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     if seconds is not None:
         # The child takes the build lock itself (it must hold it after this daemon died).
         _detached_build(hive, agent, seconds)
-        return
-    with _build_lock(hive, agent.name):
-        sha = _build(hive, agent, "rebuild")
-        _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
-                                 "built_sha": sha})
+    else:
+        with _build_lock(hive, agent.name):
+            sha = _build(hive, agent, "rebuild")
+            _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
+                                     "built_sha": sha})
+    hive.report_status(agent, "running")
 
 
 @hookimpl
@@ -271,6 +307,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
     _misbehave(hive, agent, "start")
     _save(hive, agent.name, {**state, "running": True})
+    hive.report_status(agent, "running")
 
 
 @hookimpl
@@ -290,6 +327,7 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
     state = _load(hive, agent.name)
     if state is not None:
         _save(hive, agent.name, {**state, "running": False})
+    hive.report_status(agent, "stopped")
 
 
 @hookimpl
@@ -338,3 +376,54 @@ def approval_resolved(hive: Hive, approval: Approval, outbox_id: int) -> None:
 def is_running(hive: Hive, agent: AgentSpec) -> bool:
     state = _load(hive, agent.name)
     return bool(state and state.get("running"))
+
+
+# --- a test's way to make the fake report a status -------------------------------------------
+
+
+@frozen
+class StatusReport:
+    """The body of ``POST /api/fake/agents/<name>/status``: ``hive.report_status``'s arguments."""
+
+    status: str
+    detail: str | None = None
+    exit_code: int | None = None
+    output: list[str] | None = None
+
+
+@hookimpl
+def register_routes(hive: Hive, register: Callable[[Any], None]) -> None:
+    from litestar import Request, Response, post
+
+    from hivekit.api import HiveDep, PathStr, body
+    from hivekit.errors import BadRequest, NotFound
+    from hivekit.names import check_name
+
+    # This module postpones annotations: Litestar resolves them in this namespace.
+    @post("/api/fake/agents/{name:str}/status", status_code=200, opt={"body": StatusReport},
+          signature_namespace={"HiveDep": HiveDep, "PathStr": PathStr, "Request": Request,
+                               "Response": Response})
+    async def fake_status(hive: HiveDep, request: Request, name: PathStr) -> Response:
+        """Report ``status`` for agent ``name`` through the status channel, as the fake's
+        supervisor would; returns the agent's row."""
+        report: StatusReport = body(request)
+        name = check_name(name)
+        try:
+            hive.report_status(name, report.status, detail=report.detail,
+                               exit_code=report.exit_code, output=report.output)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
+        row = hive.view.row(name)
+        if row is None:
+            raise NotFound(f"no agent named {name!r} (the report is kept for its row)")
+        from hivekit.convert import converter
+
+        return Response(converter.unstructure(row))
+
+    register(fake_status)
+
+
+def report(hive: Any, name: str, status: str, **fields: Any) -> Any:
+    """Make a running fake backend report ``status`` for ``name``; ``hive`` is a
+    :class:`hivekit.testing.HiveProcess`. Returns the agent's row."""
+    return hive.post(f"/api/fake/agents/{name}/status", {"status": status, **fields})
