@@ -290,8 +290,10 @@ def reconverge_container(hive: Hive, agent: AgentSpec, *, approval_id: int | Non
         what = (f"the rebuild from main ({sha}) to bring the container back failed: {error}\n"
                 f"{agent.name} is marked `needs rebuild`; run `hivekit rebuild {agent.name}`")
         hive.store.set_rebuild(agent.name, NEEDED, what)
+        hive.refresh(agent)  # its badge (recovery runs in no operation that would remake it)
         return what
     hive.store.set_rebuild(agent.name, None)
+    hive.refresh(agent)
     return f"rolled back: {agent.name} was rebuilt from main ({sha}) and runs it again"
 
 
@@ -576,6 +578,7 @@ def rebuild_agent(hive: Hive, agent: AgentSpec, *, rerun: bool = False) -> None:
                                                     tag=None, note=error))
         out.deliver()
         if rerun:
+            hive.refresh(agent)  # its badge: a startup re-run is no operation
             log.error("re-running the rebuild of %r failed: %s", agent.name, error)
             return
         raise
