@@ -269,7 +269,7 @@ class HiveView:
                     known = self._known.setdefault(name, known)
             row = _with_status(
                 AgentView(name=name, status=known.status, port=spec.port,
-                          deployed_sha=read_ref(spec.paths.applied), transient=transient,
+                          deployed_sha=self._deployed_sha(spec), transient=transient,
                           badges=badges, is_manager=spec.is_manager), known)
         elif spec.paths.config.is_dir():
             tomb = Tombstone(name=name, deployed_sha=read_ref(spec.paths.applied))
@@ -290,6 +290,10 @@ class HiveView:
                 if current != row.transient and current != Transient.SPAWNING:
                     row = evolve(row, transient=current)
             self._set(name, row, tomb, publish)
+
+    def _deployed_sha(self, spec: AgentSpec) -> str | None:
+        # While an apply runs, main is the proposal already: not deployed until it succeeds.
+        return self.hive.deploying.get(spec.name) or read_ref(spec.paths.applied)
 
     def _badges(self, spec: AgentSpec) -> list[Badge]:
         badges: list[Badge] = []
