@@ -206,6 +206,9 @@ class MetaFlake:
         #: daemon runs), and the last rendering: every operation syncs, at 300 agents.
         self._identities: dict[str, Identity] = {}
         self._rendered: tuple[tuple[str, ...], str] | None = None
+        #: The last few lock texts parsed (a 300-agent lock is ~150 KB of JSON, asked for
+        #: several times per operation). Shared: nothing here changes a lock in place.
+        self._parsed: dict[str, lockfile.Lock | None] = {}
 
     # --- the agent set ---------------------------------------------------------------------
 
@@ -276,8 +279,17 @@ class MetaFlake:
                     self._shown[key] = None
         return self._shown[key]
 
+    def _parse(self, text: str | None) -> lockfile.Lock | None:
+        if text is None:
+            return None
+        if text not in self._parsed:
+            if len(self._parsed) >= 4:
+                self._parsed.pop(next(iter(self._parsed)))
+            self._parsed[text] = lockfile.loads(text)
+        return self._parsed[text]
+
     def _head_lock(self) -> lockfile.Lock | None:
-        return lockfile.loads(self._head_text("flake.lock"))
+        return self._parse(self._head_text("flake.lock"))
 
     def _working_text(self, rel: str) -> str | None:
         try:
@@ -286,13 +298,13 @@ class MetaFlake:
             return None
 
     def _working_lock(self) -> lockfile.Lock | None:
-        return lockfile.loads(self._working_text("flake.lock"))
+        return self._parse(self._working_text("flake.lock"))
 
     def _text_for(self, lock: lockfile.Lock) -> str:
         """``lock`` as bytes, reusing the exact bytes of HEAD's or the working tree's lock when
         it is the same lock (what Nix wrote stays what Nix wrote)."""
         for text in (self._working_text("flake.lock"), self._head_text("flake.lock")):
-            if text is not None and lockfile.loads(text) == lock:
+            if text is not None and self._parse(text) == lock:
                 return text
         return lockfile.dumps(lock)
 
@@ -358,7 +370,7 @@ class MetaFlake:
             old_lock = self._working_text("flake.lock")
             wanted = {HIVEKIT_INPUT} | {input_name(n) for n in self.agent_names()}
             head_flake = self._head_text("flake.nix")
-            working = lockfile.loads(old_lock)
+            working = self._parse(old_lock)
             if (old_flake == text and head_flake == text and working is not None
                     and set(lockfile.root_inputs(working)) == wanted
                     and set(lockfile.root_inputs(self._head_lock())) == wanted):
