@@ -18,6 +18,7 @@ import pytest
 from hivekit_plugins.meta_flake import lockfile
 from hivekit_plugins.meta_flake.meta import meta_for, render
 from hivekit_plugins.meta_flake.nix import Nix, parse_version
+from hivekit_plugins.nixos_container import FLAKES
 
 from hivekit import config as cfg
 from hivekit import daemon, deploy, plugins
@@ -307,24 +308,23 @@ def test_with_the_nixos_container_backend_every_container_is_built_from_the_meta
         make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
     """The production pairing: nixos-container (its stand-in, which evaluates the flake it is
     given) builds ``<meta>#<name>``; the meta repo is locked by real Nix."""
-    from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host
+    from nixos_standins import Host
 
     host = Host(short_tmp / "host")
     stub = hivekit_stub(short_tmp).path
     hive = make_hive(
         '[hive]\nbackend = "nixos_container"\nenable = ["meta_flake"]\n\n'
         f'[meta_flake]\nhivekit_flake = "git+file://{stub}"\n\n'
-        f'[nixos_container]\nnixos_container = "{NIXOS_CONTAINER}"\nsystemctl = "{SYSTEMCTL}"\n'
-        f'containers_conf_dir = "{host.conf_dir}"\nsystemd_run_dir = "{host.run_dir}"\n',
+        f'[nixos_container]\n{host.backend_table()}',
         env={**nixenv, "NIXOS_STANDIN_ROOT": str(host.root)})
     wait_manager(hive)
     meta = (hive.state_dir / "meta").resolve()
     builds = lambda: [c["argv"] for c in host.calls("nixos-container")  # noqa: E731
                       if c["argv"][0] in ("create", "update")]
-    assert builds() == [["create", "manager", "--flake", f"{meta}#manager"]]
+    assert builds() == [["create", "manager", "--flake", f"{meta}#manager", *FLAKES]]
 
     hive.spawn("coder")
-    assert builds()[-1] == ["create", "h-coder", "--flake", f"{meta}#coder"]
+    assert builds()[-1] == ["create", "h-coder", "--flake", f"{meta}#coder", *FLAKES]
     assert subjects(meta)[:2] == ["sync: add coder", "sync: add manager"]
     # the seeded agent flake's module reaches mkAgent (evaluated by real Nix, offline)
     module = nix_eval(meta, "nixosConfigurations.coder.module", nixenv)
@@ -332,7 +332,7 @@ def test_with_the_nixos_container_backend_every_container_is_built_from_the_meta
 
     sha, result = apply(hive, "coder", {"agent.nix": "{ ... }: { networking.hostName = \"c\"; }\n"})
     assert result["status"] == "approved", result["note"]
-    assert builds()[-1] == ["update", "h-coder", "--flake", f"{meta}#coder"]
+    assert builds()[-1] == ["update", "h-coder", "--flake", f"{meta}#coder", *FLAKES]
     assert subjects(meta)[0] == f"deploy coder deployed/{result['id']} {sha[:12]}"
     assert pinned(head_lock(meta), "coder") == sha
 

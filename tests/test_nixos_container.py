@@ -22,12 +22,7 @@ def config(host: Host, flake, extra: str = "") -> str:
 backend = "nixos_container"
 
 [nixos_container]
-nixos_container = "{NIXOS_CONTAINER}"
-systemctl = "{SYSTEMCTL}"
-containers_conf_dir = "{host.conf_dir}"
-systemd_run_dir = "{host.run_dir}"
-flake = "{flake}"
-cpu_quota = "100%"
+{host.backend_table(flake)}cpu_quota = "100%"
 
 [nixos_container.agents.coder]
 memory_max = "4G"
@@ -62,7 +57,7 @@ def test_the_manager_comes_up_in_its_own_container(nixos):
     host, state = nixos.host, nixos.state_dir
     assert host.containers() == ["manager"]  # no h- prefix for the manager
     assert calls(host, verb="create") == [["create", "manager", "--flake",
-                                           f"{nixos.flake}#manager"]]
+                                           f"{nixos.flake}#manager", *nc.FLAKES]]
     conf = host.conf("manager")
     assert "PRIVATE_NETWORK=0\n" in conf
     flags = conf.split('EXTRA_NSPAWN_FLAGS="')[1].split('"')[0].split()
@@ -114,7 +109,7 @@ def test_spawn_apply_fail_destroy(nixos):
     sequence = [c["argv"] for c in host.calls()
                 if (c["prog"] == "nixos-container" and "h-coder" in c["argv"])
                 or c["argv"] == ["daemon-reload"]]
-    assert sequence[-3:] == [["create", "h-coder", "--flake", f"{flake}#coder"],
+    assert sequence[-3:] == [["create", "h-coder", "--flake", f"{flake}#coder", *nc.FLAKES],
                              ["daemon-reload"], ["start", "h-coder"]]
     create = next(c for c in host.calls("nixos-container") if c["argv"][0] == "create"
                   and "h-coder" in c["argv"])
@@ -141,7 +136,7 @@ def test_spawn_apply_fail_destroy(nixos):
     result = nixos.post(f"/api/approvals/{approval['id']}/approve")
     assert result["status"] == "approved", result["note"]
     assert [c["argv"] for c in host.calls("nixos-container")[n_calls:]] == [
-        ["update", "h-coder", "--flake", f"{flake}#coder"],
+        ["update", "h-coder", "--flake", f"{flake}#coder", *nc.FLAKES],
         ["stop", "h-coder"], ["start", "h-coder"]]
     unit = host.unit("h-coder")
     assert unit["state"] == "active" and unit["starts"] == 2
@@ -184,6 +179,46 @@ def test_spawn_apply_fail_destroy(nixos):
     nixos.spawn("coder")
     assert host.containers() == ["h-coder", "manager"]
     assert host.unit("h-coder")["state"] == "active"
+
+
+def test_a_config_that_fails_to_activate_brings_the_container_back_before_failing(nixos):
+    """nixos-container update sets the profile, then the reload's switch-to-configuration
+    fails: the backend sets the profile back and restarts the container on the last deployed
+    system before the approval is marked failed, so no later start boots the failed one."""
+    host = nixos.host
+    nixos.spawn("coder")
+    good = host.profile("h-coder")
+    assert host.unit("h-coder")["system"] == str(good)
+    bad = nixos.commit("coder", {"agent.nix": '{ ... }: {\n  systemd.services.broken.'
+                                              'serviceConfig.ExecStart = "/run/current-system'
+                                              '/sw/bin/false";\n}\n'})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "failed"
+    body = Repo(nixos.state_dir / "applied" / "coder").tag_message(f"failed/{approval['id']}")
+    assert "failed to reload container" in body
+    assert "did not activate in h-coder (a unit failed to start)" in body
+    assert f"h-coder was brought back to its previous system {good} and restarted." in body
+    assert host.profile("h-coder") == good
+    unit = host.unit("h-coder")
+    assert (unit["state"], unit["system"], unit["failed_units"]) == ("active", str(good), [])
+    sets = [c["argv"] for c in host.calls("nix-env")]
+    assert sets == [["-p", str(host.profiles_dir / "h-coder" / "system"), "--set", str(good)]]
+    # and a later start (after a host reboot, say) boots the good system too
+    nixos.post("/api/agents/coder/restart")
+    assert host.unit("h-coder")["system"] == str(good)
+
+
+def test_a_failed_build_changes_no_profile(nixos):
+    host = nixos.host
+    nixos.spawn("coder")
+    good = host.profile("h-coder")
+    bad = nixos.commit("coder", {"agent.nix": '{ ... }: { x = throw "nope"; }\n'})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "failed" and "error: nope" in result["note"]
+    assert "brought back" not in result["note"]  # nothing to bring back
+    assert host.profile("h-coder") == good and host.calls("nix-env") == []
 
 
 def test_a_failed_spawn_leaves_no_container(nixos):
