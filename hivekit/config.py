@@ -8,6 +8,7 @@ to the file's directory; with no file, to the current directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,14 @@ def _line(_inst: Any, att: attrs.Attribute, value: str) -> None:
                          "control characters")
 
 
+def _group(_inst: Any, att: attrs.Attribute, value: str | None) -> None:
+    # useradd(8)'s rule for names; existence is checked when the daemon starts (a config is
+    # also checked where the group need not exist, such as a Nix build).
+    if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        raise ValueError(f"{value!r} is not a group name (a lowercase letter or '_', then up "
+                         "to 31 lowercase letters, digits, '_' or '-')")
+
+
 @frozen
 class HiveConfig:
     """The ``[hive]`` table."""
@@ -73,6 +82,9 @@ class HiveConfig:
     port_range: int = field(default=900, validator=positive)
     #: The dashboard's TCP port as agents should know it (HIVE_DASHBOARD_PORT).
     dashboard_port: int = field(default=7000, validator=_port)
+    #: A group whose members may use the admin socket (and so the CLI): admin.sock gets mode
+    #: 0660 and this group, the runtime dir this group and 0750. None: the daemon's user only.
+    operator_group: str | None = field(default=None, validator=_group)
 
     def __attrs_post_init__(self) -> None:
         if self.port_base + self.port_range - 1 > 65535:
