@@ -12,7 +12,8 @@ rule by a test. The names are grouped as follows:
   :class:`Paths` (``hive.paths``) and the records it hands out: :class:`AgentSpec`,
   :class:`AgentPaths`, :class:`AgentView`, :class:`Approval`, :class:`ApprovalKind`,
   :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`, :class:`Deploy`,
-  :class:`Message`, :class:`Question`, :class:`Request`, :class:`Transient`.
+  :class:`Message`, :class:`Question`, :class:`Request`, :class:`Tombstone`,
+  :class:`ApprovalDetail`, :class:`Transient`.
 * **errors**: :class:`HiveError` and its kinds (:class:`BadRequest`, :class:`Forbidden`,
   :class:`NotFound`, :class:`Conflict`, :class:`OperationFailed`, :class:`PluginError`,
   :class:`ConfigError`), :class:`CommandFailed` (an external program failed) and
@@ -22,24 +23,28 @@ rule by a test. The names are grouped as follows:
   with hivekit's fixed environment); :func:`check_name` and ``NAME_RULE``; :func:`positive` (a
   validator for config classes); the module :mod:`~hivekit.identity` (the table of ``HIVE_*``
   variables) and :func:`environment_file` (an environment as systemd reads it);
-  ``converter``, :func:`structure` (raising :class:`Invalid`, a ``BadRequest`` naming every
-  field that is wrong) and :func:`to_json`: the strict converter every boundary uses.
+  :func:`structure` (raw data into an attrs class, strictly: :class:`Invalid`, a
+  ``BadRequest``, names the field), ``converter`` and :func:`to_json` (the converter every
+  boundary uses).
 * **operations** (what a surface offers, as the admin API calls them): the modules
   :mod:`~hivekit.actions`, :mod:`~hivekit.broker`, :mod:`~hivekit.questions` and
   :mod:`~hivekit.state` (``state.agent_view``, ``state.snapshot``), and the sender names
   ``OPERATOR`` and ``SYSTEM``.
 * **events**: the module :mod:`~hivekit.events` (``hive.bus.publish(events.AgentChanged(...))``;
   for a log line use ``hive.log``).
-* **HTTP** (``register_routes``): ``HiveDep`` (a handler's ``hive: HiveDep``), ``PathStr``; a
-  route declares its inputs (``@post(..., opt={"body": Cls, "query": Cls})``) and reads them,
-  already structured strictly, with :func:`body`, :func:`query` and :func:`path_id`
-  (:func:`structure_request` is the ``before_request`` that does it, for an app of a plugin's
-  own); :func:`error_handler`, :func:`create_app` (the whole API
-  app, to serve it elsewhere, as the dashboard does), :func:`bind_unix` (a 0600 Unix socket),
-  and the request bodies :class:`SpawnRequest`, :class:`ApplyRequest`.
+* **HTTP** (``register_routes``): ``HiveDep`` (a handler's ``hive: HiveDep``), ``PathStr``,
+  ``FromQuery``; a route declares its body and query classes as ``opt={"body": Cls}`` /
+  ``opt={"query": Cls}`` and reads them with :func:`body`, :func:`query` and :func:`path_id`
+  (:func:`check_input`, the app's ``before_request``, structures them strictly first);
+  :func:`error_handler`, :func:`create_app` (the whole API app, to serve it elsewhere, as the
+  dashboard does), :func:`bind_unix` (a 0600 Unix socket), and the request bodies
+  :class:`SpawnRequest`, :class:`ApplyRequest`.
 * **CLI** (``register_commands``): :func:`api_command` (a command that talks to the daemon gets
   its client: ``client.get/post/request/events/watch``), :class:`HiveContext` (``ctx.obj``:
-  the config and ``client()``), :func:`fail`, :func:`print_json`.
+  the config and ``client()``), :func:`fail`, :func:`print_json`; :func:`api_path` (a path
+  with every segment percent-encoded), the click types ``AGENT_NAME`` and ``ID`` (checked
+  before anything is sent: bad usage exits 2 with the rule) and :func:`expect` (an answer
+  checked against the record it should be, :class:`UnexpectedAnswer` otherwise).
 
 Importing this module stays cheap (pluggy only): the names are imported on first use, so
 ``hivekit --help`` does not pay for Litestar or cattrs.
@@ -65,8 +70,9 @@ _LAZY: dict[str, str] = {
     "Hive": "hivekit.hive",
     "Paths": "hivekit.paths",
     **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentView", "Approval", "ApprovalKind",
-                     "ApprovalStatus", "Badge", "BadgeLevel", "Deploy", "Message", "Question",
-                     "Request", "Transient"), "hivekit.records"),
+                     "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
+                     "Message", "Question", "Request", "Tombstone", "Transient"),
+                    "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
                      "OperationFailed", "PluginError", "ConfigError", "CommandFailed",
@@ -80,19 +86,23 @@ _LAZY: dict[str, str] = {
     "NAME_RULE": "hivekit.names",
     "positive": "hivekit.config",
     "environment_file": "hivekit.identity",
-    **dict.fromkeys(("converter", "structure", "Invalid", "to_json"), "hivekit.convert"),
+    "converter": "hivekit.convert",
+    "structure": "hivekit.convert",
+    "Invalid": "hivekit.convert",
+    "to_json": "hivekit.convert",
     # operations and events: modules offered whole
     **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity"),
                     "hivekit"),
     "OPERATOR": "hivekit.hive",
     "SYSTEM": "hivekit.hive",
     # HTTP
-    **dict.fromkeys(("HiveDep", "PathStr", "body", "query", "path_id", "structure_request",
-                     "error_handler", "create_app", "SpawnRequest", "ApplyRequest"),
-                    "hivekit.api"),
+    **dict.fromkeys(("HiveDep", "PathStr", "FromQuery", "body", "query", "path_id",
+                     "check_input", "error_handler", "create_app", "SpawnRequest",
+                     "ApplyRequest"), "hivekit.api"),
     "bind_unix": "hivekit.sockets",
     # CLI
-    **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json"), "hivekit.cli"),
+    **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json", "api_path", "expect",
+                     "UnexpectedAnswer", "AGENT_NAME", "ID"), "hivekit.cli"),
 }
 
 __all__ = ["__version__", "hookimpl", "hookspec", *_LAZY]

@@ -3,7 +3,7 @@ reused by every other server (the dashboard's). Handlers only translate: JSON in
 on a worker thread, JSON out; a :class:`~hivekit.errors.HiveError` becomes ``{"error": message}``
 with its status.
 
-**Every input is structured strictly before a handler runs** (:func:`structure_request`, the apps'
+**Every input is structured strictly before a handler runs** (:func:`check_input`, the apps'
 ``before_request``), by :mod:`hivekit.convert`, and refused with a 400 naming the field:
 
 * a route declares its JSON body class as ``opt={"body": Cls}`` and its query parameters as
@@ -127,7 +127,7 @@ class QuestionsQuery:
 _STATE_KEY = "hivekit_input"
 
 
-async def structure_request(request: Request) -> None:
+async def check_input(request: Request) -> None:
     """Structure the request's path ids, query and body by its route's declarations (see the
     module's docstring), before the handler runs; :class:`BadRequest` for anything else."""
     opt = request.route_handler.opt
@@ -394,7 +394,7 @@ def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
         route_handlers=[Router("/", route_handlers=handlers)],
         dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: error_handler},
-        before_request=structure_request,
+        before_request=check_input,
         request_max_body_size=MAX_BODY,
         debug=False,
         logging_config=None,
@@ -406,7 +406,7 @@ def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
 
 def _route_keys(objs: list[Any]) -> set[tuple[str, str]]:
     """``(method, path)`` of every route of these handlers, controllers or routers, with path
-    parameters' names and types dropped (``/api/agents/{}/{}``): what a request would hit."""
+    parameters' names and types dropped (``/api/agents/{}/inbox``): what a request would hit."""
     keys = set()
     for route in Router("/", route_handlers=list(objs)).routes:
         path = _PARAM.sub("{}", route.path)

@@ -103,10 +103,8 @@ class _RoutesOnly:
     """What ``create_app`` needs of a hive to list its routes: the plugins' hooks."""
 
     def __init__(self, pm: Any) -> None:
-        self.pm, self.hook = pm, pm.hook
-
-    def each(self, hook: str, **kwargs: Any) -> Any:
-        return plugins.each(self.pm, hook, **kwargs)
+        self.hook = pm.hook
+        self.each = lambda hook, **kwargs: plugins.each(pm, hook, **kwargs)
 
 
 def _apps(config_path: Path) -> dict[str, Any]:

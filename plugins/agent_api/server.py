@@ -44,13 +44,13 @@ from hivekit import (
     bind_unix,
     body,
     broker,
+    check_input,
     converter,
     error_handler,
     path_id,
     query,
     questions,
     state,
-    structure_request,
 )
 
 log = logging.getLogger("hivekit.agent_api")
@@ -277,7 +277,7 @@ def create_app(hive: Hive, max_body: int) -> Litestar:
         route_handlers=[Router("/", route_handlers=ROUTES)],
         dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: errors},
-        before_request=structure_request,
+        before_request=check_input,
         request_max_body_size=max_body,
         debug=False,
         logging_config=None,

@@ -4,6 +4,12 @@ Every command talks to the running daemon over ``<runtime_dir>/admin.sock``. Lis
 ``--json``. Commands that wait for a deploy (``approve``, ``rebuild``, ``start``...) show its steps
 and the backend's output as they come (``--quiet`` hides them) and exit with the outcome: 0 when
 it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard always agree.
+
+Arguments are checked before any request is built: agent names by the agent-name rule, ids as
+integers from 1 to 2^63-1 (click types ``hivekit.AGENT_NAME`` and ``hivekit.ID``: bad usage, exit 2,
+with the rule). Every path segment is percent-encoded (``hivekit.api_path``) and query parameters
+travel as parameters. An answer of an unexpected shape ends the command with a clear error,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 import click
 
-from hivekit import api_command, hookimpl, print_json
+from hivekit import AGENT_NAME, ID, api_command, api_path, expect, hookimpl, print_json
 
 TERMINAL = ("approved", "denied", "failed")
 
@@ -83,7 +89,11 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
 @api_command
 def agents(client: Any, as_json: bool) -> None:
     """List the agents, their status, port and deployed commit (and tombstones)."""
+    from hivekit import AgentView, Tombstone
+
     state = client.get("/api/state")
+    expect(state["agents"], list[AgentView])
+    expect(state["tombstones"], list[Tombstone])
     if as_json:
         print_json(state["agents"])
         return
@@ -106,7 +116,10 @@ def agents(client: Any, as_json: bool) -> None:
 @api_command
 def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) -> None:
     """List pending approvals (with --all: every approval)."""
-    rows = client.get("/api/approvals", status=status, all=show_all or None)
+    from hivekit import Approval
+
+    rows = expect(client.get("/api/approvals", status=status, all=show_all or None),
+                  list[Approval])
     if as_json:
         print_json(rows)
         return
@@ -118,12 +131,14 @@ def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) ->
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID")
+@click.argument("approval_id", metavar="ID", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def show(client: Any, approval_id: str, as_json: bool) -> None:
+def show(client: Any, approval_id: int, as_json: bool) -> None:
     """Show one approval with the diff it deploys."""
-    detail = client.get(f"/api/approvals/{approval_id}")
+    from hivekit import ApprovalDetail
+
+    detail = expect(client.get(api_path("api", "approvals", approval_id)), ApprovalDetail)
     if as_json:
         print_json(detail)
         return
@@ -141,15 +156,19 @@ def show(client: Any, approval_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID")
+@click.argument("approval_id", metavar="ID", type=ID)
 @click.option("-q", "--quiet", is_flag=True, help="Don't show the deploy's progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved approval as JSON.")
 @api_command
-def approve(client: Any, approval_id: str, quiet: bool, as_json: bool) -> None:
+def approve(client: Any, approval_id: int, quiet: bool, as_json: bool) -> None:
     """Approve an approval and wait for its deploy: exit 0 deployed, 1 failed."""
-    current = client.get(f"/api/approvals/{approval_id}")["approval"]
-    result = _follow(client, current["agent"], quiet or as_json, current["id"],
-                     lambda: client.post(f"/api/approvals/{approval_id}/approve"))
+    from hivekit import Approval, ApprovalDetail
+
+    current = expect(client.get(api_path("api", "approvals", approval_id)),
+                     ApprovalDetail)["approval"]
+    result = expect(_follow(client, current["agent"], quiet or as_json, current["id"],
+                            lambda: client.post(api_path("api", "approvals", approval_id,
+                                                         "approve"))), Approval)
     if as_json:
         print_json(result)
     else:
@@ -161,14 +180,17 @@ def approve(client: Any, approval_id: str, quiet: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID")
+@click.argument("approval_id", metavar="ID", type=ID)
 @click.option("--note", default="", help="Why (recorded in the denied/<id> tag and told to the "
                                          "manager).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def deny(client: Any, approval_id: str, note: str, as_json: bool) -> None:
+def deny(client: Any, approval_id: int, note: str, as_json: bool) -> None:
     """Deny a pending approval."""
-    result = client.post(f"/api/approvals/{approval_id}/deny", {"note": note})
+    from hivekit import Approval
+
+    result = expect(client.post(api_path("api", "approvals", approval_id, "deny"),
+                                {"note": note}), Approval)
     print_json(result) if as_json else click.echo(_approval_line(result))
 
 
@@ -178,27 +200,33 @@ def request() -> None:
 
 
 @request.command("spawn")
-@click.argument("name")
+@click.argument("name", type=AGENT_NAME)
 @click.option("--description", default="", help="Why this agent.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def request_spawn(client: Any, name: str, description: str, as_json: bool) -> None:
     """Request a new agent NAME (or bring a tombstone back)."""
-    a = client.post("/api/requests/spawn", {"name": name, "description": description})
+    from hivekit import Approval
+
+    a = expect(client.post("/api/requests/spawn", {"name": name, "description": description}),
+               Approval)
     print_json(a) if as_json else click.echo(
         f"requested: #{a['id']} spawn {name} (`hivekit approve {a['id']}` to approve)")
 
 
 @request.command("apply")
-@click.argument("agent")
+@click.argument("agent", type=AGENT_NAME)
 @click.argument("commit")
 @click.option("--description", default="", help="What the change does.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def request_apply(client: Any, agent: str, commit: str, description: str, as_json: bool) -> None:
     """Request deploying COMMIT of AGENT's proposed repo."""
-    a = client.post("/api/requests/apply",
-                    {"agent": agent, "commit": commit, "description": description})
+    from hivekit import Approval
+
+    a = expect(client.post("/api/requests/apply",
+                           {"agent": agent, "commit": commit, "description": description}),
+               Approval)
     print_json(a) if as_json else click.echo(
         f"requested: #{a['id']} apply {agent} @ {_short(a['sha'])} "
         f"(`hivekit show {a['id']}` for the diff)")
@@ -206,13 +234,16 @@ def request_apply(client: Any, agent: str, commit: str, description: str, as_jso
 
 def _lifecycle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
-    @click.argument("name")
+    @click.argument("name", type=AGENT_NAME)
     @click.option("-q", "--quiet", is_flag=True, help="Don't show the backend's output.")
     @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
     @api_command
     def command(client: Any, name: str, quiet: bool, as_json: bool) -> None:
-        view = _follow(client, name, quiet or as_json, None,
-                       lambda: client.post(f"/api/agents/{name}/{verb}"))
+        from hivekit import AgentView
+
+        view = expect(_follow(client, name, quiet or as_json, None,
+                              lambda: client.post(api_path("api", "agents", name, verb))),
+                      AgentView)
         if as_json:
             print_json(view)
         else:
@@ -222,35 +253,41 @@ def _lifecycle_command(verb: str, doc: str) -> click.Command:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", type=AGENT_NAME)
 @click.option("--purge", is_flag=True,
               help="Also delete its config history, notes and credentials (no undo).")
 @api_command
 def destroy(client: Any, name: str, purge: bool) -> None:
     """Destroy agent NAME's container; its state is kept as a tombstone unless --purge."""
-    client.post(f"/api/agents/{name}/destroy", {"purge": purge})
+    client.post(api_path("api", "agents", name, "destroy"), {"purge": purge})
     click.echo(f"{name}: destroyed" + (" and purged" if purge else
                                        " (state kept; --purge removes it)"))
 
 
 @click.command()
-@click.argument("to")
+@click.argument("to", type=AGENT_NAME)
 @click.argument("body")
 @api_command
 def send(client: Any, to: str, body: str) -> None:
     """Send a message to agent TO as the operator."""
-    m = client.post("/api/messages", {"to": to, "body": body})
+    from hivekit import Message
+
+    m = expect(client.post("/api/messages", {"to": to, "body": body}), Message)
     click.echo(f"sent #{m['id']} to {to}")
 
 
 @click.command()
-@click.argument("name")
-@click.option("--limit", default=50, show_default=True, help="How many recent messages.")
+@click.argument("name", type=AGENT_NAME)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="How many recent messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
-    """Show agent NAME's recent inbox."""
-    messages = client.get(f"/api/agents/{name}/inbox", limit=limit)
+    """Show agent NAME's recent inbox (``operator``: what agents wrote to you)."""
+    from hivekit import Message
+
+    messages = expect(client.get(api_path("api", "agents", name, "inbox"), limit=limit),
+                      list[Message])
     if as_json:
         print_json(messages)
         return
@@ -283,7 +320,9 @@ def _question_line(q: dict[str, Any]) -> str:
 @api_command
 def questions(client: Any, show_all: bool, as_json: bool) -> None:
     """List the agents' questions to the operator (pending ones unless --all)."""
-    rows = client.get("/api/questions", all=show_all or None)
+    from hivekit import Question
+
+    rows = expect(client.get("/api/questions", all=show_all or None), list[Question])
     if as_json:
         print_json(rows)
         return
@@ -294,17 +333,20 @@ def questions(client: Any, show_all: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("question_id", metavar="ID")
+@click.argument("question_id", metavar="ID", type=ID)
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print the answered question as JSON.")
 @api_command
-def answer(client: Any, question_id: str, text: str, as_json: bool) -> None:
+def answer(client: Any, question_id: int, text: str, as_json: bool) -> None:
     """Answer question ID with TEXT (as the operator).
 
     For a question with options, TEXT must be one of them (case does not matter); for a
     multi-select question, one or more of them separated by commas ("red, blue").
     """
-    q = client.post(f"/api/questions/{question_id}/answer", {"answer": text})
+    from hivekit import Question
+
+    q = expect(client.post(api_path("api", "questions", question_id, "answer"),
+                           {"answer": text}), Question)
     if as_json:
         print_json(q)
     else:
