@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -26,6 +27,7 @@ from hivekit.errors import OperationFailed
 from hivekit.git import Repo
 from hivekit.records import Deploy
 from hivekit.testing import HiveProcess, control
+from hivekit.testing.fake import calls as fake_calls
 
 HERE = Path(__file__).parent / "meta_flake"
 AGENT_FLAKE = (HERE / "agent-flake.nix").read_text()
@@ -204,31 +206,114 @@ def test_spawn_apply_fail_destroy_leave_log_lock_and_flake_as_described(
     assert pinned(head_lock(meta), "coder") == sha
 
 
-def test_update_hive_relocks_hivekit_rebuilds_every_agent_and_reports_failures(
+def move_stub(stub: Repo, version: str) -> str:
+    """A new commit of the stub hivekit flake (``lib.version`` becomes ``version``)."""
+    flake = stub.path / "flake.nix"
+    flake.write_text(re.sub(r'lib.version = "[^"]*"', f'lib.version = "{version}"',
+                            flake.read_text()))
+    return stub.commit_all(f"hivekit {version}")
+
+
+def needs_update(hive: HiveProcess) -> dict[str, dict]:
+    """Each agent's "needs update" badge."""
+    return {a["name"]: b for a in hive.get("/api/state")["agents"] for b in a["badges"]
+            if b["label"] == "needs update"}
+
+
+def rebuilt(hive: HiveProcess, since: int) -> list[str]:
+    return [c["agent"] for c in fake_calls(hive.state_dir)[since:] if c["call"] == "rebuild"]
+
+
+def test_the_hive_input_moved_marks_the_lagging_agents_and_update_hive_rebuilds_exactly_them(
         make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
     stub = hivekit_stub(short_tmp)
     hive = make_hive(config_toml(stub.path), env=nixenv)
     wait_manager(hive)
     hive.spawn("coder")
+    hive.spawn("tester")
     meta = hive.state_dir / "meta"
+    assert needs_update(hive) == {}
 
-    (stub.path / "flake.nix").write_text(
-        (stub.path / "flake.nix").read_text().replace('lib.version = "1"', 'lib.version = "2"'))
-    new = stub.commit_all("hivekit 2")
+    # The hivekit flake moves; the startup check (auto_update = "check") relocks the meta
+    # flake's input, and every agent built before is left behind.
+    old = Repo(stub.path).rev("HEAD")
+    new = move_stub(stub, "2")
+    hive.stop()
+    hive.config_path.write_text(hive.config_path.read_text().replace(
+        "[meta_flake]\n", '[meta_flake]\nauto_update = "check"\n', 1))
+    hive.start()
+    wait_manager(hive)
+    hive.wait_for(lambda: subjects(meta)[0] == f"update-hive hivekit {new[:12]}",
+                  what="the startup check's relock")
+    hive.wait_for(lambda: set(needs_update(hive)) == {"manager", "coder", "tester"},
+                  what="every agent to need an update")
+    badge = needs_update(hive)["coder"]
+    assert badge["level"] == "warning"
+    assert f"built with hivekit {old[:12]}, the meta flake pins {new[:12]}" in badge["detail"]
+    assert "hivekit meta update-hive" in badge["detail"]
+
+    # One of them is rebuilt on its own: it is up to date from then on.
+    assert hive.cli("rebuild", "coder", "--quiet").returncode == 0
+    assert set(needs_update(hive)) == {"manager", "tester"}
+
+    since = len(fake_calls(hive.state_dir))
     out = hive.cli("meta", "update-hive")
     assert out.returncode == 0, out.stderr
-    assert "coder: rebuilt" in out.stdout and "manager: rebuilt" in out.stdout
-    assert subjects(meta)[0] == f"update-hive hivekit {new[:12]}"
-    assert lockfile.locked(head_lock(meta), "hivekit")["rev"] == new
-    assert nix_eval(meta, "nixosConfigurations.coder.hivekit", nixenv) == "2"
+    assert out.stdout.splitlines()[1:] == ["manager: rebuilt", "tester: rebuilt",
+                                           "up to date: coder"]
+    assert sorted(rebuilt(hive, since)) == ["manager", "tester"]
+    assert subjects(meta)[:2] == [f"update tester hivekit {new[:12]}",
+                                  f"update manager hivekit {new[:12]}"]
+    assert needs_update(hive) == {}
+    assert nix_eval(meta, "nixosConfigurations.tester.hivekit", nixenv) == "2"
+    data = json.loads(hive.cli("meta", "log", "--json").stdout)
+    assert {"kind": "update", "agent": "tester", "sha12": new[:12]}.items() <= \
+        data["commits"][0].items()
 
-    # nothing new: no commit, and a failing rebuild makes the command fail, naming the agent
-    head = Repo(meta).rev("HEAD")
+    # Nothing left behind: nothing rebuilt, nothing committed.
+    head, since = Repo(meta).rev("HEAD"), len(fake_calls(hive.state_dir))
+    out = hive.cli("meta", "update-hive", "--json")
+    assert json.loads(out.stdout)["agents"] == [] and rebuilt(hive, since) == []
+    assert Repo(meta).rev("HEAD") == head
+
+    # A rebuild that fails fails the command, naming the agent, which stays behind until a
+    # later update-hive rebuilds it alone.
+    newer = move_stub(stub, "3")
     control(hive.state_dir, fail={"coder": "fake: out of disk"})
     out = hive.cli("meta", "update-hive")
     assert out.returncode == 1
     assert "manager: rebuilt" in out.stdout and "coder: FAILED" in out.stdout
     assert "error: coder: fake: out of disk" in out.stderr
+    assert set(needs_update(hive)) == {"coder"}
+    control(hive.state_dir, fail={})
+    since = len(fake_calls(hive.state_dir))
+    out = hive.cli("meta", "update-hive")
+    assert out.returncode == 0, out.stderr
+    assert rebuilt(hive, since) == ["coder"]
+    assert subjects(meta)[0] == f"update coder hivekit {newer[:12]}"
+
+
+ROUND = "meta flake: auto_update round done"
+
+
+def test_auto_update_rebuilds_the_agents_left_behind_on_its_timer(
+        make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
+    stub = hivekit_stub(short_tmp)
+    hive = make_hive(config_toml(stub.path).replace(
+        "[meta_flake]\n", '[meta_flake]\nauto_update = "rebuild"\nupdate_interval = 1.0\n', 1),
+        env=nixenv)
+    wait_manager(hive)
+    hive.spawn("coder")
+    meta = hive.state_dir / "meta"
+    new = move_stub(stub, "2")
+    hive.wait_for(lambda: {f"update coder hivekit {new[:12]}",
+                           f"update manager hivekit {new[:12]}"} <= set(subjects(meta)),
+                  timeout=120, what="auto_update to rebuild both agents")
+    assert needs_update(hive) == {}
+    assert nix_eval(meta, "nixosConfigurations.coder.hivekit", nixenv) == "2"
+    # Rounds with nothing new rebuild and commit nothing.
+    head, rounds = Repo(meta).rev("HEAD"), hive.log().count(ROUND)
+    hive.wait_for(lambda: hive.log().count(ROUND) >= rounds + 2, what="two more rounds")
     assert Repo(meta).rev("HEAD") == head
 
 

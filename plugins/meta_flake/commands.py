@@ -69,6 +69,8 @@ def update_hive(obj: HiveContext, as_json: bool) -> None:
         click.echo(f"hivekit: {moved}")
         for a in data["agents"]:
             click.echo(f"{a['name']}: " + ("rebuilt" if a["ok"] else "FAILED"))
+        if data["up_to_date"]:
+            click.echo("up to date: " + ", ".join(data["up_to_date"]))
         for a in failed:
             click.echo(f"error: {a['name']}: {a['error']}", err=True)
     if failed:
