@@ -71,7 +71,7 @@ _LAZY: dict[str, str] = {
     "Paths": "hivekit.paths",
     **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentView", "Approval", "ApprovalKind",
                      "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
-                     "Message", "Question", "Request", "Tombstone", "Transient"),
+                     "Message", "Mount", "Question", "Request", "Tombstone", "Transient"),
                     "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",

@@ -60,7 +60,7 @@ from .conf import LIMITS_FILE, Bind, check_path, limits_dropin, rewrite, write_i
 from .config import NixosContainerConfig
 
 if TYPE_CHECKING:
-    from hivekit import AgentSpec, Deploy, Hive
+    from hivekit import AgentSpec, Deploy, Hive, Mount
 
 log = logging.getLogger("hivekit.nixos_container")
 
@@ -241,7 +241,7 @@ def configure(hive: Hive, agent: AgentSpec, container: str) -> None:
         hive.log(agent, f"wrote {conf} (host network, {len(wanted)} binds)")
     # The agent's identity, as the container sees it: nix/agent-base.nix reads it as the agent
     # service's EnvironmentFile (through the runtime dir's bind at /run/hive).
-    env = hive.agent_env(agent, [(b.source, b.target) for b in wanted])
+    env = hive.agent_env(agent)
     try:
         text = environment_file(env)
     except ValueError as exc:
@@ -305,6 +305,15 @@ def startup(hive: Hive) -> None:
     for missing in sorted(registered - existing):
         log.warning("%s: agent container %s is missing; rebuild will fail until the agent is "
                     "destroyed and spawned again", PLUGIN, missing)
+
+
+@hookimpl
+def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount]:
+    """The container's binds (see :func:`binds`): the manager sees the applied repos at
+    /applied, so its ``applied`` remotes are /applied/<n>/.git."""
+    from hivekit import Mount
+
+    return [Mount(b.source, b.target, b.read_only) for b in binds(hive, agent)]
 
 
 @hookimpl
