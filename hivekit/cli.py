@@ -143,7 +143,8 @@ def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
     first argument (``client.get(path)``, ``client.post(path, body)``, ``client.events()``,
     ``client.watch(...)``), and an error (no daemon running, a refusal) ends it with
     ``error: <message>`` and exit code 1, as does an answer of a shape the command cannot read
-    (never a traceback). Put it under ``@cli.command()``; build paths with :func:`api_path`."""
+    (check one with :func:`expect`): never a traceback. Put it under ``@cli.command()``; build
+    paths with :func:`api_path` and take names and ids as :data:`AGENT_NAME` and :data:`ID`."""
 
     @functools.wraps(func)
     @click.pass_obj

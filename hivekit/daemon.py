@@ -25,9 +25,11 @@ from hivekit.badges import Badges
 from hivekit.config import Config
 from hivekit.errors import HiveError
 from hivekit.hive import Hive
+from hivekit.paths import private_dir, private_file
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
 from hivekit.records import Transient
+from hivekit.remotes import Remotes
 from hivekit.sockets import bind_unix
 
 log = logging.getLogger("hivekit")
@@ -44,8 +46,10 @@ class StateDirLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        private_dir(self.path.parent)
+        # Held open for the daemon's life; 0600 whatever the umask (it holds a pid only, but
+        # nobody else may take the lock away by rewriting it).
+        f = os.fdopen(os.open(private_file(self.path), os.O_RDWR | os.O_NOFOLLOW), "r+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -134,6 +138,7 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     register(loaded.pm, "core-reconcile", Reconcile())
     register(loaded.pm, "core-questions", Watchdog())
     register(loaded.pm, "core-badges", Badges())
+    register(loaded.pm, "core-remotes", Remotes())
     return Hive(config, loaded)
 
 

@@ -55,9 +55,11 @@ def meta_log(obj: HiveContext, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def update_hive(obj: HiveContext, as_json: bool) -> None:
-    """Relock the hivekit flake input, then rebuild every agent: exit 1 if any rebuild failed."""
+    """Relock the hivekit input, then rebuild exactly the agents built with an older one (the
+    "needs update" badge): exit 1 if any rebuild failed."""
     if not as_json:
-        click.echo("relocking the hivekit input and rebuilding every agent...", err=True)
+        click.echo("relocking the hivekit input and rebuilding the agents left behind...",
+                   err=True)
     data = _call(obj, "POST", "/api/meta/update-hive")
     failed = [a for a in data["agents"] if not a["ok"]]
     if as_json:
