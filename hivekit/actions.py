@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hivekit import deploy, events
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
@@ -27,6 +28,9 @@ from hivekit.records import (
     Transient,
 )
 from hivekit.state import agent_view
+
+if TYPE_CHECKING:
+    from hivekit.broker import BroadcastResult
 
 log = logging.getLogger("hivekit")
 
@@ -332,6 +336,14 @@ def send(hive: Hive, to: str, body: str, sender: str = OPERATOR) -> Message:
     from hivekit import broker
 
     return broker.send(hive, sender, to, body)
+
+
+def broadcast(hive: Hive, body: str, sender: str = OPERATOR) -> BroadcastResult:
+    """Send ``body`` to every agent (but ``sender``), with the broadcast hint (see
+    :func:`hivekit.broker.broadcast`)."""
+    from hivekit import broker
+
+    return broker.broadcast(hive, sender, body)
 
 
 def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:

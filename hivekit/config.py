@@ -51,6 +51,16 @@ def _line(_inst: Any, att: attrs.Attribute, value: str) -> None:
                          "control characters")
 
 
+#: The reference daemon's broadcast hint, word for word.
+BROADCAST_HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
+
+
+def _text(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if len(value) > 4000 or any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise ValueError("must be at most 4000 characters, without control characters but "
+                         "newlines and tabs")
+
+
 def _group(_inst: Any, att: attrs.Attribute, value: str | None) -> None:
     # useradd(8)'s rule for names; existence is checked when the daemon starts (a config is
     # also checked where the group need not exist, such as a Nix build).
@@ -85,6 +95,8 @@ class HiveConfig:
     #: The most of an approval's diff any answer carries, in bytes (1 MiB); a longer diff is
     #: cut at a line and ends with a marker saying how much was shown and how to see it all.
     max_diff_bytes: int = field(default=1024 * 1024, validator=positive)
+    #: Appended to every broadcast message (what hive-c0re's agents' prompts know).
+    broadcast_hint: str = field(default=BROADCAST_HINT, validator=_text)
     #: A group whose members may use the admin socket (and so the CLI): admin.sock gets mode
     #: 0660 and this group, the runtime dir this group and 0750. None: the daemon's user only.
     operator_group: str | None = field(default=None, validator=_group)
