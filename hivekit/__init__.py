@@ -92,7 +92,8 @@ _LAZY: dict[str, str] = {
     "to_json": "hivekit.convert",
     "helper_event": "hivekit.convert",
     # operations and events: modules offered whole
-    **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity"),
+    **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity",
+                     "wake"),
                     "hivekit"),
     "OPERATOR": "hivekit.hive",
     "SYSTEM": "hivekit.hive",
