@@ -205,6 +205,30 @@ def _flake_dir(flake: str) -> Path | None:
     return Path(flake) if flake.startswith("/") else None
 
 
+def reachable(flake_nix: Path) -> Iterator[tuple[Path, str | None]]:
+    """Every file a flake reaches from its ``flake.nix``, with its text (None: missing): local
+    inputs (``path:``, ``git+file:`` with ``?rev=`` read from git) and ``./file.nix``."""
+    seen: set[tuple[str, str | None]] = set()
+    todo: list[tuple[Path, str | None, Path | None]] = [(flake_nix, None, None)]
+    while todo:
+        path, rev, repo = todo.pop(0)
+        if (str(path), rev) in seen or len(seen) > 200:
+            continue
+        seen.add((str(path), rev))
+        content = _read(path, rev, repo)
+        yield path, content
+        if content is None:
+            continue
+        code = strip_comments(content)
+        for m in PATH_INPUT.finditer(code):
+            d = Path(m.group(1))
+            query = dict(p.split("=", 1) for p in (m.group(2) or "").split("&") if "=" in p)
+            sub_rev = query.get("rev")
+            todo.append((d / "flake.nix", sub_rev, d if sub_rev else None))
+        for m in REL_FILE.finditer(code):
+            todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
+
+
 def evaluate(flake: str, attr: str) -> str:
     """Check that ``flake#nixosConfigurations.<attr>`` evaluates; return a digest of its inputs."""
     top = _flake_dir(flake)
@@ -226,21 +250,13 @@ def evaluate(flake: str, attr: str) -> str:
             f"'packages.x86_64-linux.{toplevel}', 'legacyPackages.x86_64-linux.{toplevel}' "
             f"or '{toplevel}'"])
     digest = hashlib.sha256(f"{flake}#{attr}".encode())
-    seen: set[tuple[str, str | None]] = set()
-    todo: list[tuple[Path, str | None, Path | None]] = [(flake_nix, None, None)]
-    while todo:
-        path, rev, repo = todo.pop(0)
-        if (str(path), rev) in seen or len(seen) > 200:
-            continue
-        seen.add((str(path), rev))
-        content = _read(path, rev, repo)
+    for path, content in reachable(flake_nix):
         if content is None:
             if path.name == "flake.nix":
                 continue
             raise NixError([f"error: path '{path}' does not exist"])
         digest.update(str(path).encode() + b"\0" + content.encode())
-        content = strip_comments(content)
-        for lineno, line in enumerate(content.splitlines(), 1):
+        for lineno, line in enumerate(strip_comments(content).splitlines(), 1):
             m = THROW.search(line)
             if m:
                 raise NixError([
@@ -252,13 +268,6 @@ def evaluate(flake: str, attr: str) -> str:
                     "",
                     f"       error: {m.group(1)}",
                 ])
-        for m in PATH_INPUT.finditer(content):
-            d = Path(m.group(1))
-            query = dict(p.split("=", 1) for p in (m.group(2) or "").split("&") if "=" in p)
-            sub_rev = query.get("rev")
-            todo.append((d / "flake.nix", sub_rev, d if sub_rev else None))
-        for m in REL_FILE.finditer(content):
-            todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
     return digest.hexdigest()[:32]
 
 
@@ -327,29 +336,11 @@ FAILING_UNIT = re.compile(
 def failing_units(flake: str) -> list[str]:
     """The units of ``flake``'s reachable files that fail to start (see above)."""
     top = _flake_dir(flake)
-    found: set[str] = set()
     if top is None:
         return []
-    seen: set[tuple[str, str | None]] = set()
-    todo: list[tuple[Path, str | None, Path | None]] = [(top / "flake.nix", None, None)]
-    while todo:
-        path, rev, repo = todo.pop(0)
-        if (str(path), rev) in seen or len(seen) > 200:
-            continue
-        seen.add((str(path), rev))
-        content = _read(path, rev, repo)
-        if content is None:
-            continue
-        content = strip_comments(content)
-        for m in FAILING_UNIT.finditer(content):
-            found.add(f"{m.group(1) or m.group(2)}.service")
-        for m in PATH_INPUT.finditer(content):
-            d = Path(m.group(1))
-            query = dict(p.split("=", 1) for p in (m.group(2) or "").split("&") if "=" in p)
-            todo.append((d / "flake.nix", query.get("rev"), d if query.get("rev") else None))
-        for m in REL_FILE.finditer(content):
-            todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
-    return sorted(found)
+    return sorted({f"{m.group(1) or m.group(2)}.service"
+                   for _path, content in reachable(top / "flake.nix") if content is not None
+                   for m in FAILING_UNIT.finditer(strip_comments(content))})
 
 
 def switch_to_configuration_test(system: Path) -> tuple[int, list[str]]:
