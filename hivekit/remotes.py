@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING
 
 from hivekit import hookimpl
 from hivekit.errors import CommandFailed, OperationFailed
-from hivekit.git import _ENV, TIMEOUT, check_proposed
-from hivekit.proc import run
+from hivekit.git import check_proposed, config_file
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
@@ -107,8 +106,7 @@ def _open_dir(root: Path, parts: tuple[str, ...]) -> int:
 def _git_config(path: Path, *args: str) -> str | None:
     """``git config --file path ARGS``; None when a ``--get`` finds nothing (exit 1)."""
     try:
-        return run(["git", "config", "--file", str(path), *args], env=_ENV,
-                   timeout=TIMEOUT).strip()
+        return config_file(path, *args).strip()
     except CommandFailed as exc:
         if exc.exit_code == 1 and "--get" in args:
             return None
