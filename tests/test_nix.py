@@ -43,8 +43,8 @@ def nix_value(expr: str):
 
 def module(services: str = "", host: str = "") -> dict:
     """nix/module.nix evaluated for ``services.hivekit = { enable = true; <services> }``."""
-    return nix_value(f"import ./tests/nix/eval-module.nix {{ services = {{ enable = true; "
-                     f"{services} }}; host = {{ {host} }}; }}")
+    return nix_value(f"import ./tests/nix/eval-module.nix {{ services = {{ enable = true; }} "
+                     f"// {{ {services} }}; host = {{ {host} }}; }}")
 
 
 def rendered(services: str = "") -> str:
@@ -313,3 +313,23 @@ def test_mk_agent_names_a_bad_argument(args, says):
     result = nix_eval(MK_AGENT + args)
     assert result.returncode == 1
     assert says in result.stderr
+
+
+def readme_services(readme: Path) -> str:
+    """The body of the first ``services.hivekit = { ... };`` in ``readme``'s Nix examples."""
+    text = readme.read_text()
+    m = re.search(r"^( *)services\.hivekit = \{\n(.*?)^\1\};", text, re.M | re.S)
+    assert m, f"no services.hivekit example in {readme}"
+    return m.group(2)
+
+
+@pytest.mark.parametrize("readme", ["README.md", "plugins/process/README.md"])
+def test_the_readmes_nixos_example_evaluates_and_its_config_passes_the_check(readme, tmp_path):
+    body = readme_services(REPO / readme)
+    assert "operatorGroup" in body and "credentials" in body and "environmentFile" in body
+    got = module(body)
+    assert got["assertions"] == []
+    unit = got["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    assert unit["LoadCredential"] and unit["SupplementaryGroups"]
+    result = config_check(tmp_path, rendered(body))
+    assert result.returncode == 0, result.stderr
