@@ -27,7 +27,6 @@ from hivekit.records import (
     Request,
     Transient,
 )
-from hivekit.state import agent_view
 
 if TYPE_CHECKING:
     from hivekit.broker import BroadcastResult
@@ -244,8 +243,9 @@ def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
             raise OperationFailed(f"{kind.value} {spec.name}: {deploy.describe(exc)}") from exc
         if wanted:
             hive.store.set_wanted(spec.name, wanted)
-    view = agent_view(hive, spec.name)
-    hive.bus.publish(events.AgentChanged(name=spec.name, agent=view))
+    # The operation's end remade the row (and announced it).
+    view = hive.view.row(spec.name)
+    assert view is not None, f"{spec.name} is registered but has no row"
     if observe:
         hive.call_each(observe[0], hive=hive, agent=spec, reason=observe[1])
     return view
@@ -321,7 +321,7 @@ def destroy(hive: Hive, name: str, purge: bool = False) -> None:
         shutil.rmtree(spec.paths.runtime, ignore_errors=True)
         if purge:
             deploy.remove_state(spec)
-    hive.bus.publish(events.AgentChanged(name=name, agent=None))
+    # The operation's end removed the row (leaving a tombstone unless purged) and announced it.
     hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
     if active:
         hive.call_each("agent_destroyed", hive=hive, agent=spec, purge=purge,

@@ -38,6 +38,7 @@ def bind_unix(path: Path, group: int | None = None) -> socket.socket:
         tmp = staging / "s"
         sock.bind(str(tmp))
         os.chmod(tmp, 0o600)
+        sock.listen(128)  # before it appears: a socket file that exists accepts connections
         if group is not None:
             os.chown(tmp, -1, group)
             os.chmod(tmp, 0o660)
@@ -47,5 +48,4 @@ def bind_unix(path: Path, group: int | None = None) -> socket.socket:
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    sock.listen(128)
     return sock

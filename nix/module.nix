@@ -338,6 +338,9 @@ in
         KillMode = "mixed";
         TimeoutStopSec = 60;
         UMask = "0077";
+        # A socket per agent and a long-poll from each: a full hive needs far more than the
+        # default soft limit of 1024 open files.
+        LimitNOFILE = 65536;
       } // optionalAttrs dedicatedUser {
         NoNewPrivileges = true;
         ProtectSystem = "strict";

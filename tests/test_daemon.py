@@ -136,7 +136,9 @@ def test_an_operator_group_may_use_the_admin_socket_and_nothing_else(make_hive, 
     assert (stat.S_IMODE(sock.st_mode), sock.st_gid) == (0o660, group.gr_gid)
     rundir = os.stat(run)
     assert (stat.S_IMODE(rundir.st_mode), rundir.st_gid) == (0o750, group.gr_gid)
-    agent = os.stat(run / "agents" / "manager" / "hive.sock")  # an agent's: still its own
+    agent_sock = run / "agents" / "manager" / "hive.sock"
+    hive.wait_for(agent_sock.exists, what="the manager's socket")
+    agent = os.stat(agent_sock)  # an agent's: still its own
     assert (stat.S_IMODE(agent.st_mode), agent.st_gid == group.gr_gid) == (0o600, False)
     if os.geteuid() != 0:
         return  # the rest runs a client as another user

@@ -76,3 +76,20 @@ def test_mcp_bridge_lists_the_tools_and_sends_a_message_that_arrives(hive: HiveP
     assert (got["spawn"]["kind"], got["spawn"]["agent"], got["spawn"]["status"]) == (
         "spawn", "gamma", "pending")
     assert [a["agent"] for a in hive.get("/api/approvals")] == ["gamma"]
+
+
+def test_mcp_tools_refuse_arguments_of_the_wrong_type(hive: HiveProcess) -> None:
+    # The bridge is a boundary too: "false" is no boolean, "123" no list of ids, 5 no name.
+    async def as_manager(session: ClientSession) -> dict[str, Any]:
+        calls = {"multi": ("ask", {"question": "q", "options": ["a", "b"], "multi": "false"}),
+                 "ids": ("ack", {"ids": "123"}),
+                 "to": ("send", {"to": 5, "body": "x"}),
+                 "limit": ("recv", {"limit": "20"}),
+                 "timeout_seconds": ("ask", {"question": "q", "timeout_seconds": True})}
+        return {field: await session.call_tool(tool, args)
+                for field, (tool, args) in calls.items()}
+
+    got = asyncio.run(_session(hive, "manager", as_manager))
+    for field, result in got.items():
+        assert result.isError and field in _text(result), (field, _text(result))
+    assert hive.get("/api/questions", all=True, target="any") == []

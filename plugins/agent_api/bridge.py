@@ -73,6 +73,12 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
     """The FastMCP server for ``socket_path``; ``is_manager`` None means "unknown": offer all."""
     from mcp.server.fastmcp import FastMCP
 
+    # Strict types: an argument of the wrong type is refused naming it, never converted
+    # (pydantic's default would read "false" as false and "5" as 5), as the socket does.
+    from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
+
+    Seconds = StrictInt | StrictFloat
+
     client = SocketClient(socket_path)
     cursor = {"after": 0}
     server = FastMCP("hive", instructions=INSTRUCTIONS, log_level="WARNING")
@@ -82,12 +88,12 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         name, your web port and the operator's pronouns."""
         return await client.call("GET", "/whoami")
 
-    async def send(to: str, body: str) -> str:
+    async def send(to: StrictStr, body: StrictStr) -> str:
         """Send a message to another agent's inbox (`to` is its name). Returns the message id."""
         m = await client.call("POST", "/send", {"to": to, "body": body})
         return f"sent message #{m['id']} to {to}"
 
-    async def recv(wait_seconds: float = 0, limit: int = 20) -> dict[str, Any]:
+    async def recv(wait_seconds: Seconds = 0, limit: StrictInt = 20) -> dict[str, Any]:
         """Receive new messages from your inbox, oldest first (each with id, from, body).
 
         Returns at once with whatever has arrived; if there is nothing, waits up to
@@ -100,20 +106,21 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         cursor["after"] = max(cursor["after"], got["cursor"])
         return {"messages": [_message(m) for m in got["messages"]]}
 
-    async def ack(ids: list[int]) -> str:
+    async def ack(ids: list[StrictInt]) -> str:
         """Acknowledge messages you have handled (their ids from `recv`): they leave your inbox
         for good. Acknowledging twice is harmless."""
         got = await client.call("POST", "/ack", {"ids": ids})
         return f"acknowledged {got['acked']} message(s)"
 
-    async def broadcast(body: str) -> dict[str, Any]:
+    async def broadcast(body: StrictStr) -> dict[str, Any]:
         """Send a message to every other agent in the hive (the manager included); each copy
         ends with a hint that it may need no action. Returns who got it and, per agent, any
         delivery that failed."""
         return await client.call("POST", "/broadcast", {"body": body})
 
-    async def ask(question: str, to: str = "operator", options: list[str] | None = None,
-                  multi: bool = False, timeout_seconds: float | None = None) -> dict[str, Any]:
+    async def ask(question: StrictStr, to: StrictStr = "operator",
+                  options: list[StrictStr] | None = None, multi: StrictBool = False,
+                  timeout_seconds: Seconds | None = None) -> dict[str, Any]:
         """Ask the operator (`to` = "operator", the default) or another agent (its name) a
         question. Give `options` to ask for a choice (`multi` = true to allow several; such
         options may not contain commas), and `timeout_seconds` to let it expire unanswered.
@@ -123,13 +130,13 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
             "question": question, "to": to, "options": options or [], "multi": multi,
             "timeout": timeout_seconds})
 
-    async def answer(question_id: int, answer: str) -> dict[str, Any]:
+    async def answer(question_id: StrictInt, answer: StrictStr) -> dict[str, Any]:
         """Answer a question another agent asked you (a `question_asked` event in your inbox).
         With options, answer with one of them; for multi-select, several separated by
         commas."""
         return await client.call("POST", "/answer", {"id": question_id, "answer": answer})
 
-    async def cancel_question(question_id: int) -> dict[str, Any]:
+    async def cancel_question(question_id: StrictInt) -> dict[str, Any]:
         """Withdraw a question you asked that is still pending."""
         return await client.call("POST", "/cancel", {"id": question_id})
 
@@ -141,26 +148,27 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         """Every agent of the hive with its status (running/stopped) and web port."""
         return await client.call("GET", "/agents")
 
-    async def request_spawn(name: str, description: str = "") -> dict[str, Any]:
+    async def request_spawn(name: StrictStr, description: StrictStr = "") -> dict[str, Any]:
         """Manager only: ask the operator to approve a new agent `name` (1-9 characters:
         lowercase letter, then lowercase letters, digits or '-'). Returns the pending approval;
         the outcome arrives as `approval_resolved` and `spawned` events."""
         return await client.call("POST", "/requests/spawn",
                                  {"name": name, "description": description})
 
-    async def request_apply(agent: str, commit: str, description: str = "") -> dict[str, Any]:
+    async def request_apply(agent: StrictStr, commit: StrictStr,
+                            description: StrictStr = "") -> dict[str, Any]:
         """Manager only: ask the operator to deploy `commit` (a sha or ref you committed in the
         agent's proposed config repo). Returns the pending approval; the outcome arrives as
         `approval_resolved` and `rebuilt` events."""
         return await client.call("POST", "/requests/apply",
                                  {"agent": agent, "commit": commit, "description": description})
 
-    async def approvals(include_resolved: bool = False) -> list[dict[str, Any]]:
+    async def approvals(include_resolved: StrictBool = False) -> list[dict[str, Any]]:
         """Manager only: the pending and running approvals (with `include_resolved`, the
         recent history too)."""
         return await client.call("GET", "/approvals", all=include_resolved or None)
 
-    async def approval(approval_id: int) -> dict[str, Any]:
+    async def approval(approval_id: StrictInt) -> dict[str, Any]:
         """Manager only: one approval with the diff it deploys."""
         return await client.call("GET", f"/approvals/{approval_id}")
 

@@ -151,12 +151,14 @@ def register_commands(cli: click.Group) -> None:
         from hivekit import HiveError
 
         try:
-            info = obj.client().get("/api/state").get("dashboard")
+            state = obj.client().get("/api/state")
         except HiveError as exc:
             fail(str(exc))
-        if not info:
+        info = state.get("dashboard") if isinstance(state, dict) else None
+        if not isinstance(info, dict):
             fail("the running hive has no dashboard (is it in [hive] disable?)")
-        if not info.get("url"):
+        url = info.get("url")
+        if not isinstance(url, str) or not url:
             fail(f"the dashboard is not serving: {info.get('error')}")
         config, loaded = obj.loaded()
         path = token_path(config.state_dir, loaded.plugin_configs["dashboard"])
@@ -165,4 +167,4 @@ def register_commands(cli: click.Group) -> None:
         except OSError as exc:
             fail(f"cannot read the dashboard's token at {path}: {exc.strerror} (run this as the "
                  "user the hive runs as)")
-        click.echo(f"{info['url']}?token={token}")
+        click.echo(f"{url}?token={token}")
