@@ -11,7 +11,9 @@ host path is used (what an operator on the host can fetch).
 The remote is written when a proposed repo is made, re-pointed whenever an agent comes up (spawn,
 rebuild, deploy, start: hook ``agent_started``; for the manager, every agent's, since its mount
 table is what they depend on) and, for every agent and tombstone, at startup: a backend's table
-may have changed, and so may the repo, which is the manager's to write.
+may have changed, and so may the repo, which is the manager's to write. A repo whose dir,
+``.git`` and config are untouched since hivekit last found its remote right is not read again:
+re-pointing costs a deploy no git command unless the manager changed the repo's config.
 
 Because it is the manager's to write, a proposed repo is opened by hivekit's rules
 (:func:`hivekit.git.check_proposed`) and its config rewritten without following any link: the
@@ -62,11 +64,41 @@ def point(hive: Hive, name: str) -> bool:
     repo = hive.agent(name).paths.config
     if not os.path.lexists(repo):
         return False
+    url = url_for(hive, name)
+    seen = hive.plugin_state("core-remotes", dict)
+    before = _signature(repo)
+    if before is not None and seen.get(name) == (url, before):
+        return False  # the files hivekit last found right are untouched (a deploy's case)
+    seen.pop(name, None)
     why = check_proposed(repo, agents)
     if why is not None:
         log.warning("not pointing %s's %s remote: %s", name, REMOTE, why)
         return False
-    return _set_url(agents, (*repo.relative_to(agents).parts, ".git"), url_for(hive, name))
+    changed = _set_url(agents, (*repo.relative_to(agents).parts, ".git"), url)
+    after = _signature(repo)
+    if after is not None:
+        seen[name] = (url, after)
+    return changed
+
+
+def _signature(repo: Path) -> tuple[int, ...] | None:
+    """What changes whenever the repo dir or its ``.git`` is replaced (their device and inode,
+    links not followed) or its config is replaced or written (its inode, mode, size and mtime
+    too); None if one is missing.
+
+    Git writes a config through a lock file renamed over it (a new inode), an editor at least
+    moves its mtime: either way the next :func:`point` checks the repo again. (The dirs' own
+    mtimes move with every commit, so they are not part of it.)
+    """
+    out: list[int] = []
+    try:
+        for path in (repo, repo / ".git"):
+            st = os.lstat(path)
+            out += (st.st_dev, st.st_ino, st.st_mode)
+        st = os.lstat(repo / ".git" / "config")
+    except OSError:
+        return None
+    return (*out, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns)
 
 
 def point_all(hive: Hive) -> int:

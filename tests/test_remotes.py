@@ -44,3 +44,12 @@ def test_a_drifted_remote_is_repointed_at_startup_and_a_linked_config_is_never_w
                   what="tester's repo refused")
     assert outside.read_text() == "[core]\n\tnot = yours\n"
     assert os.path.islink(config)
+
+
+def test_a_remote_drifted_while_running_is_repointed_when_its_agent_comes_up(hive):
+    hive.spawn("coder")
+    right = str(hive.state_dir / "applied" / "coder" / ".git")
+    Repo(hive.state_dir / "agents" / "coder" / "config")(
+        "remote", "set-url", "applied", "/elsewhere")
+    hive.post("/api/agents/coder/restart")
+    hive.wait_for(lambda: remote_of(hive, "coder") == right, what="coder's remote re-pointed")
