@@ -407,7 +407,9 @@ def _after_failed_rebuild(hive: Hive, agent: AgentSpec, container: str, exc: Exc
     from hivekit import describe
 
     message = describe(exc)
-    if isinstance(exc, CommandFailed) and RELOAD_FAILED in exc.stderr_tail:
+    # A failed update is an OperationFailed (see nixos_container) over the command's failure.
+    command = exc if isinstance(exc, CommandFailed) else exc.__cause__
+    if isinstance(command, CommandFailed) and RELOAD_FAILED in command.stderr_tail:
         message += (f"\nThe new system was built but did not activate in {container} (a unit "
                     f"failed to start): see `journalctl -u container@{container}.service` or "
                     f"`nixos-container run {container} -- journalctl -b -p err`.")
