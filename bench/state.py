@@ -95,7 +95,7 @@ def start_hive(root: Path, agents: int, history: tuple[int, int], config: str = 
                               for a in hive.get("/api/state")["agents"]), what="the manager")
     hive.stop()
     populate(hive.state_dir, agents, *history, nixos=nixos)
-    hive.start()
+    hive.start(timeout=300)  # 900 agents' start on a machine at load 30 took more than 30 s
     hive.wait_for(lambda: len(hive.get("/api/state")["agents"]) == agents + 1,
                   what=f"{agents} agents' rows")
     return hive
