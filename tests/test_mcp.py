@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -71,11 +72,60 @@ def test_mcp_bridge_lists_the_tools_and_sends_a_message_that_arrives(hive: HiveP
     got = asyncio.run(_session(hive, "manager", as_manager))
     assert got["tools"] >= MANAGER_TOOLS
     assert [m["body"] for m in got["first"] if m["from"] == "alpha"] == ["hello via mcp"]
-    assert got["again"] == []  # the bridge's cursor: handed out once per connection
+    # Not acknowledged yet: offered again, marked so (a recv the client gave up on hides none).
+    assert [m["id"] for m in got["again"]] == [m["id"] for m in got["first"]]
+    assert all(m["again"] for m in got["again"]) and not any("again" in m for m in got["first"])
     assert f"acknowledged {len(got['first'])} message(s)" == got["acked"]
     assert (got["spawn"]["kind"], got["spawn"]["agent"], got["spawn"]["status"]) == (
         "spawn", "gamma", "pending")
     assert [a["agent"] for a in hive.get("/api/approvals")] == ["gamma"]
+
+
+def test_a_recv_the_client_gave_up_on_hides_nothing(hive: HiveProcess) -> None:
+    """The MCP client cancels one recv and times out on another after the socket answered them:
+    the next recv still hands out the message."""
+    from datetime import timedelta
+
+    import anyio
+    from mcp.shared.exceptions import McpError
+    from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
+
+    hive.spawn("alpha")
+
+    async def as_alpha(session: ClientSession) -> list[Any]:
+        seen = []
+        # 1. Cancelled: a long-polling recv, given up on while a message arrives.
+        async with anyio.create_task_group() as tg:
+            async def polling() -> None:
+                # The server answers a cancelled request with an error (MCP's cancellation).
+                with anyio.CancelScope() as scope, contextlib.suppress(McpError):
+                    tasks["scope"] = scope
+                    await session.call_tool("recv", {"wait_seconds": 30})
+
+            tasks: dict[str, Any] = {}
+            tg.start_soon(polling)
+            await anyio.to_thread.run_sync(
+                lambda: hive.post("/api/messages", {"to": "alpha", "body": "first"}))
+            # As an MCP client gives up: it tells the server (notifications/cancelled, for
+            # request 1: the recv; 0 was initialize) and stops waiting itself.
+            await session.send_notification(ClientNotification(CancelledNotification(
+                params=CancelledNotificationParams(requestId=1, reason="gave up"))))
+            tasks["scope"].cancel()
+        await session.call_tool("whoami", {})  # the cancelled call has been dealt with
+        seen.append(json.loads(_text(await session.call_tool("recv", {})))["messages"])
+        # 2. Timed out: the answer comes after the client stopped waiting for it.
+        await anyio.to_thread.run_sync(
+            lambda: hive.post("/api/messages", {"to": "alpha", "body": "second"}))
+        with contextlib.suppress(McpError):
+            await session.call_tool("recv", {}, read_timeout_seconds=timedelta(microseconds=1))
+        await session.call_tool("whoami", {})
+        seen.append(json.loads(_text(await session.call_tool("recv", {})))["messages"])
+        return seen
+
+    after_cancel, after_timeout = asyncio.run(_session(hive, "alpha", as_alpha))
+    assert [m["body"] for m in after_cancel] == ["first"]
+    assert [m["body"] for m in after_timeout] == ["first", "second"]
+    assert after_timeout[0]["again"]
 
 
 def test_mcp_tools_refuse_arguments_of_the_wrong_type(hive: HiveProcess) -> None:

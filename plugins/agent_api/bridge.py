@@ -2,9 +2,10 @@
 
 Built on the official ``mcp`` SDK's FastMCP (imported only when the command runs). Each tool is
 one call to the socket; the socket decides who the caller is, so the bridge holds no identity or
-secret of its own. The bridge is one *connection* in the broker's sense: it keeps the ``recv``
-cursor, so it hands each message to its client once, and a new bridge (a restarted MCP client)
-is handed every message not yet acknowledged again.
+secret of its own. The bridge keeps no ``recv`` cursor: an MCP client may give up on a call
+(cancel it, time out) after the socket answered, and a result it never got must not move a
+cursor past its messages. So every ``recv`` offers every message not yet acknowledged, oldest
+first; one offered before is marked ``again``. Nothing reaches the agent only to be hidden.
 
 The manager's tools (requests and approvals) are offered only when the socket says it is the
 manager's, or when the hive cannot be asked at start (then its answer to each call decides).
@@ -80,7 +81,7 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
     Seconds = StrictInt | StrictFloat
 
     client = SocketClient(socket_path)
-    cursor = {"after": 0}
+    offered: set[int] = set()  # ids this bridge handed out before (marked "again")
     server = FastMCP("hive", instructions=INSTRUCTIONS, log_level="WARNING")
 
     async def whoami() -> dict[str, Any]:
@@ -94,17 +95,20 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return f"sent message #{m['id']} to {to}"
 
     async def recv(wait_seconds: Seconds = 0, limit: StrictInt = 20) -> dict[str, Any]:
-        """Receive new messages from your inbox, oldest first (each with id, from, body).
+        """Receive the messages in your inbox, oldest first (each with id, from, body).
 
-        Returns at once with whatever has arrived; if there is nothing, waits up to
-        `wait_seconds` (at most 300) for a message. Each message is handed out once by this
-        tool; call `ack` with the ids you have handled, or they are handed out again after a
-        restart. Messages from `system` are JSON events with a "type" key.
+        Returns at once with every message you have not acknowledged; if there is none, waits
+        up to `wait_seconds` (at most 300) for one. Call `ack` with the ids you have handled:
+        until then a message is offered again by every recv (marked "again": true), so a recv
+        that was interrupted loses nothing. Messages from `system` are JSON events with a
+        "type" key.
         """
-        got = await client.call("GET", "/recv", after=cursor["after"], limit=limit,
-                                wait=wait_seconds)
-        cursor["after"] = max(cursor["after"], got["cursor"])
-        return {"messages": [_message(m) for m in got["messages"]]}
+        got = await client.call("GET", "/recv", after=0, limit=limit, wait=wait_seconds)
+        messages = []
+        for m in got["messages"]:
+            messages.append({**_message(m), **({"again": True} if m["id"] in offered else {})})
+            offered.add(m["id"])
+        return {"messages": messages}
 
     async def ack(ids: list[StrictInt]) -> str:
         """Acknowledge messages you have handled (their ids from `recv`): they leave your inbox
