@@ -63,7 +63,7 @@ def run(quick: bool = False) -> Result:
     hive = local_hive(root / "growth", config)
     ref = local_hive(root / "ref", config)
     costs: list[float] = []
-    #: spawn number (0-based) → (its cost, the reference spawn's right after it)
+    #: spawn number (0-based) → (its cost, the reference spawn's made beside it)
     paired: dict[int, tuple[float, float]] = {}
     try:
         for i, name in enumerate(names(total)):
