@@ -76,6 +76,9 @@ class HiveConfig:
     #: The most of an approval's diff any answer carries, in bytes (1 MiB); a longer diff is
     #: cut at a line and ends with a marker saying how much was shown and how to see it all.
     max_diff_bytes: int = field(default=1024 * 1024, validator=positive)
+    #: Seconds a deploy waits after its build for the agent to prove healthy (the ``verify``
+    #: step) before it fails and is rolled back; a backend may say an agent's own.
+    health_timeout: float = field(default=60.0, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.port_base + self.port_range - 1 > 65535:
