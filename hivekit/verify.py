@@ -2,7 +2,11 @@
 
 Healthy means that every ``health_check`` implementation agrees, in one round of asking: the
 backend's own (the process is up and has not restarted since the build), any plugin's, and what
-the agent's own config declares (an HTTP probe, a command), which the backend runs. A check
+the agent's own config declares (an HTTP probe, a command), which the backend runs. The core
+adds its own, from the status channel: an agent its backend reported ``failing`` since the
+build began is unhealthy (its words say why), one reported ``stopped`` is not healthy yet — so
+a backend that reports its agents' status (``nixos_container``: a failed or restarting unit) is
+checked without a ``health_check`` of its own. A check
 that raises fails the verification at once; one that answers "not yet" is asked again until the
 deadline (``[hive] health_timeout``, or the agent's own through the ``health_timeout`` hook).
 A check that does not answer is not waited for past the deadline either: each call runs on a
@@ -20,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hivekit.errors import HiveError, OperationFailed, describe
+from hivekit.records import AgentStatus
 
 if TYPE_CHECKING:
     from hivekit.hive import Hive
@@ -54,11 +59,12 @@ def verify(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     """
     timeout = health_timeout(hive, agent)
     deadline = time.monotonic() + timeout
-    waiting: dict[str, str] = {}
     while True:
-        waiting = {}
+        waiting: dict[str, str] = {}
+        if (stopped := _reported(hive, agent)) is not None:
+            waiting["status"] = stopped
         for plugin, call in hive.each("health_check", hive=hive, agent=agent, deploy=deploy):
-            answer = _bounded(call, deadline - time.monotonic(), plugin, timeout)
+            answer = _bounded(hive, agent, call, deadline, plugin, timeout)
             if isinstance(answer, str):
                 waiting[plugin] = answer
             elif answer not in (None, True):
@@ -73,9 +79,28 @@ def verify(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
         hive.stopping.wait(INTERVAL)
 
 
-def _bounded(call: Any, remaining: float, plugin: str, timeout: float) -> Any:
-    """``call()``'s answer, waited for at most ``remaining`` seconds; its exception re-raised
-    as :class:`Unhealthy` naming the plugin."""
+def _reported(hive: Hive, agent: AgentSpec) -> str | None:
+    """The core's own check, from the status channel: raises if the backend reported the agent
+    ``failing`` since the operation began; a reason to wait if it reported it ``stopped``."""
+    known = hive.view.reported(agent.name)
+    if known is None:
+        return None
+    if known.status == AgentStatus.FAILING:
+        code = known.exit_code
+        detail = known.detail or "no detail"
+        if code is not None and f"exit code {code}" not in detail:
+            detail += f" (exit code {code})"
+        raise Unhealthy(f"its backend reports it failing: {detail}")
+    if known.status == AgentStatus.STOPPED:
+        return "its backend reports it stopped"
+    return None
+
+
+def _bounded(hive: Hive, agent: AgentSpec, call: Any, deadline: float, plugin: str,
+             timeout: float) -> Any:
+    """``call()``'s answer, waited for until ``deadline`` at most (and no longer once the
+    backend reports the agent failing); its exception re-raised as :class:`Unhealthy` naming the
+    plugin."""
     result: dict[str, Any] = {}
     done = threading.Event()
 
@@ -88,9 +113,11 @@ def _bounded(call: Any, remaining: float, plugin: str, timeout: float) -> Any:
             done.set()
 
     threading.Thread(target=run, name=f"health-{plugin}", daemon=True).start()
-    if not done.wait(max(remaining, 0)):
-        raise Unhealthy(f"not healthy within {timeout:g}s ({plugin}: its health check did not "
-                        "answer)")
+    while not done.wait(max(min(INTERVAL, deadline - time.monotonic()), 0)):
+        _reported(hive, agent)
+        if time.monotonic() >= deadline or hive.stopping.is_set():
+            raise Unhealthy(f"not healthy within {timeout:g}s ({plugin}: its health check did "
+                            "not answer)")
     if "error" in result:
         exc = result["error"]
         if not isinstance(exc, Exception):

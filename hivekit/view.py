@@ -125,6 +125,12 @@ class HiveView:
         self._ensure_seeded()
         return self._rows.get(name)
 
+    def reported(self, name: str) -> Known | None:
+        """What the backend reported of the agent's status since the last operation on it
+        began (None: nothing)."""
+        with self._lock:
+            return self._known.get(name)
+
     def last_output(self, name: str) -> list[str]:
         """The agent's last output lines as its backend last reported them (also while an
         operation runs on it, or it is being spawned)."""

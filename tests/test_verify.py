@@ -112,3 +112,31 @@ def test_a_spawn_that_never_becomes_healthy_fails_and_leaves_nothing(hive: HiveP
     assert not (hive.state_dir / "agents" / "beta").exists()
     [told] = [e for e in _helpers(hive, "spawned") if e["agent"] == "beta"]
     assert not told["ok"] and "never came up" in told["note"]
+
+
+def test_a_failing_report_ends_the_verification_at_once(hive: HiveProcess) -> None:
+    """The core's own check, from the status channel: a backend that reports the agent failing
+    after the build fails the deploy without waiting for the deadline or a hung check."""
+    hive.spawn("alpha")
+    approval_id = _proposal(hive, "alpha")
+    control(hive.state_dir, health_hang=["alpha"])
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(
+        a=hive.post(f"/api/approvals/{approval_id}/approve")))
+    t.start()
+    try:
+        hive.wait_for(lambda: hive.get("/api/state")["transients"].get("alpha") == "verifying",
+                      what="the deploy to verify")
+        hive.post("/api/fake/agents/alpha/status", {
+            "status": "failing", "detail": "crashed, restarting (restart 1)", "exit_code": 2,
+            "output": ["loading model", "error: no such model"]})
+        t.join(30)
+        assert not t.is_alive(), "the deploy waited on the hung check"
+    finally:
+        control(hive.state_dir)
+        t.join()
+    a = result["a"]
+    assert a["status"] == "failed"
+    assert a["note"].startswith("deployed, then rolled back: its backend reports it failing: "
+                                "crashed, restarting (restart 1) (exit code 2)")
+    assert "its last output:\nloading model\nerror: no such model" in a["note"]
