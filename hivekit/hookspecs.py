@@ -61,6 +61,10 @@ it runs before anything exists.
   ``running`` gets a ``start``; agents the operator stopped get nothing. Whether agents keep
   running while no daemon runs is the backend's choice (containers do; the process backend's
   children stop in ``shutdown``).
+* ``health_check`` (optional, any plugin may add one): after each build, the deploy's
+  ``verify`` step asks until the agent is healthy or ``health_timeout`` passes; a backend checks
+  that what it built stays up (and runs the probe the agent's config declares). Reporting
+  ``failing`` on the status channel after a build fails the verification too.
 * Long work (a build, waiting for a port) checks ``hive.stopping`` and gives up when it is set:
   the daemon is stopping and waits for no one.
 * The agent's identity environment comes from ``hive.agent_env(agent, mounts=...)``; the

@@ -140,3 +140,31 @@ def test_a_failing_report_ends_the_verification_at_once(hive: HiveProcess) -> No
     assert a["note"].startswith("deployed, then rolled back: its backend reports it failing: "
                                 "crashed, restarting (restart 1) (exit code 2)")
     assert "its last output:\nloading model\nerror: no such model" in a["note"]
+
+
+def test_a_rollback_whose_rebuild_fails_marks_the_agent_needs_rebuild(hive: HiveProcess) -> None:
+    hive.spawn("alpha")
+    approval_id = _proposal(hive, "alpha")
+    control(hive.state_dir, health_hang=["alpha"])
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(
+        a=hive.post(f"/api/approvals/{approval_id}/approve")))
+    t.start()
+    try:
+        hive.wait_for(lambda: hive.get("/api/state")["transients"].get("alpha") == "verifying",
+                      what="the deploy to verify")
+        # From here the check answers unhealthy, and the rollback's rebuild fails.
+        control(hive.state_dir, unhealthy={"alpha": "sick"}, fail={"alpha": "nix: no space"})
+        t.join(60)
+    finally:
+        control(hive.state_dir)
+        t.join()
+    a = result["a"]
+    assert a["status"] == "failed"
+    assert a["note"].startswith("deployed, then rolled back: fake: sick")
+    assert "nix: no space" in a["note"] and "`needs rebuild`" in a["note"]
+    [row] = [r for r in hive.get("/api/state")["agents"] if r["name"] == "alpha"]
+    assert [b["label"] for b in row["badges"] if b["level"] == "error"] == ["needs rebuild"]
+    assert hive.cli("rebuild", "alpha").returncode == 0
+    [row] = [r for r in hive.get("/api/state")["agents"] if r["name"] == "alpha"]
+    assert not [b for b in row["badges"] if b["label"] == "needs rebuild"]
