@@ -460,8 +460,8 @@ def agent_crashed(hive: Hive, agent: AgentSpec, status: str, reason: str) -> Non
     It was running, and the backend reported it ``failing`` or ``stopped`` while no operation
     ran on it and the hive was not stopping. Called plugin by plugin once per such change (a
     crash-looping agent that never comes up again is told once; one that ran again and crashed
-    again, twice), on a thread of its own, soon after the backend's ``hive.report_status``:
-    the backend's thread is never held up.
+    again, twice), soon after the backend's ``hive.report_status``, on the core's one thread
+    for crashes (in the order they were reported): the backend's thread is never held up.
     The agent's wanted state is unchanged (the backend, or the operator, brings it back).
     Exceptions are logged and ignored.
 

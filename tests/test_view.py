@@ -77,7 +77,7 @@ def spawn(hive: Hive, name: str) -> None:
         # The status is written under the agent's lock; its row is made once that is released.
         row = hive.view.row(name)
         return hive.store.approval(approval.id).status.value == "running" or \
-            name in hive.transients() or (row is not None and row.transient is not None)
+            name in hive.transients() or row is None or row.transient is not None
 
     while busy():
         assert time.monotonic() < deadline, "the spawn did not finish"
