@@ -71,7 +71,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentStatus", "AgentView", "Approval",
                      "ApprovalKind",
                      "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
-                     "Message", "Question", "Request", "Tombstone", "Transient"),
+                     "Message", "Mount", "Question", "Request", "Tombstone", "Transient"),
                     "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
@@ -92,7 +92,8 @@ _LAZY: dict[str, str] = {
     "to_json": "hivekit.convert",
     "helper_event": "hivekit.convert",
     # operations and events: modules offered whole
-    **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity"),
+    **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity",
+                     "wake"),
                     "hivekit"),
     "OPERATOR": "hivekit.hive",
     "SYSTEM": "hivekit.hive",

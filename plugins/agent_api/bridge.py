@@ -117,8 +117,9 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return f"acknowledged {got['acked']} message(s)"
 
     async def broadcast(body: StrictStr) -> dict[str, Any]:
-        """Send a message to every agent in the hive (you included); each gets a hint that it may
-        need no action. Returns who got it and, per agent, any delivery that failed."""
+        """Send a message to every other agent in the hive (the manager included); each copy
+        ends with a hint that it may need no action. Returns who got it and, per agent, any
+        delivery that failed."""
         return await client.call("POST", "/broadcast", {"body": body})
 
     async def ask(question: StrictStr, to: StrictStr = "operator",

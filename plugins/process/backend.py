@@ -27,7 +27,7 @@ from hivekit_plugins.process.supervisor import (
     group_members,
 )
 
-from hivekit import Badge, BadgeLevel, HiveError, OperationFailed, hookimpl
+from hivekit import Badge, BadgeLevel, HiveError, Mount, OperationFailed, hookimpl
 
 if TYPE_CHECKING:
     from hivekit import AgentSpec, Deploy, Hive
@@ -107,17 +107,9 @@ class Backend:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"PATH": path_var, "HOME": str(p.creds)})
         env.update(config.env)
-        extra: list[tuple[str, Path]] = []
-        if agent.is_manager:
-            # The manager edits every agent's proposed repo and reads what was deployed.
-            paths = hive.paths
-            extra = [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
-                     ("--ro-bind-try", paths.meta)]
-        shown = sandbox.mounts(applied=p.applied, notes=p.state, creds=p.creds,
-                               shared=hive.paths.shared, runtime=p.runtime, extra=extra)
+        extra = self.extra_binds(agent)
         # Last: agent.toml cannot set these (spec refuses them), and nothing may shadow them.
-        env.update(hive.agent_env(agent, [(host, inside) for _opt, host, inside in shown]
-                                  if bwrap else None))
+        env.update(hive.agent_env(agent))
         inner = [program, *config.args]
         if bwrap:
             inner = [*sandbox.argv(bwrap, name=agent.name,
@@ -132,6 +124,26 @@ class Backend:
         describe = " ".join([config.command, *config.args])
         return Launch(argv=argv, env=env, cwd=str(p.state), describe=describe, bwrap=bwrap,
                       wait_for_port=config.wait_for_port)
+
+    def extra_binds(self, agent: AgentSpec) -> list[tuple[str, Path]]:
+        """What the sandbox shows beyond the agent's own dirs: the manager edits every agent's
+        proposed repo and reads what was deployed."""
+        if not agent.is_manager:
+            return []
+        paths = self.hive.paths
+        return [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
+                ("--ro-bind-try", paths.meta)]
+
+    def mounts(self, agent: AgentSpec) -> list[Mount] | None:
+        """The sandbox's mount table (None without bubblewrap: the agent sees the host)."""
+        if not self.bwrap():
+            return None
+        p = agent.paths
+        shown = sandbox.mounts(applied=p.applied, notes=p.state, creds=p.creds,
+                               shared=self.hive.paths.shared, runtime=p.runtime,
+                               extra=self.extra_binds(agent))
+        return [Mount(host, inside, read_only=option.startswith("--ro-bind"))
+                for option, host, inside in shown]
 
     def child(self, agent: AgentSpec) -> Child:
         with self._lock:
@@ -382,6 +394,11 @@ def config_schema() -> type:
 @hookimpl
 def initial_config_files(agent: AgentSpec) -> dict[str, str]:
     return {spec.FILE: spec.seed(agent.name)}
+
+
+@hookimpl
+def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount] | None:
+    return backend(hive).mounts(agent)
 
 
 @hookimpl
