@@ -80,6 +80,9 @@ class ProcessConfig:
     restart_reset: float = field(default=60.0, validator=positive)
     #: ``agent.log`` (in the agent's notes dir) is rotated to ``agent.log.1`` past this size.
     log_max_bytes: int = field(default=10 * 1024 * 1024, validator=positive)
+    #: Seconds an agent must run without a restart after its build before a deploy counts it
+    #: healthy (an agent's ``[health] settle`` overrides it).
+    health_settle: float = field(default=1.0, validator=positive)
     #: Hive-wide limits (see :class:`Limits`).
     memory: str | None = field(default=None, validator=_size)
     cpu_seconds: int | None = field(default=None, validator=_count)
