@@ -11,9 +11,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import cattrs
 from attrs import frozen
-from litestar import Litestar, Request, Response, Router, get, post
+from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
@@ -53,6 +54,8 @@ MAX_BODY = 1024 * 1024
 class SpawnRequest:
     name: str
     description: str = ""
+    #: A template's name (``GET /api/templates``); None: the backend's default seed.
+    template: str | None = None
 
 
 @frozen
@@ -76,6 +79,28 @@ class DestroyRequest:
 class MessageRequest:
     to: str
     body: str
+
+
+@frozen
+class CredRequest:
+    #: The secret (never echoed back, logged or printed).
+    value: str
+
+
+@frozen
+class ExecRequest:
+    #: The command to run inside the agent's sandbox or container, and its arguments.
+    argv: list[str]
+    #: Whether the caller has a terminal (an interactive login needs one).
+    tty: bool = False
+
+
+@frozen
+class AckRequest:
+    #: Message ids of the operator's inbox; empty with ``all``.
+    ids: list[int] = attrs.field(factory=list)
+    #: Acknowledge every message of the operator's inbox.
+    all: bool = False
 
 
 @frozen
@@ -172,7 +197,8 @@ async def deny(hive: HiveDep, request: Request, approval_id: PathStr) -> Respons
 @post("/api/requests/spawn", status_code=201)
 async def request_spawn(hive: HiveDep, request: Request) -> Response:
     body = await parse(request, SpawnRequest)
-    return _json(await _run(hive, actions.request_spawn, body.name, body.description), 201)
+    return _json(await _run(hive, actions.request_spawn, body.name, body.description,
+                            body.template), 201)
 
 
 @post("/api/requests/apply", status_code=201)
@@ -199,9 +225,90 @@ async def agent_action(hive: HiveDep, request: Request, name: PathStr,
     return _json(await _run(hive, _LIFECYCLE[verb], name))
 
 
+@get("/api/templates")
+async def list_templates(hive: HiveDep) -> Response:
+    """The templates a spawn may name: ``{name: description}``."""
+    return Response(await _run(hive, actions.templates))
+
+
+@get("/api/agents/{name:str}/creds")
+async def list_creds(hive: HiveDep, name: PathStr) -> Response:
+    """The agent's credential keys and login files, by name (never a value)."""
+    return _json(await _run(hive, actions.creds_listing, name))
+
+
+@post("/api/agents/{name:str}/creds/{key:str}", status_code=200)
+async def set_cred(hive: HiveDep, request: Request, name: PathStr, key: PathStr) -> Response:
+    """Store credential ``key`` (body ``{"value"}``); returns the names the agent now has."""
+    body = await parse(request, CredRequest)
+    return _json(await _run(hive, actions.set_cred, name, key, body.value))
+
+
+@delete("/api/agents/{name:str}/creds/{key:str}", status_code=200)
+async def remove_cred(hive: HiveDep, name: PathStr, key: PathStr) -> Response:
+    return _json(await _run(hive, actions.remove_cred, name, key))
+
+
+@post("/api/agents/{name:str}/exec", status_code=200)
+async def plan_exec(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    """How to run ``argv`` in the agent's sandbox: the plan (``{argv, env, cwd}``) the caller
+    runs itself, on this host (the daemon runs nothing)."""
+    body = await parse(request, ExecRequest)
+    return _json(await _run(hive, actions.plan_exec, name, body.argv, body.tty))
+
+
+@get("/api/agents/{name:str}/logs")
+async def agent_logs(hive: HiveDep, name: PathStr, lines: FromQuery[int] = 100,
+                     follow: FromQuery[bool] = False) -> Response | Stream:
+    """The agent's own output: ``{agent, lines}`` (its last ``lines``), or with ``follow`` a
+    ``text/plain`` stream of them and then every new line, one per line, until closed."""
+    source = await _run(hive, actions.agent_logs, name, lines, follow)
+    if not follow:
+        got = await _run(hive, lambda _h: [line for line in source if line is not None])
+        return Response({"agent": name, "lines": got})
+    return Stream(_lines(source), media_type="text/plain; charset=utf-8",
+                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _lines(source: Any) -> AsyncIterator[bytes]:
+    """Drain a log iterator on worker threads; closing it when the reader goes away."""
+    import anyio.to_thread
+
+    done = object()
+    try:
+        while True:
+            line = await anyio.to_thread.run_sync(lambda: next(source, done),
+                                                  abandon_on_cancel=False)
+            if line is done:
+                return
+            if line is not None:  # None: the source is waiting (a chance to stop it)
+                yield (line + "\n").encode(errors="replace")
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            await anyio.to_thread.run_sync(close)
+
+
+@get("/api/logs")
+async def live_log(hive: HiveDep, agent: FromQuery[str | None] = None,
+                   limit: FromQuery[int] = 200) -> Response:
+    """The live log's recent history (newest ``limit``, oldest first) of one agent or all:
+    ``[{seq, at, event}]``, ``event`` as on the event stream, so a page that opens late shows
+    the lines before the events that follow (applying only those with a larger seq)."""
+    return Response(await _run(hive, actions.log_history, agent, limit))
+
+
 @get("/api/agents/{name:str}/inbox")
 async def inbox(hive: HiveDep, name: PathStr, limit: FromQuery[int] = 100) -> Response:
     return _json(await _run(hive, actions.inbox, name, limit))
+
+
+@post("/api/agents/{name:str}/inbox/ack", status_code=200)
+async def ack_inbox(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    """Mark messages of the operator's inbox read (``{"ids": [...]}`` or ``{"all": true}``):
+    returns ``{"acked": n}``. Only the operator's: agents acknowledge their own."""
+    body = await parse(request, AckRequest)
+    return Response({"acked": await _run(hive, actions.ack_inbox, name, body.ids, body.all)})
 
 
 @post("/api/messages", status_code=201)
@@ -282,8 +389,9 @@ def _frame(env: Envelope) -> bytes:
 
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
-          request_apply, agent_action, inbox, send_message, list_questions, answer_question,
-          stream_events]
+          request_apply, agent_action, inbox, ack_inbox, send_message, list_questions,
+          answer_question, stream_events, list_templates, list_creds, set_cred, remove_cred,
+          plan_exec, agent_logs, live_log]
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:

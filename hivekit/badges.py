@@ -18,12 +18,19 @@ NEEDS_LOGIN = "needs login"
 
 
 def needs_login(agent: AgentSpec) -> bool:
-    """True when the agent's creds dir is missing or empty (nothing to authenticate with)."""
-    creds = agent.paths.creds
-    try:
-        return not any(creds.iterdir())
-    except OSError:  # missing, or unreadable: either way the agent cannot use it
-        return True
+    """True when the agent has no credentials at all: no key (``hivekit creds NAME set``) and
+    no login's files in its creds dir (a missing or unreadable dir counts as empty)."""
+    from hivekit.creds import has_any
+
+    return not has_any(agent)
+
+
+def login_help(name: str) -> str:
+    """What the ``needs login`` badge says: what is missing, and the commands that fix it."""
+    return (f"{name} has no model credentials (its creds dir holds no key and no login): give "
+            f"it an API key with `hivekit creds {name} set ANTHROPIC_API_KEY` (the value is read "
+            f"from stdin), or log it in interactively with `hivekit exec {name} -- claude "
+            f"login`; then `hivekit restart {name}`")
 
 
 class Badges:
@@ -32,5 +39,4 @@ class Badges:
         if not needs_login(agent):
             return []
         return [Badge(label=NEEDS_LOGIN, level=BadgeLevel.WARNING,
-                      detail=f"no model credentials in {agent.paths.creds}: the agent cannot "
-                             "call its model until they are there")]
+                      detail=login_help(agent.name))]

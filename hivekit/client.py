@@ -64,6 +64,24 @@ class Client:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body)
 
+    def lines(self, path: str, **params: Any) -> Iterator[str]:
+        """Yield the lines of a streamed ``text/plain`` answer (``GET …/logs?follow=true``)."""
+        params = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=params) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    try:
+                        message = resp.json().get("error")
+                    except ValueError:
+                        message = resp.text
+                    raise ApiError(message or f"HTTP {resp.status_code}", resp.status_code)
+                yield from resp.iter_lines()
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
+            raise self._no_daemon() from None
+        except httpx.HTTPError as exc:
+            raise self._lost(exc) from None
+
     def events(self, on_ready: Callable[[], None] | None = None) -> Iterator[tuple[str, Any]]:
         """Yield ``(type, data)`` from ``/api/events``; ``on_ready`` runs once it is subscribed."""
         try:

@@ -55,10 +55,11 @@ def describe(exc: BaseException) -> str:
 # --- repos -----------------------------------------------------------------------------------
 
 
-def seed(hive: Hive, agent: AgentSpec) -> bool:
+def seed(hive: Hive, agent: AgentSpec, template: str | None = None) -> bool:
     """Create the agent's repos and dirs unless they exist; True if the repos were new.
 
-    The proposed repo gets every plugin's ``initial_config_files`` committed as "hivekit init"
+    The proposed repo gets every plugin's ``initial_config_files`` (for ``template``, None for
+    the default seed) committed as "hivekit init"
     and a remote ``applied``; the applied repo fetches its ``main`` and tags ``deployed/0``.
     A tombstone's repos are kept as they are (its history and creds are reused).
     """
@@ -70,7 +71,7 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
     proposed, applied = Repo(p.config), Repo(p.applied)
     fresh = not proposed.exists()
     if fresh:
-        files = initial_files(hive, agent)
+        files = initial_files(hive, agent, template)
         tmp = p.config.with_name("config.new")
         shutil.rmtree(tmp, ignore_errors=True)
         staging = Repo(tmp)
@@ -99,10 +100,11 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
     return fresh
 
 
-def initial_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
+def initial_files(hive: Hive, agent: AgentSpec, template: str | None = None) -> dict[str, str]:
     merged: dict[str, str] = {}
     owner: dict[str, str] = {}
-    for plugin, call in hive.each("initial_config_files", hive=hive, agent=agent):
+    for plugin, call in hive.each("initial_config_files", hive=hive, agent=agent,
+                                  template=template):
         for rel, content in (call() or {}).items():
             if rel in owner:
                 raise OperationFailed(
@@ -159,8 +161,8 @@ def approve_apply(hive: Hive, approval: Approval) -> Approval:
 
 
 def _step(hive: Hive, deploy: Deploy, step: str) -> None:
-    hive.bus.publish(events.DeployStep(approval_id=deploy.approval_id, agent=deploy.agent.name,
-                                       step=step))
+    hive.log_event(deploy.agent.name, events.DeployStep(
+        approval_id=deploy.approval_id, agent=deploy.agent.name, step=step))
     hive.call_each("deploy_step", hive=hive, deploy=deploy, step=step)
 
 
@@ -193,12 +195,12 @@ def _fail(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy, note: str)
 
 def _announce(hive: Hive, approval: Approval) -> None:
     """Tell the bus, the manager (helper events) and the observers that ``approval`` ended."""
-    hive.bus.publish(events.ApprovalChanged(approval=approval))
+    hive.log_event(approval.agent, events.ApprovalChanged(approval=approval))
     ok = approval.status == ApprovalStatus.APPROVED
     hive.notify_manager(events.ApprovalResolvedHelper(
         id=approval.id, kind=approval.kind.value, agent=approval.agent,
         status=approval.status.value, commit=approval.commit, sha=approval.sha,
-        tag=approval.tag, note=approval.note))
+        tag=approval.tag, note=approval.note, ref=approval.ref))
     if approval.kind == ApprovalKind.SPAWN and approval.status != ApprovalStatus.DENIED:
         hive.notify_manager(events.SpawnedHelper(agent=approval.agent, ok=ok, sha=approval.sha,
                                                  note=approval.note))
@@ -237,7 +239,7 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
 def _run_spawn(hive: Hive, approval: Approval) -> Approval:
     agent = hive.agent(approval.agent)
     try:
-        fresh = seed(hive, agent)
+        fresh = seed(hive, agent, approval.template)
         hive.hook.spawn(hive=hive, agent=agent)
     except Exception as exc:
         if not isinstance(exc, HiveError):

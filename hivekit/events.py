@@ -118,7 +118,11 @@ class Envelope:
 
 @frozen
 class ApprovalResolvedHelper:
-    """An approval reached a terminal state. ``tag`` names the git tag that proves it."""
+    """An approval reached a terminal state. ``tag`` names the git tag that proves it.
+
+    ``commit`` is the full sha an apply deployed (or tried to); ``ref`` what was asked for
+    (``HEAD``, a branch, an abbreviated sha), resolved to that sha when it was requested.
+    """
 
     TYPE: ClassVar[str] = "approval_resolved"
     id: int
@@ -129,6 +133,7 @@ class ApprovalResolvedHelper:
     sha: str | None
     tag: str | None
     note: str | None
+    ref: str | None = None
 
 
 @frozen

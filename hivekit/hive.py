@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from hivekit.config import Config
 from hivekit.convert import to_json
 from hivekit.doorbell import Doorbell
 from hivekit.errors import Conflict
+from hivekit.events import Envelope
 from hivekit.names import agent_port
 from hivekit.paths import Paths
 from hivekit.plugins import Loaded
@@ -66,6 +68,42 @@ class Operation:
 
 #: Agent specs kept (far more than a hive has agents).
 MAX_SPECS = 10_000
+#: Lines of the live log kept per agent for a page that opens later (``GET /api/logs``).
+LOG_HISTORY = 200
+
+
+class LogHistory:
+    """The live log's recent lines, per agent, each with its seq and time: what a dashboard
+    opened now shows before the events that follow. Bounded per agent; thread-safe."""
+
+    def __init__(self, per_agent: int = LOG_HISTORY) -> None:
+        self.per_agent = per_agent
+        self._lock = threading.Lock()
+        self._lines: dict[str, deque[tuple[float, Envelope]]] = {}
+
+    def add(self, agent: str, env: Envelope) -> None:
+        with self._lock:
+            kept = self._lines.get(agent)
+            if kept is None:
+                if len(self._lines) >= MAX_SPECS:  # agent names are the hive's; still bounded
+                    return
+                kept = self._lines[agent] = deque(maxlen=self.per_agent)
+            kept.append((time.time(), env))
+
+    def recent(self, agent: str | None = None, limit: int = LOG_HISTORY) -> list[
+            tuple[float, Envelope]]:
+        """The newest ``limit`` entries (of ``agent``, or of every agent), oldest first."""
+        with self._lock:
+            if agent is not None:
+                found = list(self._lines.get(agent, ()))
+            else:
+                found = sorted((e for kept in self._lines.values() for e in kept),
+                               key=lambda e: e[1].seq)
+        return found[-limit:] if limit > 0 else []
+
+    def forget(self, agent: str) -> None:
+        with self._lock:
+            self._lines.pop(agent, None)
 
 
 class Hive:
@@ -88,6 +126,8 @@ class Hive:
         self._plugin_state: dict[str, Any] = {}
         self._state_lock = threading.Lock()
         self._specs: dict[str, AgentSpec] = {}
+        #: The live log's recent lines (:meth:`log`, deploy steps, outcomes) for late pages.
+        self.history = LogHistory()
         #: Set when the daemon is stopping; background work checks it.
         self.stopping = threading.Event()
 
@@ -168,9 +208,17 @@ class Hive:
         return dict(self._transients)
 
     def log(self, agent: str, line: str, stream: str = "stdout") -> None:
-        """A line of a lifecycle operation's output: the daemon's log and the dashboard's."""
+        """A line of an agent's or a lifecycle operation's output: the daemon's log, the
+        dashboard's live log, and its history (:attr:`history`)."""
         log.info("[%s] %s", agent, line)
-        self.bus.publish(events.LogLine(agent=agent, line=line, stream=stream))
+        self.log_event(agent, events.LogLine(agent=agent, line=line, stream=stream))
+
+    def log_event(self, agent: str, event: events.Event) -> Envelope:
+        """Publish an event the live log shows as a line of ``agent``'s, and keep it in the
+        log's history (deploy steps and outcomes, besides :meth:`log`'s lines)."""
+        env = self.bus.publish(event)
+        self.history.add(agent, env)
+        return env
 
     def line_logger(self, agent: str) -> Callable[[str, str], None]:
         """An ``on_line(stream, line)`` for :func:`hivekit.proc.run` that feeds :meth:`log`."""

@@ -144,16 +144,27 @@ class Store:
 
     @staticmethod
     def _approval(row: dict[str, Any]) -> Approval:
-        row["commit"] = row.pop("commit_ref")
+        # ``commit_ref`` holds what the request named: an apply's ref as typed, or a spawn's
+        # template (spawns have no commit; the column is reused rather than a schema version
+        # added). The record's ``commit`` is always the resolved sha.
+        named = row.pop("commit_ref")
+        if row["kind"] == ApprovalKind.APPLY.value:
+            row["commit"], row["ref"] = row["sha"], named
+        else:
+            row["commit"], row["template"] = None, named
         return converter.structure(row, Approval)
 
-    def add_approval(self, kind: ApprovalKind, agent: str, *, commit: str | None = None,
-                     sha: str | None = None, description: str = "") -> Approval:
+    def add_approval(self, kind: ApprovalKind, agent: str, *, ref: str | None = None,
+                     sha: str | None = None, description: str = "",
+                     template: str | None = None) -> Approval:
+        """A new pending approval: an apply of ``sha`` (requested as ``ref``), or a spawn of a
+        new agent (seeded from ``template``, None for the backend's default)."""
+        named = ref if kind == ApprovalKind.APPLY else template
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO approvals(kind, agent, status, commit_ref, sha, description,"
                 " created_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (kind.value, agent, commit, sha, description, time.time()),
+                (kind.value, agent, named, sha, description, time.time()),
             )
             new_id = conn.last_insert_rowid()
         return self.approval(new_id)
@@ -292,6 +303,13 @@ class Store:
                 "UPDATE messages SET acked_at = ? WHERE id = ? AND recipient = ? "
                 "AND acked_at IS NULL", [(time.time(), i, recipient) for i in ids])
             return conn.total_changes() - before
+
+    def ack_all(self, recipient: str) -> int:
+        """Retire every message of ``recipient``'s; returns how many were newly acknowledged."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE messages SET acked_at = ? WHERE recipient = ? AND acked_at IS "
+                         "NULL", (time.time(), recipient))
+            return conn.changes()
 
     # --- questions ---------------------------------------------------------------------------
 

@@ -3,8 +3,12 @@ domain tests that don't need a process (``local_hive``)."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,3 +54,71 @@ def hive(make_hive) -> HiveProcess:
                               for a in proc.get("/api/state")["agents"]),
                   what="the manager to come up")
     return proc
+
+
+# --- process-backend hives (tests/test_process.py, tests/test_agent_ops.py) ----------------
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free right now (held together so they differ)."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def page(port: int, path: str = "/api/status") -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def status(port: int) -> dict | None:
+    text = page(port)
+    return json.loads(text) if text else None
+
+
+def wait_page(hive: Hive, port: int, name: str) -> dict:
+    return hive.wait_for(lambda: (s := status(port)) and s["name"] == name and s,
+                         timeout=30, what=f"{name}'s page on port {port}")
+
+
+class Hive:
+    """A process-backend hive: the daemon plus the ports its agents get."""
+
+    def __init__(self, proc: HiveProcess, manager_port: int, agent_port: int) -> None:
+        self.proc, self.manager_port, self.agent_port = proc, manager_port, agent_port
+
+    def __getattr__(self, name: str):
+        return getattr(self.proc, name)
+
+
+@pytest.fixture
+def make_process_hive(make_hive):
+    def make(process: str = "", name: str = "h", start: bool = True) -> Hive:
+        manager_port, agent_port = free_ports(2)
+        # port_range = 1: every non-manager agent gets port_base, picked free for this test.
+        defaults = "".join(f"{key} = {value}\n" for key, value in
+                           (("restart_delay", 0.2), ("stop_timeout", 5)) if key not in process)
+        config = (f'[hive]\nbackend = "process"\nmanager_port = {manager_port}\n'
+                  f"port_base = {agent_port}\nport_range = 1\n\n"
+                  f"[process]\n{defaults}{process}")
+        hive = Hive(make_hive(config, name=name, start=start), manager_port, agent_port)
+        if start:
+            wait_page(hive, hive.manager_port, "manager")
+        return hive
+
+    return make
+
+
+@pytest.fixture
+def phive(make_process_hive) -> Hive:
+    """A running process-backend hive whose manager answers on its port."""
+    return make_process_hive()

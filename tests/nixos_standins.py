@@ -12,6 +12,7 @@ from typing import Any
 STANDINS = Path(__file__).parent / "standins"
 NIXOS_CONTAINER = STANDINS / "nixos-container"
 SYSTEMCTL = STANDINS / "systemctl"
+JOURNALCTL = STANDINS / "journalctl"
 ENV = "NIXOS_STANDIN_ROOT"
 
 

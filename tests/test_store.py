@@ -87,7 +87,7 @@ def test_claim_happens_exactly_once_under_contention(tmp_path):
 
 def test_resolve_requires_the_expected_status(tmp_path):
     store = Store(tmp_path / "hive.db")
-    a = store.add_approval(ApprovalKind.APPLY, "coder", commit="HEAD", sha="ab" * 20)
+    a = store.add_approval(ApprovalKind.APPLY, "coder", ref="HEAD", sha="ab" * 20)
     denied = store.resolve(a.id, ApprovalStatus.DENIED, expect=ApprovalStatus.PENDING, note="no")
     assert denied.status == ApprovalStatus.DENIED and denied.resolved_at is not None
     with pytest.raises(Conflict, match="is denied, not pending"):
@@ -114,3 +114,15 @@ def test_ack_only_retires_the_recipients_messages(tmp_path):
     assert store.ack("coder", [m.id]) == 1
     assert store.ack("coder", [m.id]) == 0
     assert store.inbox("coder", unacked_only=True) == []
+
+
+def test_an_approval_keeps_what_was_named_beside_the_resolved_sha(tmp_path):
+    store = Store(tmp_path / "hive.db")
+    apply = store.add_approval(ApprovalKind.APPLY, "coder", ref="HEAD", sha="ab" * 20)
+    spawn = store.add_approval(ApprovalKind.SPAWN, "a", template="claude")
+    plain = store.add_approval(ApprovalKind.SPAWN, "b")
+    # An apply's commit is always the sha; what was typed is its ref.
+    assert (apply.commit, apply.ref, apply.template) == ("ab" * 20, "HEAD", None)
+    assert (spawn.commit, spawn.ref, spawn.template) == (None, None, "claude")
+    assert (plain.commit, plain.template) == (None, None)
+    assert store.approval(apply.id) == apply and store.approval(spawn.id) == spawn

@@ -214,7 +214,8 @@ async def request_spawn(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to approve a new agent."""
     _manager_only(hive, _me(request), "request spawns")
     body = await parse(request, SpawnRequest)
-    return _json(await _run(actions.request_spawn, hive, body.name, body.description), 201)
+    return _json(await _run(actions.request_spawn, hive, body.name, body.description,
+                            body.template), 201)
 
 
 @post("/requests/apply", status_code=201)

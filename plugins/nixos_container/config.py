@@ -98,6 +98,8 @@ class NixosContainerConfig:
     nixos_container: str = "nixos-container"
     #: The ``systemctl`` executable.
     systemctl: str = "systemctl"
+    #: The ``journalctl`` executable (``hivekit logs`` reads a container's journal with it).
+    journalctl: str = "journalctl"
     #: Where nixos-container keeps ``<container>.conf`` (its configurationDirectory).
     containers_conf_dir: Path = Path("/etc/nixos-containers")
     #: Where runtime unit drop-ins go (``container@<c>.service.d/hivekit-limits.conf``).
