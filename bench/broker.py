@@ -241,7 +241,7 @@ def run(quick: bool = False) -> Result:
             proc.terminate()
             proc.wait(10)
         inboxes = [m for name in names for m in hive.get(f"/api/agents/{name}/inbox",
-                                                         limit=10_000)
+                                                         limit=1000)
                    if m["sender"] in names]
 
     def per_trip(tallies: list[Tally], key: str) -> float:

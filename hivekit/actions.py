@@ -13,7 +13,7 @@ from hivekit import creds, deploy, events
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, Hive
-from hivekit.names import RESERVED, check_name
+from hivekit.names import RESERVED, check_id, check_name
 from hivekit.records import (
     AgentSpec,
     AgentView,
@@ -30,19 +30,27 @@ from hivekit.state import agent_view
 NO_CHANGE = "(proposal matches currently-deployed tree)"
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 20000
+#: The most approvals or messages one listing returns.
+MAX_LIST = 1000
 
 
-def _text(value: object, field: str, limit: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"{field} must be a string")
+def _text(value: str, field: str, limit: int) -> str:
+    """``value`` if it fits ``limit`` characters and holds no NUL (git refuses NUL in the tag
+    messages notes end up in)."""
     if len(value) > limit:
         raise BadRequest(f"{field} is too long ({len(value)} characters; the limit is {limit})")
+    if "\0" in value:
+        raise BadRequest(f"{field} must not contain NUL characters")
     return value
 
 
-def existing_agent(hive: Hive, name: object) -> AgentSpec:
+def _limit(value: int | None, field: str = "limit") -> int | None:
+    if value is not None and not 0 < value <= MAX_LIST:
+        raise BadRequest(f"{field} must be between 1 and {MAX_LIST}, got {value}")
+    return value
+
+
+def existing_agent(hive: Hive, name: str) -> AgentSpec:
     name = check_name(name)
     if not hive.store.has_agent(name):
         known = ", ".join(hive.store.agent_names()) or "none"
@@ -65,11 +73,9 @@ def templates(hive: Hive) -> dict[str, str]:
     return found
 
 
-def _template(hive: Hive, value: object, name: str) -> str | None:
+def _template(hive: Hive, value: str | None, name: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise BadRequest("template must be a string (a template's name)")
     known = templates(hive)
     if value not in known:
         offered = ", ".join(sorted(known)) or "none"
@@ -80,8 +86,8 @@ def _template(hive: Hive, value: object, name: str) -> str | None:
     return value
 
 
-def request_spawn(hive: Hive, name: object, description: object = "",
-                  template: object = None) -> Approval:
+def request_spawn(hive: Hive, name: str, description: str = "",
+                  template: str | None = None) -> Approval:
     """Ask the operator to approve a new agent ``name`` (or the re-spawn of a tombstone),
     seeded from ``template`` (one of :func:`templates`; None: the backend's default)."""
     name = check_name(name)
@@ -103,7 +109,7 @@ def request_spawn(hive: Hive, name: object, description: object = "",
     return approval
 
 
-def request_apply(hive: Hive, agent: object, commit: object, description: object = "") -> Approval:
+def request_apply(hive: Hive, agent: str, commit: str, description: str = "") -> Approval:
     """Ask the operator to deploy ``commit`` of the agent's proposed repo.
 
     The commit is fetched into the applied repo as ``proposal/<id>`` now, so amending the proposed
@@ -111,7 +117,7 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
     """
     spec = existing_agent(hive, agent)
     description = _text(description, "description", MAX_DESCRIPTION)
-    if not isinstance(commit, str) or not commit.strip():
+    if not commit.strip():
         raise BadRequest("commit must be a non-empty ref or sha of the agent's proposed repo")
     commit = commit.strip()
     if commit.startswith("-") or any(c.isspace() or ord(c) < 32 for c in commit):
@@ -141,18 +147,8 @@ def request_apply(hive: Hive, agent: object, commit: object, description: object
 # --- approvals -------------------------------------------------------------------------------
 
 
-def _approval_id(value: object) -> int:
-    try:
-        approval_id = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise BadRequest(f"approval id must be a number, got {value!r}") from None
-    if approval_id <= 0:
-        raise BadRequest(f"approval id must be positive, got {approval_id}")
-    return approval_id
-
-
-def get_approval(hive: Hive, approval_id: object) -> ApprovalDetail:
-    approval = hive.store.approval(_approval_id(approval_id))
+def get_approval(hive: Hive, approval_id: int) -> ApprovalDetail:
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     return ApprovalDetail(approval=approval, diff=approval_diff(hive, approval))
 
 
@@ -170,25 +166,23 @@ def approval_diff(hive: Hive, approval: Approval) -> str:
     return diff or NO_CHANGE
 
 
-def list_approvals(hive: Hive, status: str | None = None, include_all: bool = False,
+def list_approvals(hive: Hive, status: ApprovalStatus | None = None, include_all: bool = False,
                    limit: int | None = None) -> list[Approval]:
-    if status:
-        try:
-            wanted = ApprovalStatus(status)
-        except ValueError:
-            raise BadRequest(f"unknown status {status!r}; one of: "
-                             + ", ".join(s.value for s in ApprovalStatus)) from None
-        return hive.store.approvals(wanted, limit=limit)
+    """Pending and running approvals, oldest first; with ``status`` those in that state, with
+    ``include_all`` every one (newest first when ``limit`` is given)."""
+    limit = _limit(limit)
+    if status is not None:
+        return hive.store.approvals(status, limit=limit)
     if include_all:
         return hive.store.approvals(limit=limit)
     return hive.store.approvals(ApprovalStatus.PENDING) + hive.store.approvals(
         ApprovalStatus.RUNNING)
 
 
-def approve(hive: Hive, approval_id: object) -> Approval:
+def approve(hive: Hive, approval_id: int) -> Approval:
     """Approve a pending approval. An apply deploys before this returns (the result says how it
     ended); a spawn runs in the background and this returns it ``running``."""
-    approval = hive.store.approval(_approval_id(approval_id))
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     if approval.kind == ApprovalKind.SPAWN:
@@ -200,9 +194,9 @@ def approve(hive: Hive, approval_id: object) -> Approval:
     return deploy.approve_apply(hive, approval)
 
 
-def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
+def deny(hive: Hive, approval_id: int, note: str = "") -> Approval:
     note = _text(note, "note", MAX_NOTE)
-    approval = hive.store.approval(_approval_id(approval_id))
+    approval = hive.store.approval(check_id(approval_id, "approval"))
     if approval.status != ApprovalStatus.PENDING:
         raise Conflict(f"approval #{approval.id} is {approval.status.value}, not pending")
     return deploy.deny(hive, approval, note)
@@ -211,7 +205,7 @@ def deny(hive: Hive, approval_id: object, note: object = "") -> Approval:
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
+def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
                work: Callable[[AgentSpec], None]) -> AgentView:
     spec = existing_agent(hive, name)
     with hive.begin(spec.name, kind):
@@ -228,17 +222,17 @@ def _lifecycle(hive: Hive, name: object, kind: Transient, wanted: str | None,
     return view
 
 
-def start(hive: Hive, name: object) -> AgentView:
+def start(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STARTING, "running",
                       lambda a: hive.hook.start(hive=hive, agent=a))
 
 
-def stop(hive: Hive, name: object) -> AgentView:
+def stop(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STOPPING, "stopped",
                       lambda a: hive.hook.stop(hive=hive, agent=a))
 
 
-def restart(hive: Hive, name: object) -> AgentView:
+def restart(hive: Hive, name: str) -> AgentView:
     def work(a: AgentSpec) -> None:
         hive.hook.stop(hive=hive, agent=a)
         hive.hook.start(hive=hive, agent=a)
@@ -246,7 +240,7 @@ def restart(hive: Hive, name: object) -> AgentView:
     return _lifecycle(hive, name, Transient.RESTARTING, "running", work)
 
 
-def rebuild(hive: Hive, name: object) -> AgentView:
+def rebuild(hive: Hive, name: str) -> AgentView:
     """Rebuild the agent from its applied ``main`` (outside any approval)."""
     def work(a: AgentSpec) -> None:
         try:
@@ -262,7 +256,7 @@ def rebuild(hive: Hive, name: object) -> AgentView:
     return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
 
 
-def destroy(hive: Hive, name: object, purge: bool = False) -> None:
+def destroy(hive: Hive, name: str, purge: bool = False) -> None:
     """Remove the agent's container; its state stays as a tombstone unless ``purge``.
 
     Purging a tombstone removes its kept state. The manager cannot be destroyed.
@@ -301,16 +295,17 @@ def destroy(hive: Hive, name: object, purge: bool = False) -> None:
 # --- messages --------------------------------------------------------------------------------
 
 
-def send(hive: Hive, to: object, body: object, sender: str = OPERATOR) -> Message:
+def send(hive: Hive, to: str, body: str, sender: str = OPERATOR) -> Message:
     """Send ``body`` to agent ``to``'s inbox (as the operator unless ``sender`` says otherwise)."""
     from hivekit import broker
 
     return broker.send(hive, sender, to, body)
 
 
-def inbox(hive: Hive, name: object, limit: int = 100) -> list[Message]:
+def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:
     """The agent's inbox, newest ``limit`` messages, oldest first."""
     name = check_name(name)
+    _limit(limit)
     if (name != OPERATOR and not hive.store.has_agent(name)
             and not hive.paths.agent(name).root.exists()):
         raise NotFound(f"no agent named {name!r}")
@@ -318,7 +313,7 @@ def inbox(hive: Hive, name: object, limit: int = 100) -> list[Message]:
 
 
 
-def ack_inbox(hive: Hive, name: object, ids: object, everything: bool = False) -> int:
+def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -> int:
     """Mark messages of the operator's inbox read: ``ids``, or with ``everything`` all of them.
 
     Returns how many were newly acknowledged. Agents' inboxes are refused: an agent
@@ -345,18 +340,18 @@ def _creds_changed(hive: Hive, name: str) -> None:
         hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(hive, name)))
 
 
-def creds_listing(hive: Hive, name: object) -> creds.Listing:
+def creds_listing(hive: Hive, name: str) -> creds.Listing:
     return creds.listing(hive, name)
 
 
-def set_cred(hive: Hive, name: object, key: object, value: object) -> creds.Listing:
+def set_cred(hive: Hive, name: str, key: str, value: str) -> creds.Listing:
     """Store a credential (see :mod:`hivekit.creds`); the value is never logged or returned."""
     result = creds.set_key(hive, name, key, value)
     _creds_changed(hive, result.agent)
     return result
 
 
-def remove_cred(hive: Hive, name: object, key: object) -> creds.Listing:
+def remove_cred(hive: Hive, name: str, key: str) -> creds.Listing:
     result = creds.remove_key(hive, name, key)
     _creds_changed(hive, result.agent)
     return result
@@ -369,14 +364,13 @@ MAX_EXEC_ARGS = 256
 MAX_EXEC_BYTES = 64 * 1024
 
 
-def plan_exec(hive: Hive, name: object, argv: object, tty: bool = False) -> ExecPlan:
+def plan_exec(hive: Hive, name: str, argv: list[str], tty: bool = False) -> ExecPlan:
     """How to run ``argv`` inside the agent's sandbox or container with its creds (the backend's
     ``agent_exec``); the caller runs the plan on this host."""
     spec = existing_agent(hive, name)
-    if (not isinstance(argv, list) or not argv
-            or not all(isinstance(a, str) and "\0" not in a for a in argv)):
-        raise BadRequest("argv must be a non-empty list of strings (the command and its "
-                         "arguments)")
+    if not argv or any("\0" in a for a in argv):
+        raise BadRequest("argv must be a non-empty list of strings without NUL characters "
+                         "(the command and its arguments)")
     if not argv[0]:
         raise BadRequest("argv[0] (the command) must not be empty")
     if len(argv) > MAX_EXEC_ARGS or sum(len(a.encode()) for a in argv) > MAX_EXEC_BYTES:
@@ -393,7 +387,7 @@ def plan_exec(hive: Hive, name: object, argv: object, tty: bool = False) -> Exec
 MAX_LOG_LINES = 10_000
 
 
-def agent_logs(hive: Hive, name: object, lines: object = 100, follow: bool = False) -> Any:
+def agent_logs(hive: Hive, name: str, lines: int = 100, follow: bool = False) -> Any:
     """The agent's own output as an iterator of lines: its last ``lines``, then with ``follow``
     every new one (and ``None`` now and then while waiting) until it is closed.
 
@@ -401,7 +395,7 @@ def agent_logs(hive: Hive, name: object, lines: object = 100, follow: bool = Fal
     (:attr:`Hive.history`) and, following, the live log itself.
     """
     spec = existing_agent(hive, name)
-    if not isinstance(lines, int) or isinstance(lines, bool) or not 0 <= lines <= MAX_LOG_LINES:
+    if not 0 <= lines <= MAX_LOG_LINES:
         raise BadRequest(f"lines must be a number from 0 to {MAX_LOG_LINES}, got {lines!r}")
     source = hive.hook.agent_logs(hive=hive, agent=spec, lines=lines, follow=bool(follow))
     if source is None:
@@ -447,12 +441,12 @@ class LiveLines:
             self._sub = None
 
 
-def log_history(hive: Hive, agent: object = None, limit: object = 200) -> list[dict[str, Any]]:
+def log_history(hive: Hive, agent: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
     """``GET /api/logs``: the live log's recent entries as ``{seq, at, event}``, oldest first."""
     import json
 
     name = None if agent is None else check_name(agent)
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+    if not 1 <= limit <= 1000:
         raise BadRequest(f"limit must be a number from 1 to 1000, got {limit!r}")
     return [{"seq": env.seq, "at": at, "event": json.loads(env.json)}
             for at, env in hive.history.recent(name, limit)]

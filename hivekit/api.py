@@ -1,7 +1,22 @@
 """The HTTP API: one Litestar app over :mod:`hivekit.actions`, served on the admin socket and
-reused by every other server (the dashboard's). Handlers only translate: JSON in (structured by
-cattrs, extra keys refused), an action called on a worker thread, JSON out; a
-:class:`~hivekit.errors.HiveError` becomes ``{"error": message}`` with its status.
+reused by every other server (the dashboard's). Handlers only translate: JSON in, an action called
+on a worker thread, JSON out; a :class:`~hivekit.errors.HiveError` becomes ``{"error": message}``
+with its status.
+
+**Every input is structured strictly before a handler runs** (:func:`check_request`, the apps'
+``before_request``), by :mod:`hivekit.convert`, and refused with a 400 naming the field:
+
+* a route declares its JSON body class as ``opt={"body": Cls}`` and its query parameters as
+  ``opt={"query": Cls}`` (attrs classes); the handler reads them with :func:`body` and
+  :func:`query`. A route without a body class takes none (an empty body or ``{}``), one without
+  a query class takes no query parameters; an unknown key or parameter, a parameter given twice,
+  a value of the wrong type is refused;
+* a path parameter named ``*_id`` is an id: ASCII digits, 1 to 2^63-1 (read it with
+  :func:`path_id`); an id that names nothing is a 404 from the domain;
+* a body is UTF-8 JSON without NaN or duplicate keys, nested at most
+  :data:`~hivekit.convert.MAX_DEPTH` levels, at most the app's body size (413 beyond).
+
+Plugins' routes (``register_routes``) follow the same convention and get the same checks.
 """
 
 from __future__ import annotations
@@ -11,19 +26,18 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import attrs
-import cattrs
-from attrs import frozen
+from attrs import field, frozen
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
-from hivekit import actions, questions, state
-from hivekit.convert import converter, problems
+from hivekit import actions, convert, questions, state
+from hivekit.convert import converter
 from hivekit.errors import BadRequest, HiveError
 from hivekit.events import Envelope
 from hivekit.hive import OPERATOR, Hive
+from hivekit.records import ApprovalStatus
 
 log = logging.getLogger("hivekit.api")
 
@@ -47,7 +61,7 @@ PathStr = FromPath[str]
 MAX_BODY = 1024 * 1024
 
 
-# --- request bodies --------------------------------------------------------------------------
+# --- request bodies and query parameters -----------------------------------------------------
 
 
 @frozen
@@ -98,7 +112,7 @@ class ExecRequest:
 @frozen
 class AckRequest:
     #: Message ids of the operator's inbox; empty with ``all``.
-    ids: list[int] = attrs.field(factory=list)
+    ids: list[int] = field(factory=list)
     #: Acknowledge every message of the operator's inbox.
     all: bool = False
 
@@ -107,32 +121,95 @@ class AckRequest:
 class AnswerRequest:
     #: Free text; for an option question one option, and for a multi-select question a list of
     #: options or one string of them separated by commas.
-    answer: Any
+    answer: str | list[str]
 
 
-async def parse(request: Request, cls: type) -> Any:
-    """The request's JSON body structured into ``cls``; a 400 saying what is wrong otherwise."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise HiveErrorResponse(413, f"request body too large (limit {MAX_BODY} bytes)")
-    if not raw.strip():
-        raw = b"{}"
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
-    try:
-        return converter.structure(data, cls)
-    except cattrs.BaseValidationError as exc:
-        raise BadRequest("; ".join(problems(exc, "body"))) from None
+@frozen
+class LogsQuery:
+    #: How many recent lines to start with.
+    lines: int = 100
+    #: Keep the answer open with every new line.
+    follow: bool = False
 
 
-class HiveErrorResponse(HiveError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+@frozen
+class LiveLogQuery:
+    #: One agent's lines (default: every agent's).
+    agent: str | None = None
+    limit: int = 200
+
+
+@frozen
+class ApprovalsQuery:
+    #: Only approvals in this state (newest first with ``limit``).
+    status: ApprovalStatus | None = None
+    #: Every approval, not only the pending and running ones.
+    all: bool = False
+    limit: int | None = None
+
+
+@frozen
+class InboxQuery:
+    limit: int = 100
+
+
+@frozen
+class QuestionsQuery:
+    all: bool = False
+    #: ``operator``, an agent's name, or ``any``.
+    target: str = OPERATOR
+
+
+# --- the checks every request goes through ---------------------------------------------------
+
+_STATE_KEY = "hivekit_input"
+
+
+async def check_request(request: Request) -> None:
+    """Structure the request's path ids, query and body by its route's declarations (see the
+    module's docstring), before the handler runs; :class:`BadRequest` for anything else."""
+    opt = request.route_handler.opt
+    found: dict[str, Any] = {}
+    for name, value in request.path_params.items():
+        if name.endswith("_id"):
+            found[name] = convert.parse_id(str(value), name)
+    query_cls = opt.get("query")
+    params = {k: request.query_params.getall(k) for k in request.query_params}
+    if query_cls is not None:
+        found["query"] = convert.structure_query(params, query_cls)
+    elif params:
+        raise BadRequest(f"{request.url.path} takes no query parameters (got "
+                         f"{', '.join(sorted(params))})")
+    if request.method not in ("GET", "HEAD"):
+        raw = await request.body()
+        body_cls = opt.get("body")
+        data = convert.loads(raw) if raw.strip() else {}
+        if body_cls is not None:
+            if not isinstance(data, dict):
+                raise BadRequest(f"request body must be a JSON object, got "
+                                 f"{convert.describe(data)}")
+            found["body"] = convert.structure(data, body_cls)
+        elif data != {}:
+            got = (", ".join(sorted(data)) + ": unknown keys" if isinstance(data, dict)
+                   else convert.describe(data))
+            raise BadRequest(f"{request.method} {request.url.path} takes no request body "
+                             f"(got {got}; send none, or {{}})")
+    request.state[_STATE_KEY] = found
+
+
+def body(request: Request) -> Any:
+    """The request's body, structured into its route's ``opt["body"]`` class."""
+    return request.state[_STATE_KEY]["body"]
+
+
+def query(request: Request) -> Any:
+    """The request's query parameters, structured into its route's ``opt["query"]`` class."""
+    return request.state[_STATE_KEY]["query"]
+
+
+def path_id(request: Request, name: str) -> int:
+    """The id in path parameter ``name`` (``approval_id``), checked to be in range."""
+    return request.state[_STATE_KEY][name]
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -171,58 +248,61 @@ async def list_agents(hive: HiveDep) -> Response:
     return _json(await _run(hive, state.agents))
 
 
-@get("/api/approvals")
-async def list_approvals(hive: HiveDep, status: FromQuery[str | None] = None,
-                         all: FromQuery[bool] = False,
-                         limit: FromQuery[int | None] = None) -> Response:
-    return _json(await _run(hive, actions.list_approvals, status, all, limit))
+@get("/api/approvals", opt={"query": ApprovalsQuery})
+async def list_approvals(hive: HiveDep, request: Request) -> Response:
+    q = query(request)
+    return _json(await _run(hive, actions.list_approvals, q.status, q.all, q.limit))
 
 
 @get("/api/approvals/{approval_id:str}")
-async def show_approval(hive: HiveDep, approval_id: PathStr) -> Response:
-    return _json(await _run(hive, actions.get_approval, approval_id))
+async def show_approval(hive: HiveDep, request: Request) -> Response:
+    return _json(await _run(hive, actions.get_approval, path_id(request, "approval_id")))
 
 
 @post("/api/approvals/{approval_id:str}/approve", status_code=200)
-async def approve(hive: HiveDep, approval_id: PathStr) -> Response:
-    return _json(await _run(hive, actions.approve, approval_id))
+async def approve(hive: HiveDep, request: Request) -> Response:
+    return _json(await _run(hive, actions.approve, path_id(request, "approval_id")))
 
 
-@post("/api/approvals/{approval_id:str}/deny", status_code=200)
-async def deny(hive: HiveDep, request: Request, approval_id: PathStr) -> Response:
-    body = await parse(request, DenyRequest)
-    return _json(await _run(hive, actions.deny, approval_id, body.note))
+@post("/api/approvals/{approval_id:str}/deny", status_code=200, opt={"body": DenyRequest})
+async def deny(hive: HiveDep, request: Request) -> Response:
+    return _json(await _run(hive, actions.deny, path_id(request, "approval_id"),
+                            body(request).note))
 
 
-@post("/api/requests/spawn", status_code=201)
+@post("/api/requests/spawn", status_code=201, opt={"body": SpawnRequest})
 async def request_spawn(hive: HiveDep, request: Request) -> Response:
-    body = await parse(request, SpawnRequest)
-    return _json(await _run(hive, actions.request_spawn, body.name, body.description,
-                            body.template), 201)
+    b = body(request)
+    return _json(await _run(hive, actions.request_spawn, b.name, b.description, b.template),
+                 201)
 
 
-@post("/api/requests/apply", status_code=201)
+@post("/api/requests/apply", status_code=201, opt={"body": ApplyRequest})
 async def request_apply(hive: HiveDep, request: Request) -> Response:
-    body = await parse(request, ApplyRequest)
-    return _json(await _run(hive, actions.request_apply, body.agent, body.commit,
-                            body.description), 201)
+    b = body(request)
+    return _json(await _run(hive, actions.request_apply, b.agent, b.commit, b.description),
+                 201)
 
 
-_LIFECYCLE = {"start": actions.start, "stop": actions.stop, "restart": actions.restart,
-              "rebuild": actions.rebuild}
+def _lifecycle_route(verb: str, action: Any) -> Any:
+    @post(f"/api/agents/{{name:str}}/{verb}", status_code=200, name=f"agent_{verb}")
+    async def handler(hive: HiveDep, name: PathStr) -> Response:
+        return _json(await _run(hive, action, name))
+
+    handler.fn.__doc__ = f"{verb.capitalize()} agent ``name``; returns its view."
+    return handler
 
 
-@post("/api/agents/{name:str}/{verb:str}", status_code=200)
-async def agent_action(hive: HiveDep, request: Request, name: PathStr,
-                       verb: PathStr) -> Response:
-    if verb == "destroy":
-        body = await parse(request, DestroyRequest)
-        await _run(hive, actions.destroy, name, body.purge)
-        return Response({"destroyed": name, "purge": body.purge})
-    if verb not in _LIFECYCLE:
-        raise HiveErrorResponse(404, f"no action {verb!r}; one of: start, stop, restart, "
-                                     "rebuild, destroy")
-    return _json(await _run(hive, _LIFECYCLE[verb], name))
+LIFECYCLE_ROUTES = [_lifecycle_route(verb, action) for verb, action in (
+    ("start", actions.start), ("stop", actions.stop), ("restart", actions.restart),
+    ("rebuild", actions.rebuild))]
+
+
+@post("/api/agents/{name:str}/destroy", status_code=200, opt={"body": DestroyRequest})
+async def destroy(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    purge = body(request).purge
+    await _run(hive, actions.destroy, name, purge)
+    return Response({"destroyed": name, "purge": purge})
 
 
 @get("/api/templates")
@@ -237,11 +317,10 @@ async def list_creds(hive: HiveDep, name: PathStr) -> Response:
     return _json(await _run(hive, actions.creds_listing, name))
 
 
-@post("/api/agents/{name:str}/creds/{key:str}", status_code=200)
+@post("/api/agents/{name:str}/creds/{key:str}", status_code=200, opt={"body": CredRequest})
 async def set_cred(hive: HiveDep, request: Request, name: PathStr, key: PathStr) -> Response:
     """Store credential ``key`` (body ``{"value"}``); returns the names the agent now has."""
-    body = await parse(request, CredRequest)
-    return _json(await _run(hive, actions.set_cred, name, key, body.value))
+    return _json(await _run(hive, actions.set_cred, name, key, body(request).value))
 
 
 @delete("/api/agents/{name:str}/creds/{key:str}", status_code=200)
@@ -249,21 +328,21 @@ async def remove_cred(hive: HiveDep, name: PathStr, key: PathStr) -> Response:
     return _json(await _run(hive, actions.remove_cred, name, key))
 
 
-@post("/api/agents/{name:str}/exec", status_code=200)
+@post("/api/agents/{name:str}/exec", status_code=200, opt={"body": ExecRequest})
 async def plan_exec(hive: HiveDep, request: Request, name: PathStr) -> Response:
     """How to run ``argv`` in the agent's sandbox: the plan (``{argv, env, cwd}``) the caller
     runs itself, on this host (the daemon runs nothing)."""
-    body = await parse(request, ExecRequest)
-    return _json(await _run(hive, actions.plan_exec, name, body.argv, body.tty))
+    b = body(request)
+    return _json(await _run(hive, actions.plan_exec, name, b.argv, b.tty))
 
 
-@get("/api/agents/{name:str}/logs")
-async def agent_logs(hive: HiveDep, name: PathStr, lines: FromQuery[int] = 100,
-                     follow: FromQuery[bool] = False) -> Response | Stream:
+@get("/api/agents/{name:str}/logs", opt={"query": LogsQuery})
+async def agent_logs(hive: HiveDep, request: Request, name: PathStr) -> Response | Stream:
     """The agent's own output: ``{agent, lines}`` (its last ``lines``), or with ``follow`` a
     ``text/plain`` stream of them and then every new line, one per line, until closed."""
-    source = await _run(hive, actions.agent_logs, name, lines, follow)
-    if not follow:
+    q = query(request)
+    source = await _run(hive, actions.agent_logs, name, q.lines, q.follow)
+    if not q.follow:
         got = await _run(hive, lambda _h: [line for line in source if line is not None])
         return Response({"agent": name, "lines": got})
     return Stream(_lines(source), media_type="text/plain; charset=utf-8",
@@ -289,48 +368,48 @@ async def _lines(source: Any) -> AsyncIterator[bytes]:
             await anyio.to_thread.run_sync(close)
 
 
-@get("/api/logs")
-async def live_log(hive: HiveDep, agent: FromQuery[str | None] = None,
-                   limit: FromQuery[int] = 200) -> Response:
+@get("/api/logs", opt={"query": LiveLogQuery})
+async def live_log(hive: HiveDep, request: Request) -> Response:
     """The live log's recent history (newest ``limit``, oldest first) of one agent or all:
     ``[{seq, at, event}]``, ``event`` as on the event stream, so a page that opens late shows
     the lines before the events that follow (applying only those with a larger seq)."""
-    return Response(await _run(hive, actions.log_history, agent, limit))
+    q = query(request)
+    return Response(await _run(hive, actions.log_history, q.agent, q.limit))
 
 
-@get("/api/agents/{name:str}/inbox")
-async def inbox(hive: HiveDep, name: PathStr, limit: FromQuery[int] = 100) -> Response:
-    return _json(await _run(hive, actions.inbox, name, limit))
+@get("/api/agents/{name:str}/inbox", opt={"query": InboxQuery})
+async def inbox(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    return _json(await _run(hive, actions.inbox, name, query(request).limit))
 
 
-@post("/api/agents/{name:str}/inbox/ack", status_code=200)
+@post("/api/agents/{name:str}/inbox/ack", status_code=200, opt={"body": AckRequest})
 async def ack_inbox(hive: HiveDep, request: Request, name: PathStr) -> Response:
     """Mark messages of the operator's inbox read (``{"ids": [...]}`` or ``{"all": true}``):
     returns ``{"acked": n}``. Only the operator's: agents acknowledge their own."""
-    body = await parse(request, AckRequest)
-    return Response({"acked": await _run(hive, actions.ack_inbox, name, body.ids, body.all)})
+    b = body(request)
+    return Response({"acked": await _run(hive, actions.ack_inbox, name, b.ids, b.all)})
 
 
-@post("/api/messages", status_code=201)
+@post("/api/messages", status_code=201, opt={"body": MessageRequest})
 async def send_message(hive: HiveDep, request: Request) -> Response:
-    body = await parse(request, MessageRequest)
-    return _json(await _run(hive, actions.send, body.to, body.body), 201)
+    b = body(request)
+    return _json(await _run(hive, actions.send, b.to, b.body), 201)
 
 
-@get("/api/questions")
-async def list_questions(hive: HiveDep, all: FromQuery[bool] = False,
-                         target: FromQuery[str] = "operator") -> Response:
+@get("/api/questions", opt={"query": QuestionsQuery})
+async def list_questions(hive: HiveDep, request: Request) -> Response:
     """Questions asked of the operator, oldest first: pending ones (``all=true``: every one).
     ``target=NAME`` lists those asked of agent NAME instead, ``target=any`` everyone's."""
-    who = None if target == "any" else target
-    return _json(await _run(hive, questions.list_questions, include_resolved=all, target=who))
+    q = query(request)
+    who = None if q.target == "any" else q.target
+    return _json(await _run(hive, questions.list_questions, include_resolved=q.all, target=who))
 
 
-@post("/api/questions/{question_id:str}/answer", status_code=200)
-async def answer_question(hive: HiveDep, request: Request, question_id: PathStr) -> Response:
+@post("/api/questions/{question_id:str}/answer", status_code=200, opt={"body": AnswerRequest})
+async def answer_question(hive: HiveDep, request: Request) -> Response:
     """Answer a question as the operator; returns the answered question."""
-    body = await parse(request, AnswerRequest)
-    return _json(await _run(hive, questions.answer, question_id, body.answer, by=OPERATOR))
+    return _json(await _run(hive, questions.answer, path_id(request, "question_id"),
+                            body(request).answer, by=OPERATOR))
 
 
 #: The headers of an event stream (those Litestar's ServerSentEvent sets).
@@ -352,13 +431,15 @@ async def stream_events(hive: HiveDep, request: Request) -> Stream:
     """
     sub = hive.bus.subscribe()
     last = request.headers.get("last-event-id")
+    if last is not None and not (last.isascii() and last.isdigit() and len(last) <= 19):
+        last = None  # not a seq this daemon gave out: start afresh (a resync is not needed)
 
     async def frames() -> AsyncIterator[bytes]:
         try:
             seen = hive.bus.seq
             backlog = None
             head = []
-            if last and last.isdigit():
+            if last:
                 backlog = hive.bus.since(int(last))
                 if backlog is None:
                     head.append(_sse("resync", json.dumps({"seq": seen})))
@@ -389,9 +470,9 @@ def _frame(env: Envelope) -> bytes:
 
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
-          request_apply, agent_action, inbox, ack_inbox, send_message, list_questions,
-          answer_question, stream_events, list_templates, list_creds, set_cred, remove_cred,
-          plan_exec, agent_logs, live_log]
+          request_apply, *LIFECYCLE_ROUTES, destroy, inbox, ack_inbox, send_message,
+          list_questions, answer_question, stream_events, list_templates, list_creds, set_cred,
+          remove_cred, plan_exec, agent_logs, live_log]
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
@@ -403,7 +484,11 @@ def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
         route_handlers=[Router("/", route_handlers=handlers)],
         dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: error_handler},
+        before_request=check_request,
         request_max_body_size=MAX_BODY,
         debug=False,
         logging_config=None,
+        # The routes are documented in the README; a generated schema would not know the
+        # bodies and queries the routes declare in `opt`.
+        openapi_config=None,
     )

@@ -33,7 +33,7 @@ from attrs import field, frozen
 
 from hivekit.errors import BadRequest, NotFound
 from hivekit.hive import OPERATOR
-from hivekit.names import check_name
+from hivekit.names import MAX_ID, check_name
 from hivekit.records import Message
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ MAX_BATCH = 100
 MAX_WAIT = 300.0
 #: The most ids one ack takes.
 MAX_ACK = 1000
-#: Ids are SQLite integers: anything above cannot name a message.
-MAX_ID = 2**63 - 1
 #: Appended to every broadcast message.
 BROADCAST_HINT = ("\n\n(hint: this was a broadcast to every agent in the hive; "
                   "it may need no action from you)")
@@ -73,8 +71,8 @@ class BroadcastResult:
     failed: dict[str, str] = field(factory=dict)
 
 
-def check_body(body: object) -> str:
-    if not isinstance(body, str) or not body.strip():
+def check_body(body: str) -> str:
+    if not body.strip():
         raise BadRequest("body must be a non-empty string")
     if len(body.encode()) > MAX_BODY:
         raise BadRequest(f"body is too long ({len(body.encode())} bytes; the limit is "
@@ -82,7 +80,7 @@ def check_body(body: object) -> str:
     return body
 
 
-def send(hive: Hive, sender: str, to: object, body: object) -> Message:
+def send(hive: Hive, sender: str, to: str, body: str) -> Message:
     """Put ``body`` into agent ``to``'s inbox from ``sender``.
 
     :raises NotFound: ``to`` is not a registered agent (nothing is stored).
@@ -99,7 +97,7 @@ def send(hive: Hive, sender: str, to: object, body: object) -> Message:
     return hive.send(sender, recipient, body)
 
 
-def broadcast(hive: Hive, sender: str, body: object) -> BroadcastResult:
+def broadcast(hive: Hive, sender: str, body: str) -> BroadcastResult:
     """Send ``body`` to every registered agent (the sender included), with the broadcast hint.
 
     A bad body refuses the whole broadcast; a delivery that fails is reported per agent and
@@ -115,28 +113,22 @@ def broadcast(hive: Hive, sender: str, body: object) -> BroadcastResult:
     return result
 
 
-def _limits(after: object, limit: object, wait: object) -> tuple[int, int, float]:
-    try:
-        after_i = int(after)  # type: ignore[call-overload]
-        limit_i = int(limit)  # type: ignore[call-overload]
-        wait_f = float(wait)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise BadRequest("after and limit must be integers, wait a number of seconds") from None
-    if not 0 <= after_i <= MAX_ID:
-        raise BadRequest(f"after must be 0 or a message id, got {after_i}")
-    if not 1 <= limit_i <= MAX_BATCH:
-        raise BadRequest(f"limit must be between 1 and {MAX_BATCH}, got {limit_i}")
-    if not wait_f >= 0:  # also refuses NaN
+def _limits(after: int, limit: int, wait: float) -> tuple[int, int, float]:
+    if not 0 <= after <= MAX_ID:
+        raise BadRequest(f"after must be 0 or a message id, got {after}")
+    if not 1 <= limit <= MAX_BATCH:
+        raise BadRequest(f"limit must be between 1 and {MAX_BATCH}, got {limit}")
+    if not wait >= 0:  # also refuses NaN
         raise BadRequest(f"wait must be 0 or more seconds, got {wait}")
-    return after_i, limit_i, min(wait_f, MAX_WAIT)
+    return after, limit, min(wait, MAX_WAIT)
 
 
 def _delivery(messages: list[Message], after: int) -> Delivery:
     return Delivery(messages=messages, cursor=messages[-1].id if messages else after)
 
 
-def receive(hive: Hive, agent: str, *, after: object = 0, limit: object = MAX_BATCH,
-            wait: object = 0.0) -> Delivery:
+def receive(hive: Hive, agent: str, *, after: int = 0, limit: int = MAX_BATCH,
+            wait: float = 0.0) -> Delivery:
     """``agent``'s unacknowledged messages after ``after``, waiting up to ``wait`` seconds for
     one if there are none. Blocks the calling thread; servers use :func:`receive_async`."""
     after_i, limit_i, wait_f = _limits(after, limit, wait)
@@ -155,8 +147,8 @@ def receive(hive: Hive, agent: str, *, after: object = 0, limit: object = MAX_BA
         unlisten()
 
 
-async def receive_async(hive: Hive, agent: str, *, after: object = 0,
-                        limit: object = MAX_BATCH, wait: object = 0.0,
+async def receive_async(hive: Hive, agent: str, *, after: int = 0,
+                        limit: int = MAX_BATCH, wait: float = 0.0,
                         stopped: Callable[[], bool] | None = None) -> Delivery:
     """:func:`receive` for a coroutine: the store is read on a worker thread and the wait
     occupies no thread. ``stopped()`` returning True (checked whenever the agent's doorbell
@@ -189,15 +181,14 @@ async def receive_async(hive: Hive, agent: str, *, after: object = 0,
         unlisten()
 
 
-def ack(hive: Hive, agent: str, ids: object) -> int:
+def ack(hive: Hive, agent: str, ids: list[int]) -> int:
     """Retire ``agent``'s messages ``ids``; returns how many were newly acknowledged.
 
     Ids that are not ``agent``'s, or were already acknowledged, are ignored (acking twice is
     harmless), so a receiver may simply ack everything it handled.
     """
-    if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in ids):
-        raise BadRequest("ids must be a list of message ids (integers)")
+    if not all(0 < i <= MAX_ID for i in ids):
+        raise BadRequest(f"ids must be message ids (1 to {MAX_ID})")
     if len(ids) > MAX_ACK:
         raise BadRequest(f"too many ids ({len(ids)}; at most {MAX_ACK} per ack)")
     return hive.store.ack(agent, ids) if ids else 0

@@ -42,6 +42,20 @@ class HiveContext:
                 fail(str(exc))
         return self._config
 
+    def loaded(self, file: str | None = None) -> tuple[Any, Any]:
+        """The config (``file``, else the one in use) and its plugins, loaded and checked; every
+        problem of the file (``[hive]`` and every plugin table) ends the command at once, with
+        exit 1."""
+        from hivekit import config as cfg
+        from hivekit import plugins
+        from hivekit.errors import HiveError
+
+        try:
+            config = cfg.read(cfg.find_path(file or self.config_path), keep_going=True)
+            return config, plugins.load(config)
+        except HiveError as exc:
+            fail(str(exc))
+
     def client(self) -> Any:
         from hivekit.client import Client
 
@@ -80,15 +94,15 @@ def serve(obj: HiveContext) -> None:
     """Run the hive: store, plugins, recovery, and the API on the admin socket."""
     import logging
 
-    from hivekit import daemon, plugins
+    from hivekit import daemon
     from hivekit.errors import HiveError
 
     logging.basicConfig(level=os.environ.get("HIVEKIT_LOG_LEVEL", "INFO").upper(),
                         format="hivekit: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("sh").setLevel(logging.WARNING)  # one INFO line per subprocess otherwise
+    config, loaded = obj.loaded()
     try:
-        loaded = plugins.load(obj.config)
-        code = daemon.serve(obj.config, loaded)
+        code = daemon.serve(config, loaded)
     except HiveError as exc:
         fail(str(exc))
     sys.exit(code)
@@ -149,19 +163,19 @@ def config_check(obj: HiveContext, file: str | None, as_json: bool) -> None:
     from hivekit import plugins
     from hivekit.errors import ConfigError, HiveError
 
-    path = None
-    try:
-        path = cfg.find_path(file or obj.config_path)
-        config = cfg.read(path)
-        loaded = plugins.load(config)
-    except HiveError as exc:
-        if not as_json:
-            fail(str(exc))
-        problems = exc.problems if isinstance(exc, ConfigError) else str(exc).splitlines()
-        print_json({"ok": False, "source": str(path) if path else None, "backend": None,
-                    "plugins": [], "state_dir": None, "problems": problems})
-        sys.exit(1)
-    if as_json:
+    if not as_json:
+        config, loaded = obj.loaded(file)
+    else:
+        path = None
+        try:
+            path = cfg.find_path(file or obj.config_path)
+            config = cfg.read(path, keep_going=True)
+            loaded = plugins.load(config)
+        except HiveError as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else str(exc).splitlines()
+            print_json({"ok": False, "source": str(path) if path else None, "backend": None,
+                        "plugins": [], "state_dir": None, "problems": problems})
+            sys.exit(1)
         print_json({"ok": True, "source": str(config.source), "backend": loaded.backend,
                     "plugins": list(loaded.enabled), "state_dir": str(config.state_dir),
                     "problems": []})

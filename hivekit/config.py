@@ -8,18 +8,14 @@ to the file's directory; with no file, to the current directory.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from attrs import field, frozen
 
 from hivekit.errors import ConfigError
-
-if TYPE_CHECKING:
-    import cattrs
 
 #: The backend the hive runs on when the config names none.
 DEFAULT_BACKEND = "process"
@@ -36,6 +32,24 @@ def _port(_inst: Any, att: attrs.Attribute, value: int) -> None:
         raise ValueError(f"{att.name} must be a TCP port (1-65535), got {value}")
 
 
+def _manager(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    # Checked here, before any path is built from it: `manager = "../../x"` must never reach
+    # the disk (the manager's folders are made from its name at the first start).
+    from hivekit.names import NAME_RULE, RESERVED, RULE_TEXT
+
+    if not NAME_RULE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an agent name: {RULE_TEXT}")
+    if value in RESERVED:
+        raise ValueError(f"{value!r} is reserved (it names a sender, not an agent); pick "
+                         "another name")
+
+
+def _line(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if any(ord(c) < 32 or c == "\x7f" for c in value) or len(value) > 100:
+        raise ValueError(f"{att.name} must be one line of at most 100 characters without "
+                         "control characters")
+
+
 @frozen
 class HiveConfig:
     """The ``[hive]`` table."""
@@ -45,9 +59,9 @@ class HiveConfig:
     #: Sockets; default ``<state_dir>/run``. Keep it short: a socket path has a 107-byte limit.
     runtime_dir: Path | None = None
     #: The manager's reserved name; it is declared here and brought up at start.
-    manager: str = "manager"
+    manager: str = field(default="manager", validator=_manager)
     #: How agents refer to the operator (reaches agents as HIVE_OPERATOR_PRONOUNS).
-    operator_pronouns: str = "she/her"
+    operator_pronouns: str = field(default="she/her", validator=_line)
     #: The backend plugin: exactly one runs the containers.
     backend: str = DEFAULT_BACKEND
     #: Plugins to enable on top of the defaults (third-party plugins are off until listed).
@@ -59,6 +73,11 @@ class HiveConfig:
     port_range: int = field(default=900, validator=positive)
     #: The dashboard's TCP port as agents should know it (HIVE_DASHBOARD_PORT).
     dashboard_port: int = field(default=7000, validator=_port)
+
+    def __attrs_post_init__(self) -> None:
+        if self.port_base + self.port_range - 1 > 65535:
+            raise ValueError(f"port_base + port_range goes past 65535 ({self.port_base} + "
+                             f"{self.port_range}); lower one of them")
 
 
 @frozen
@@ -72,6 +91,9 @@ class Config:
     path: Path | None
     #: What relative paths are relative to.
     base_dir: Path
+    #: Problems found reading it (only with ``read(keep_going=True)``; one line each). A config
+    #: with problems is never served: :func:`hivekit.plugins.load` raises them with its own.
+    problems: list[str] = field(factory=list)
 
     @property
     def source(self) -> str:
@@ -104,10 +126,13 @@ def find_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return default.resolve() if default.is_file() else None
 
 
-def read(path: Path | None) -> Config:
+def read(path: Path | None, *, keep_going: bool = False) -> Config:
     """Read and check the ``[hive]`` table; plugin tables are checked by :mod:`hivekit.plugins`.
 
     Raises :class:`ConfigError` with one line per problem, each naming the file, table and key.
+    With ``keep_going`` a bad ``[hive]`` table is not raised but kept in :attr:`Config.problems`
+    (the keys in question at their defaults), so that :func:`hivekit.plugins.load` checks the
+    plugin tables too and reports every problem at once; such a config is never served.
     """
     if path is None:
         return Config(hive=HiveConfig(), tables={}, path=None, base_dir=Path.cwd())
@@ -115,8 +140,9 @@ def read(path: Path | None) -> Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([f"{path}: cannot read: {reason}"]) from None
     hive_raw = raw.pop("hive", {})
     problems: list[str] = []
     if not isinstance(hive_raw, dict):
@@ -128,57 +154,48 @@ def read(path: Path | None) -> Config:
                 f"{path}: top-level key {name!r} is not a table; settings go under [hive] "
                 "or under a plugin's own [table]"
             )
-    hive = structure_table(HiveConfig, hive_raw, "hive", path, problems)
-    if problems:
+    hive = _salvage(HiveConfig, hive_raw, "hive", path, problems)
+    if problems and not keep_going:
         raise ConfigError(problems)
-    assert hive is not None
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
-    return Config(hive=hive, tables=tables, path=path, base_dir=path.parent)
+    return Config(hive=hive, tables=tables, path=path, base_dir=path.parent, problems=problems)
+
+
+def _salvage(cls: type, raw: dict[str, Any], table: str, source: Path, problems: list[str]) -> Any:
+    """``raw`` structured into ``cls``; on problems (appended), the class with the offending keys
+    left at their defaults, so that checking can go on."""
+    from hivekit.convert import Invalid, structure
+
+    try:
+        return structure(raw, cls)
+    except Invalid as exc:
+        problems.extend(table_problems(exc, table, source))
+        bad = {p.path.split(".")[0].split("[")[0] for p in exc.problems}
+    try:
+        return structure({k: v for k, v in raw.items() if k not in bad}, cls)
+    except Invalid:
+        return cls()
 
 
 def structure_table(
     cls: type, raw: dict[str, Any], table: str, source: Path | str | None, problems: list[str]
 ) -> Any:
-    """Structure one table into ``cls``; on failure append one line per problem and return None."""
-    import cattrs  # lazily: `hivekit --help` reads the config's [hive] table without cattrs
+    """Structure one table into ``cls``; on failure append one line per problem and return None.
 
-    from hivekit.convert import converter
+    Each line names the file, the table and the key: ``hivekit.toml: [hive] port_base: expected
+    an integer, got the string "8100"``.
+    """
+    from hivekit.convert import Invalid, structure
 
     try:
-        return converter.structure(raw, cls)
-    except cattrs.BaseValidationError as exc:
-        where = source or "embedded defaults"
-        problems.extend(f"{where}: {line}" for line in _explain(exc, cls, table))
-    except (ValueError, TypeError) as exc:
-        problems.append(f"{source or 'embedded defaults'}: [{table}]: {exc}")
+        return structure(raw, cls)
+    except Invalid as exc:
+        problems.extend(table_problems(exc, table, source))
     return None
 
 
-_AT = re.compile(r"^(?P<msg>.*) @ \$(?P<path>.*)$")
-_EXTRA = re.compile(r"extra fields found \((?P<keys>.*)\)")
-
-
-def _format(exc: BaseException, type_: type | None) -> str:
-    # cattrs says only "invalid value" for a validator's ValueError; its message is the useful part.
-    if type(exc) is ValueError and str(exc):
-        return str(exc)
-    from cattrs.v import format_exception
-
-    return format_exception(exc, type_)
-
-
-def _explain(exc: cattrs.BaseValidationError, cls: type, table: str) -> list[str]:
-    import cattrs
-
-    known = ", ".join(a.name for a in attrs.fields(cls)) if attrs.has(cls) else ""
-    lines = []
-    for line in cattrs.transform_error(exc, format_exception=_format):
-        m = _AT.match(line)
-        msg, sub = (m["msg"], m["path"].lstrip(".")) if m else (line, "")
-        extra = _EXTRA.search(msg)
-        if extra and not sub:
-            for key in extra["keys"].split(", "):
-                lines.append(f"[{table}] {key}: unknown key (known keys: {known})")
-            continue
-        lines.append(f"[{table}] {sub}: {msg}" if sub else f"[{table}]: {msg}")
-    return lines
+def table_problems(exc: Any, table: str, source: Path | str | None) -> list[str]:
+    """The lines of a :class:`~hivekit.convert.Invalid` for table ``[table]`` of ``source``."""
+    where = source or "embedded defaults"
+    return [f"{where}: [{table}] {p.path}: {p.message}" if p.path
+            else f"{where}: [{table}]: {p.message}" for p in exc.problems]

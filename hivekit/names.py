@@ -1,4 +1,5 @@
-"""Agent names and ports: both deterministic, both checked before anything touches the disk."""
+"""Agent names, ids and ports: names and ids are checked before anything touches the disk or the
+store; ports are deterministic from the name."""
 
 from __future__ import annotations
 
@@ -13,16 +14,26 @@ RULE_TEXT = (
 )
 
 
+#: The largest id (approvals, messages, questions): SQLite's largest rowid.
+MAX_ID = 2**63 - 1
+
 #: Names that are never agents: senders and recipients hivekit itself stands for.
 RESERVED = frozenset({"operator", "system"})
 
 
-def check_name(name: object) -> str:
+def check_name(name: str) -> str:
     """``name`` if it is a valid agent name; else :class:`BadRequest` stating the rule."""
-    if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
-        shown = repr(name) if isinstance(name, str) else type(name).__name__
+    if not NAME_RULE.fullmatch(name):
+        shown = repr(name) if len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)"
         raise BadRequest(f"invalid agent name {shown}: {RULE_TEXT}")
     return name
+
+
+def check_id(value: int, what: str) -> int:
+    """``value`` if it can be a ``what`` id (1 to 2^63-1); ids naming nothing are a 404."""
+    if not 0 < value <= MAX_ID:
+        raise BadRequest(f"{what} id must be a positive integer up to {MAX_ID}, got {value}")
+    return value
 
 
 def fnv1a_32(data: bytes) -> int:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from attrs import frozen
 
+from hivekit.names import check_name
 from hivekit.records import AgentPaths
 
 #: A Unix socket path longer than this cannot be bound (sun_path is 108 bytes with the NUL).
@@ -47,7 +48,9 @@ class Paths:
         return self.runtime_dir / "admin.sock"
 
     def agent(self, name: str) -> AgentPaths:
-        root = self.agents_root / name
+        """An agent's folders. The name is checked here too, where every agent path is made:
+        a name that breaks the rule (``..``, ``/``) never becomes a path."""
+        root = self.agents_root / check_name(name)
         return AgentPaths(
             config=root / "config",
             state=root / "state",

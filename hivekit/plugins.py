@@ -149,20 +149,22 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
     """Import, register and check the plugins ``config`` enables; structure their tables.
 
     ``extra`` registers further plugin objects by name as if enabled (tests use it).
-    Raises :class:`ConfigError` (every config problem, one line each) or :class:`PluginError`.
+    Every problem is collected before anything is raised: the config's own (a ``[hive]`` table
+    read with ``keep_going``), unknown plugins and tables, the backend count and every enabled
+    plugin's table, so an operator fixes a config in one pass. Raises :class:`ConfigError`
+    (every config problem, one line each) or :class:`PluginError` (a plugin that cannot load).
     """
     from hivekit.config import structure_table
 
     available = installed()
     names, problems = enabled_names(config, available)
+    problems = [*config.problems, *problems]
     for table in config.tables:
         if table not in available and table not in (extra or {}):
             problems.append(
                 f"{config.source}: [{table}]: no plugin named {table!r} is installed "
                 f"(installed: {', '.join(sorted(available)) or 'none'})"
             )
-    if problems:
-        raise ConfigError(problems)
     pm = make_manager()
     objs: dict[str, Any] = {}
     for name in names:
@@ -173,21 +175,21 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
         register(pm, name, obj)
         names.append(name)
     backends = [n for n in names if implements(pm, objs[n], "is_running")]
-    if len(backends) != 1:
+    backend_named = config.hive.backend in available or config.hive.backend in (extra or {})
+    if len(backends) != 1 and (backends or backend_named) \
+            and config.hive.backend not in config.hive.disable:
         found = ", ".join(backends) if backends else "none"
         hint = (
             "set [hive] backend to one of the installed backends"
             if not backends
             else "keep one: remove the others from [hive] enable"
         )
-        raise ConfigError(
-            [f"{config.source}: exactly one backend must be enabled, found {found}: {hint}"]
-        )
-    if backends[0] != config.hive.backend and config.hive.backend in names:
-        raise ConfigError(
-            [f"{config.source}: [hive] backend {config.hive.backend!r} is not a backend plugin "
-             f"(it does not implement is_running); the enabled backend is {backends[0]!r}"]
-        )
+        problems.append(
+            f"{config.source}: exactly one backend must be enabled, found {found}: {hint}")
+    elif backends and backends[0] != config.hive.backend and config.hive.backend in names:
+        problems.append(
+            f"{config.source}: [hive] backend {config.hive.backend!r} is not a backend plugin "
+            f"(it does not implement is_running); the enabled backend is {backends[0]!r}")
     plugin_configs: dict[str, Any] = {}
     for name in names:
         schema = _schema(pm, name)

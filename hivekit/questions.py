@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from hivekit import events, hookimpl
 from hivekit.errors import BadRequest, Conflict, Forbidden, NotFound
 from hivekit.hive import OPERATOR, SYSTEM
-from hivekit.names import check_name
+from hivekit.names import check_id, check_name
 from hivekit.records import Question
 
 if TYPE_CHECKING:
@@ -51,21 +51,9 @@ MAX_TIMEOUT = 30 * 86400.0
 SEPARATOR = ", "
 
 
-def _question_id(value: object) -> int:
-    try:
-        question_id = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise BadRequest(f"question id must be a number, got {value!r}") from None
-    if not 0 < question_id < 2**63:
-        raise BadRequest(f"question id must be a positive number, got {question_id}")
-    return question_id
-
-
-def _options(options: object, multi: bool) -> list[str]:
+def _options(options: list[str] | None, multi: bool) -> list[str]:
     if options is None:
         return []
-    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        raise BadRequest("options must be a list of strings")
     cleaned = [o.strip() for o in options]
     if len(cleaned) > MAX_OPTIONS:
         raise BadRequest(f"too many options ({len(cleaned)}; at most {MAX_OPTIONS})")
@@ -83,19 +71,18 @@ def _options(options: object, multi: bool) -> list[str]:
     return cleaned
 
 
-def _deadline(timeout: object) -> float | None:
+def _deadline(timeout: float | None) -> float | None:
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise BadRequest("timeout must be a number of seconds")
     if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN
         raise BadRequest(f"timeout must be more than 0 and at most {int(MAX_TIMEOUT)} seconds "
                          f"(30 days), got {timeout}")
     return time.time() + float(timeout)
 
 
-def ask(hive: Hive, asker: str, question: object, *, to: object = OPERATOR,
-        options: object = None, multi: object = False, timeout: object = None) -> Question:
+def ask(hive: Hive, asker: str, question: str, *, to: str | None = OPERATOR,
+        options: list[str] | None = None, multi: bool = False,
+        timeout: float | None = None) -> Question:
     """``asker`` asks ``to`` (``"operator"`` or a registered agent) a question.
 
     :param options: the choices, or None/empty for a free-text answer.
@@ -103,13 +90,11 @@ def ask(hive: Hive, asker: str, question: object, *, to: object = OPERATOR,
     :param timeout: seconds until the question expires unanswered; None for never.
     :raises BadRequest: bad input (nothing is stored). :raises NotFound: no such target agent.
     """
-    if not isinstance(question, str) or not question.strip():
-        raise BadRequest("question must be a non-empty string")
+    if not question.strip():
+        raise BadRequest("question must not be empty")
     if len(question) > MAX_QUESTION:
         raise BadRequest(f"question is too long ({len(question)} characters; the limit is "
                          f"{MAX_QUESTION})")
-    if not isinstance(multi, bool):
-        raise BadRequest("multi must be true or false")
     target = OPERATOR if to is None or to == OPERATOR else check_name(to)
     if target == asker:
         raise BadRequest("an agent cannot ask itself a question")
@@ -140,7 +125,7 @@ def _match(option: str, options: list[str]) -> str:
     raise BadRequest(f"{option!r} is not one of the options: {', '.join(options)}")
 
 
-def selection(question: Question, answer: object) -> tuple[str, list[str]]:
+def selection(question: Question, answer: str | list[str]) -> tuple[str, list[str]]:
     """The stored text of ``answer`` to ``question`` and the options it selects.
 
     :raises BadRequest: the answer is empty, or not among the options, or several options for a
@@ -148,18 +133,19 @@ def selection(question: Question, answer: object) -> tuple[str, list[str]]:
     """
     if not question.options:
         if not isinstance(answer, str) or not answer.strip():
-            raise BadRequest("answer must be a non-empty string")
+            raise BadRequest("answer must be a non-empty string (this question has no "
+                             "options to choose from)")
         if len(answer) > MAX_ANSWER:
             raise BadRequest(f"answer is too long ({len(answer)} characters; the limit is "
                              f"{MAX_ANSWER})")
         return answer, []
     if isinstance(answer, str):
         parts = answer.split(",") if question.multi else [answer]
-    elif isinstance(answer, list) and all(isinstance(a, str) for a in answer):
+    elif question.multi:
         parts = answer
     else:
-        raise BadRequest("answer must be one of the options (a string)"
-                         + (", or a list of them" if question.multi else ""))
+        raise BadRequest("answer must be one of the options (a string), not a list: this "
+                         "question takes one option")
     parts = [p.strip() for p in parts if p.strip()]
     if not parts:
         raise BadRequest(f"choose {'at least ' if question.multi else ''}one of the options: "
@@ -190,11 +176,11 @@ def _resolved(hive: Hive, question: Question) -> Question:
     return question
 
 
-def get(hive: Hive, question_id: object) -> Question:
-    return hive.store.question(_question_id(question_id))
+def get(hive: Hive, question_id: int) -> Question:
+    return hive.store.question(check_id(question_id, "question"))
 
 
-def answer(hive: Hive, question_id: object, text: object, *, by: str) -> Question:
+def answer(hive: Hive, question_id: int, text: str | list[str], *, by: str) -> Question:
     """Answer a pending question as ``by``: its target, or the operator (who may answer any).
 
     :raises Forbidden: ``by`` is an agent the question was not asked of.
@@ -211,7 +197,7 @@ def answer(hive: Hive, question_id: object, text: object, *, by: str) -> Questio
                                                        answered_by=by))
 
 
-def cancel(hive: Hive, question_id: object, *, by: str) -> Question:
+def cancel(hive: Hive, question_id: int, *, by: str) -> Question:
     """The asker ``by`` withdraws its pending question.
 
     :raises Forbidden: ``by`` did not ask it. :raises Conflict: it is no longer pending.

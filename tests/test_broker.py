@@ -120,22 +120,20 @@ def test_send_refuses_unknown_agents_and_bad_bodies(local: Hive) -> None:
     assert local.store.inbox("beta") == []
 
 
-def test_receive_and_ack_validate_their_input(local: Hive) -> None:
+def test_receive_and_ack_check_their_values(local: Hive) -> None:
+    # Types are the boundary's (the converter refuses "x" for after, "1" or true for an id);
+    # the domain checks the values every surface shares.
     with pytest.raises(BadRequest, match="limit must be between"):
         broker.receive(local, "beta", limit=0)
-    with pytest.raises(BadRequest, match="after and limit must be integers"):
-        broker.receive(local, "beta", after="x")
     with pytest.raises(BadRequest, match="wait must be"):
-        broker.receive(local, "beta", wait="nan")
-    with pytest.raises(BadRequest, match="list of message ids"):
-        broker.ack(local, "beta", ["1"])
-    with pytest.raises(BadRequest, match="list of message ids"):
-        broker.ack(local, "beta", [True])
-    with pytest.raises(BadRequest, match="list of message ids"):
+        broker.receive(local, "beta", wait=float("nan"))
+    with pytest.raises(BadRequest, match="ids must be message ids"):
+        broker.ack(local, "beta", [0])
+    with pytest.raises(BadRequest, match="ids must be message ids"):
         broker.ack(local, "beta", [2**64])  # beyond SQLite's integers: no internal error
     with pytest.raises(BadRequest, match="after must be"):
         broker.receive(local, "beta", after=2**64)
-    with pytest.raises(BadRequest, match="question id must be a positive number"):
+    with pytest.raises(BadRequest, match="question id must be a positive integer"):
         questions.answer(local, 2**64, "x", by=OPERATOR)
 
 

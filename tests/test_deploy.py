@@ -158,7 +158,7 @@ def test_unknown_ids_and_double_transitions(hive):
         result = hive.cli(*args)
         assert result.returncode == 1 and "no approval #99" in result.stderr
     result = hive.cli("approve", "abc")
-    assert result.returncode == 1 and "must be a number" in result.stderr
+    assert result.returncode == 1 and "approval_id: expected an id" in result.stderr
     a = hive.post("/api/requests/spawn", {"name": "coder"})
     cli_ok(hive, "deny", str(a["id"]))
     for verb in ("approve", "deny"):

@@ -108,7 +108,7 @@ tab	end"; list = [ 1 "two" true 2.5 ]; empty = { }; };''')
 def test_a_bad_setting_fails_config_check(tmp_path):
     result = config_check(tmp_path, render('settings.process.sandbox = "maybe";'))
     assert result.returncode == 1
-    assert "sandbox must be one of auto, bwrap, none" in result.stderr
+    assert "[process] sandbox: must be one of auto, bwrap, none" in result.stderr
 
 
 def test_a_setting_that_is_not_a_table_is_refused():

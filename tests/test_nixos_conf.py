@@ -150,18 +150,19 @@ def test_defaults_and_overrides():
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    ({"memory_max": "lots"}, "[nixos_container]: memory_max 'lots' is not a systemd MemoryMax="),
-    ({"memory_max": "0"}, "memory_max '0' leaves the container no memory"),
-    ({"memory_max": "2 G"}, "memory_max '2 G' is not a systemd MemoryMax="),
-    ({"cpu_quota": "50"}, "cpu_quota '50' is not a systemd CPUQuota= value"),
-    ({"cpu_quota": "0%"}, "cpu_quota '0%' would never let the container run"),
+    ({"memory_max": "lots"}, "[nixos_container] memory_max: 'lots' is not a systemd MemoryMax="),
+    ({"memory_max": "0"}, "memory_max: '0' leaves the container no memory"),
+    ({"memory_max": "2 G"}, "memory_max: '2 G' is not a systemd MemoryMax="),
+    ({"cpu_quota": "50"}, "cpu_quota: '50' is not a systemd CPUQuota= value"),
+    ({"cpu_quota": "0%"}, "cpu_quota: '0%' would never let the container run"),
     ({"agents": {"coder": {"cpu_quota": "fast"}}},
-     "[nixos_container] agents['coder']: cpu_quota 'fast' is not a systemd CPUQuota="),
+     "[nixos_container] agents.coder.cpu_quota: 'fast' is not a systemd CPUQuota="),
     ({"agents": {"Coder": {}}}, "agents: 'Coder' is not an agent name"),
-    ({"agents": {"coder": {"memroy_max": "1G"}}}, "extra fields found (memroy_max)"),
+    ({"agents": {"coder": {"memroy_max": "1G"}}}, "agents.coder.memroy_max: unknown key"),
     ({"flake": "/srv/meta#coder"}, "give the flake without '#attribute'"),
     ({"flake": "./meta"}, "use an absolute path"),
-    ({"timeout": 0}, "timeout must be positive"),
+    ({"timeout": 0}, "timeout: must be positive"),
+    ({"memory_max": 5}, "memory_max: expected a string, got the integer 5"),
 ])
 def test_bad_values_are_refused_naming_the_key(raw, expected):
     value, problems = structure(raw)
@@ -178,5 +179,5 @@ def test_config_check_refuses_a_bad_limit(short_tmp):
     r = subprocess.run([sys.executable, "-m", "hivekit", "--config", str(config), "config",
                         "check"], capture_output=True, text=True, cwd=short_tmp)
     assert r.returncode == 1
-    assert "[nixos_container]: memory_max 'lots' is not a systemd MemoryMax= value" in r.stderr
+    assert "[nixos_container] memory_max: 'lots' is not a systemd MemoryMax= value" in r.stderr
     assert "Traceback" not in r.stderr

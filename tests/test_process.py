@@ -423,7 +423,7 @@ def test_unknown_keys_and_missing_commands_fail_the_deploy(phive):
     phive.spawn("demo")
     wait_page(phive, phive.agent_port, "demo")
     before = program_pid(phive, "demo")
-    for toml, says in [('command = "python"\nrestart = "always"\n', "unknown keys (restart)"),
+    for toml, says in [('command = "python"\nrestart = "always"\n', "restart: unknown key"),
                        ('command = "no-such-program-x"\n',
                         "command 'no-such-program-x' was not found on the agent's PATH"),
                        ('command = "python"\n[env]\nHIVE_PORT = "1"\n',
@@ -519,9 +519,9 @@ def test_sandbox_bwrap_refuses_to_start_without_it(make_process_hive, short_tmp)
 
 def test_bad_process_settings_are_config_errors(short_tmp):
     cases = {
-        'sandbox = "maybe"': "sandbox must be one of auto, bwrap, none",
+        'sandbox = "maybe"': "[process] sandbox: must be one of auto, bwrap, none",
         'memory = "lots"': "memory: 'lots' is not a size",
-        "stop_timeout = 0": "stop_timeout must be positive",
+        "stop_timeout = 0": "[process] stop_timeout: must be positive",
         "surprise = 1": "surprise: unknown key",
         '[process.agents.Bad]\nmemory = "1G"': "invalid agent name 'Bad'",
     }

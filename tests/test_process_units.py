@@ -19,12 +19,14 @@ def test_the_seed_parses_and_runs_the_harness():
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ("command = 5", "command: expected str, got int 5"),
-    ('command = "a"\nargs = [1]', "args[0]: expected str, got int 1"),
-    ('command = "a"\nwait_for_port = "no"', "wait_for_port: expected bool"),
+    ("command = 5", "command: expected a string, got the integer 5"),
+    ('command = "a"\nargs = [1]', "args[0]: expected a string, got the integer 1"),
+    ('command = "a"\nargs = "x y"', "args: expected a list of strings, got the string \"x y\""),
+    ('command = "a"\nwait_for_port = "no"',
+     'wait_for_port: expected a boolean, got the string "no"'),
     ('command = "a"\nenv = ["x"]', "env: expected a mapping"),
     ('command = "a"\n[env]\n"BAD NAME" = "x"', "'BAD NAME' is not a valid environment"),
-    ('command = ""', "command must not be empty"),
+    ('command = ""', "command: must not be empty"),
     ('args = ["x"]', "command is missing"),
     ('command = "a', "not valid TOML"),
 ])

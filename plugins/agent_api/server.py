@@ -35,17 +35,19 @@ from litestar.exceptions import HTTPException
 from hivekit import actions, broker, questions, state
 from hivekit.api import (
     ApplyRequest,
-    FromQuery,
     HiveDep,
-    PathStr,
     SpawnRequest,
+    body,
+    check_request,
     error_handler,
-    parse,
+    path_id,
+    query,
 )
 from hivekit.convert import converter
 from hivekit.daemon import bind_unix
 from hivekit.errors import Forbidden
 from hivekit.hive import OPERATOR, Hive
+from hivekit.records import ApprovalStatus
 
 log = logging.getLogger("hivekit.agent_api")
 
@@ -90,12 +92,27 @@ class AskBody:
 class AnswerBody:
     id: int
     #: Free text, one option, or (multi-select) a list of options or a comma-separated string.
-    answer: Any
+    answer: str | list[str]
 
 
 @frozen
 class CancelBody:
     id: int
+
+
+@frozen
+class RecvQuery:
+    #: The cursor: only messages with a larger id.
+    after: int = 0
+    limit: int = broker.MAX_BATCH
+    #: Seconds to wait for a message when there is none.
+    wait: float = 0.0
+
+
+@frozen
+class ApprovalsQuery:
+    status: ApprovalStatus | None = None
+    all: bool = False
 
 
 @frozen
@@ -143,58 +160,55 @@ async def whoami(hive: HiveDep, request: Request) -> Response:
                         port=hive.port(me), operator_pronouns=hive.config.hive.operator_pronouns))
 
 
-@post("/send", status_code=201)
+@post("/send", status_code=201, opt={"body": SendBody})
 async def send(hive: HiveDep, request: Request) -> Response:
     """Send ``body`` to agent ``to``; returns the stored message."""
-    body = await parse(request, SendBody)
-    return _json(await _run(broker.send, hive, _me(request), body.to, body.body), 201)
+    b = body(request)
+    return _json(await _run(broker.send, hive, _me(request), b.to, b.body), 201)
 
 
-@get("/recv")
-async def recv(hive: HiveDep, request: Request, after: FromQuery[str] = "0",
-               limit: FromQuery[str] = "100", wait: FromQuery[str] = "0") -> Response:
+@get("/recv", opt={"query": RecvQuery})
+async def recv(hive: HiveDep, request: Request) -> Response:
     """Unacknowledged messages with an id above ``after``, oldest first, waiting up to ``wait``
     seconds for one; returns ``{messages, cursor}`` (pass ``cursor`` as ``after`` next time)."""
     stopped = request.scope.get(STOPPED_KEY)
-    delivery = await broker.receive_async(hive, _me(request), after=after, limit=limit,
-                                          wait=wait, stopped=stopped)
+    q = query(request)
+    delivery = await broker.receive_async(hive, _me(request), after=q.after, limit=q.limit,
+                                          wait=q.wait, stopped=stopped)
     return _json(delivery)
 
 
-@post("/ack", status_code=200)
+@post("/ack", status_code=200, opt={"body": AckBody})
 async def ack(hive: HiveDep, request: Request) -> Response:
     """Retire handled messages: ``{"ids": [...]}``; returns how many were newly acknowledged."""
-    body = await parse(request, AckBody)
-    return Response({"acked": await _run(broker.ack, hive, _me(request), body.ids)})
+    return Response({"acked": await _run(broker.ack, hive, _me(request), body(request).ids)})
 
 
-@post("/broadcast", status_code=200)
+@post("/broadcast", status_code=200, opt={"body": BroadcastBody})
 async def broadcast(hive: HiveDep, request: Request) -> Response:
     """Send ``body`` to every agent; returns ``{sent: {agent: id}, failed: {agent: reason}}``."""
-    body = await parse(request, BroadcastBody)
-    return _json(await _run(broker.broadcast, hive, _me(request), body.body))
+    return _json(await _run(broker.broadcast, hive, _me(request), body(request).body))
 
 
-@post("/ask", status_code=201)
+@post("/ask", status_code=201, opt={"body": AskBody})
 async def ask(hive: HiveDep, request: Request) -> Response:
     """Ask the operator or a peer; the answer arrives as a ``question_answered`` helper event."""
-    body = await parse(request, AskBody)
-    return _json(await _run(questions.ask, hive, _me(request), body.question, to=body.to,
-                            options=body.options, multi=body.multi, timeout=body.timeout), 201)
+    b = body(request)
+    return _json(await _run(questions.ask, hive, _me(request), b.question, to=b.to,
+                            options=b.options, multi=b.multi, timeout=b.timeout), 201)
 
 
-@post("/answer", status_code=200)
+@post("/answer", status_code=200, opt={"body": AnswerBody})
 async def answer(hive: HiveDep, request: Request) -> Response:
     """Answer a question a peer asked this agent; returns the answered question."""
-    body = await parse(request, AnswerBody)
-    return _json(await _run(questions.answer, hive, body.id, body.answer, by=_me(request)))
+    b = body(request)
+    return _json(await _run(questions.answer, hive, b.id, b.answer, by=_me(request)))
 
 
-@post("/cancel", status_code=200)
+@post("/cancel", status_code=200, opt={"body": CancelBody})
 async def cancel(hive: HiveDep, request: Request) -> Response:
     """Withdraw a pending question this agent asked; returns it, cancelled."""
-    body = await parse(request, CancelBody)
-    return _json(await _run(questions.cancel, hive, body.id, by=_me(request)))
+    return _json(await _run(questions.cancel, hive, body(request).id, by=_me(request)))
 
 
 @get("/questions")
@@ -209,37 +223,38 @@ async def agents(hive: HiveDep) -> Response:
     return _json(await _run(state.agents, hive))
 
 
-@post("/requests/spawn", status_code=201)
+@post("/requests/spawn", status_code=201, opt={"body": SpawnRequest})
 async def request_spawn(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to approve a new agent."""
     _manager_only(hive, _me(request), "request spawns")
-    body = await parse(request, SpawnRequest)
-    return _json(await _run(actions.request_spawn, hive, body.name, body.description,
-                            body.template), 201)
+    b = body(request)
+    return _json(await _run(actions.request_spawn, hive, b.name, b.description, b.template),
+                 201)
 
 
-@post("/requests/apply", status_code=201)
+@post("/requests/apply", status_code=201, opt={"body": ApplyRequest})
 async def request_apply(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to deploy a commit of an agent's proposed repo."""
     _manager_only(hive, _me(request), "request config applies")
-    body = await parse(request, ApplyRequest)
-    return _json(await _run(actions.request_apply, hive, body.agent, body.commit,
-                            body.description), 201)
+    b = body(request)
+    return _json(await _run(actions.request_apply, hive, b.agent, b.commit, b.description),
+                 201)
 
 
-@get("/approvals")
-async def list_approvals(hive: HiveDep, request: Request, status: FromQuery[str | None] = None,
-                         all: FromQuery[bool] = False) -> Response:
+@get("/approvals", opt={"query": ApprovalsQuery})
+async def list_approvals(hive: HiveDep, request: Request) -> Response:
     """Manager only: pending and running approvals (``all=true``: the recent history too)."""
     _manager_only(hive, _me(request), "list approvals")
-    return _json(await _run(actions.list_approvals, hive, status, all, 200 if all else None))
+    q = query(request)
+    return _json(await _run(actions.list_approvals, hive, q.status, q.all,
+                            200 if q.all else None))
 
 
 @get("/approvals/{approval_id:str}")
-async def show_approval(hive: HiveDep, request: Request, approval_id: PathStr) -> Response:
+async def show_approval(hive: HiveDep, request: Request) -> Response:
     """Manager only: one approval with its diff."""
     _manager_only(hive, _me(request), "look at approvals")
-    return _json(await _run(actions.get_approval, hive, approval_id))
+    return _json(await _run(actions.get_approval, hive, path_id(request, "approval_id")))
 
 
 ROUTES = [whoami, send, recv, ack, broadcast, ask, answer, cancel, list_questions, agents,
@@ -259,6 +274,7 @@ def create_app(hive: Hive, max_body: int) -> Litestar:
         route_handlers=[Router("/", route_handlers=ROUTES)],
         dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: errors},
+        before_request=check_request,
         request_max_body_size=max_body,
         debug=False,
         logging_config=None,

@@ -30,7 +30,7 @@ import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 import uvicorn
 from litestar import MediaType, Response, get
@@ -155,6 +155,8 @@ class Gate:
         extra = [(CSRF_HEADER.encode(), self.csrf.encode())]
         if via_query:
             extra.append(self._cookie_header())
+            # The token is the gate's: the API behind it takes only its routes' own parameters.
+            scope = {**scope, "query_string": _without_token(scope.get("query_string", b""))}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -177,6 +179,11 @@ class Gate:
     def _cookie_header(self) -> tuple[bytes, bytes]:
         return (b"set-cookie", f"{self.session_cookie}={self.session}; Path=/; "
                                f"Max-Age={COOKIE_MAX_AGE}; SameSite=Strict; HttpOnly".encode())
+
+
+def _without_token(query: bytes) -> bytes:
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return urlencode([(k, v) for k, v in pairs if k != "token"]).encode("latin-1")
 
 
 def _same(given: str, expected: str) -> bool:
@@ -245,11 +252,11 @@ def page_routes() -> list[Any]:
     async def page() -> Response:
         return Response(content=index, media_type=MediaType.HTML)
 
-    @get("/static/{name:str}", include_in_schema=False)
-    async def static(name: PathStr) -> Response:
-        if name not in files:
-            return Response(content={"error": f"no file {name!r}"}, status_code=404)
-        body, ctype = files[name]
+    @get("/static/{file:str}", include_in_schema=False)
+    async def static(file: PathStr) -> Response:
+        if file not in files:
+            return Response(content={"error": f"no file {file!r}"}, status_code=404)
+        body, ctype = files[file]
         return Response(content=body, media_type=ctype)
 
     return [page, static]

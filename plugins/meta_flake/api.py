@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response, get, post
+from attrs import frozen
+from litestar import Request, Response, get, post
 
-from hivekit.api import FromQuery, HiveDep
+from hivekit.api import HiveDep, query
 from hivekit.errors import BadRequest, HiveError
 from hivekit.hive import Hive
 
@@ -51,10 +52,16 @@ def update_hive(hive: Hive) -> dict[str, Any]:
     return {"hivekit": hivekit, "agents": results}
 
 
-@get("/api/meta/log")
-async def get_meta_log(hive: HiveDep, limit: FromQuery[int] = 50) -> Response:
+@frozen
+class MetaLogQuery:
+    #: How many commits, newest first (1 to MAX_LOG).
+    limit: int = 50
+
+
+@get("/api/meta/log", opt={"query": MetaLogQuery})
+async def get_meta_log(hive: HiveDep, request: Request) -> Response:
     """The meta repo's commits, newest first, and every input's committed pin."""
-    return Response(await _run(meta_log, hive, limit))
+    return Response(await _run(meta_log, hive, query(request).limit))
 
 
 @post("/api/meta/update-hive", status_code=200)

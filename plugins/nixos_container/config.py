@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from hivekit.config import positive
 from hivekit.names import NAME_RULE
 
 # systemd.resource-control(5): MemoryMax= takes bytes with an optional K/M/G/T/P/E suffix
@@ -118,9 +119,9 @@ class NixosContainerConfig:
     #: looks for its login: Claude Code reads ``$HOME/.claude``).
     creds_mount: str = "/root/.claude"
     #: Seconds ``create``/``update`` (a full nix build) may take.
-    build_timeout: float = 3600.0
+    build_timeout: float = field(default=3600.0, validator=positive)
     #: Seconds every other command (start, stop, destroy, systemctl) may take.
-    timeout: float = 300.0
+    timeout: float = field(default=300.0, validator=positive)
     #: Per-agent overrides: ``[nixos_container.agents.coder] memory_max = "4G"``.
     agents: dict[str, AgentSettings] = field(factory=dict, validator=_agents)
 
@@ -129,9 +130,6 @@ class NixosContainerConfig:
                 c.isspace() or c in "\"':\\" for c in self.creds_mount):
             raise ValueError(f"creds_mount {self.creds_mount!r} must be an absolute path "
                              "without spaces, quotes or ':'")
-        for key in ("build_timeout", "timeout"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
 
     def agent(self, name: str) -> AgentSettings:
         return self.agents.get(name, AgentSettings())

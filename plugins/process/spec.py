@@ -16,13 +16,11 @@ repo (``./run.sh``, committed with its executable bit).
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from attrs import field, frozen
 
@@ -66,27 +64,6 @@ class AgentToml:
             if key in IDENTITY:
                 raise ValueError(f"env: {key} is set by hivekit (the agent's identity) and "
                                  "cannot be overridden")
-
-
-def _strict(kind: type) -> object:
-    # cattrs would turn 5 into "5" and "no" into True; a config that says so is a mistake.
-    def structure(value: object, _type: object) -> object:
-        if not isinstance(value, kind) or (kind is str and isinstance(value, bool)):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value
-
-    return structure
-
-
-@functools.cache
-def _converter() -> Any:
-    # Built on first use: every `hivekit` command imports this plugin, few parse agent.toml.
-    import cattrs
-
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(str, _strict(str))
-    converter.register_structure_hook(bool, _strict(bool))
-    return converter
 
 
 def seed(name: str) -> str:
@@ -136,35 +113,12 @@ def parse(text: str) -> AgentToml:
     if "command" not in raw:
         raise OperationFailed(f"{FILE}: command is missing (the program to run, e.g. "
                               'command = "python")')
-    import cattrs
+    from hivekit.convert import Invalid, structure
 
     try:
-        return _converter().structure(raw, AgentToml)
-    except cattrs.BaseValidationError as exc:
-        lines = [_tidy(line) for line in cattrs.transform_error(exc, format_exception=_say)]
-        raise OperationFailed(f"{FILE}: " + "; ".join(lines)) from None
-    except (ValueError, TypeError) as exc:
-        raise OperationFailed(f"{FILE}: {exc}") from None
-
-
-def _say(exc: BaseException, type_: type | None) -> str:
-    # Our own checks' messages say exactly what is wrong; cattrs' generic ones otherwise.
-    from cattrs.v import format_exception
-
-    if isinstance(exc, ValueError | TypeError) and not isinstance(exc, KeyError) and str(exc):
-        return str(exc)
-    return format_exception(exc, type_)
-
-
-def _tidy(line: str) -> str:
-    msg, _, where = line.rpartition(" @ ")
-    where = where.removeprefix("$").removeprefix(".")
-    if not msg:
-        return line
-    if msg.startswith("extra fields found"):
-        return msg.replace("extra fields found", "unknown keys") + \
-            " (known: command, args, env, wait_for_port)"
-    return f"{where}: {msg}" if where else msg
+        return structure(raw, AgentToml)
+    except Invalid as exc:
+        raise OperationFailed(f"{FILE}: {exc.message}") from None
 
 
 def load(applied: Path) -> AgentToml:
