@@ -321,7 +321,7 @@ def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -
     """
     from hivekit import broker
 
-    if name != OPERATOR:
+    if check_name(name) != OPERATOR:
         raise BadRequest(f"only the operator's inbox is acknowledged here, not {name!r}'s: an "
                          "agent acknowledges its own messages through its socket")
     if everything:
