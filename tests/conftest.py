@@ -102,7 +102,8 @@ class Hive:
 
 @pytest.fixture
 def make_process_hive(make_hive):
-    def make(process: str = "", name: str = "h", start: bool = True) -> Hive:
+    def make(process: str = "", name: str = "h", start: bool = True,
+             env: dict[str, str] | None = None) -> Hive:
         manager_port, agent_port = free_ports(2)
         # port_range = 1: every non-manager agent gets port_base, picked free for this test.
         defaults = "".join(f"{key} = {value}\n" for key, value in
@@ -110,7 +111,8 @@ def make_process_hive(make_hive):
         config = (f'[hive]\nbackend = "process"\nmanager_port = {manager_port}\n'
                   f"port_base = {agent_port}\nport_range = 1\n\n"
                   f"[process]\n{defaults}{process}")
-        hive = Hive(make_hive(config, name=name, start=start), manager_port, agent_port)
+        hive = Hive(make_hive(config, name=name, start=start, env=env), manager_port,
+                    agent_port)
         if start:
             wait_page(hive, hive.manager_port, "manager")
         return hive
