@@ -193,7 +193,7 @@ def floor_app(db: Path) -> Any:
 def serve_floor(socket: Path, db: Path) -> None:
     import uvicorn
 
-    from hivekit.daemon import bind_unix
+    from hivekit.sockets import bind_unix
 
     sock = bind_unix(socket)
     server = uvicorn.Server(uvicorn.Config(floor_app(db), lifespan="off", log_config=None,

@@ -48,7 +48,7 @@ class Server:
     def __init__(self, app: Any, path: Path) -> None:
         import uvicorn
 
-        from hivekit.daemon import bind_unix
+        from hivekit.sockets import bind_unix
 
         self.sock = bind_unix(path)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))

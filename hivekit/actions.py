@@ -5,6 +5,7 @@ with an operator-facing message when they refuse. Bad input changes nothing.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,9 +24,12 @@ from hivekit.records import (
     ApprovalStatus,
     ExecPlan,
     Message,
+    Request,
     Transient,
 )
 from hivekit.state import agent_view
+
+log = logging.getLogger("hivekit")
 
 NO_CHANGE = "(proposal matches currently-deployed tree)"
 MAX_DESCRIPTION = 4000
@@ -103,9 +107,11 @@ def request_spawn(hive: Hive, name: str, description: str = "",
     if pending:
         raise Conflict(f"a spawn of {name!r} is already requested: approval #{pending.id}")
     chosen = _template(hive, template, name)
+    check_request(hive, Request(kind=ApprovalKind.SPAWN, agent=hive.agent(name),
+                                description=description))
     approval = hive.store.add_approval(ApprovalKind.SPAWN, name, description=description,
                                        template=chosen)
-    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    _requested(hive, approval)
     return approval
 
 
@@ -127,6 +133,8 @@ def request_apply(hive: Hive, agent: str, commit: str, description: str = "") ->
     if sha is None:
         raise NotFound(f"commit {commit!r} not found in {spec.name}'s proposed repo "
                        f"({spec.paths.config}); commit there first")
+    check_request(hive, Request(kind=ApprovalKind.APPLY, agent=spec, commit=commit, sha=sha,
+                                description=description))
     try:
         applied.fetch(spec.paths.config, sha)
     except Exception as exc:
@@ -140,8 +148,30 @@ def request_apply(hive: Hive, agent: str, commit: str, description: str = "") ->
         hive.store.delete_approval(approval.id)
         raise OperationFailed(
             f"could not tag proposal/{approval.id}: {deploy.describe(exc)}") from exc
-    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    _requested(hive, approval)
     return approval
+
+
+def check_request(hive: Hive, request: Request) -> None:
+    """Ask every plugin's ``check_request`` whether ``request`` may become an approval.
+
+    A :class:`HiveError` refuses it with its message; any other exception refuses it too, as
+    the plugin's failure (logged with its traceback). Nothing exists yet to undo.
+    """
+    try:
+        hive.hook.check_request(hive=hive, request=request)
+    except HiveError:
+        raise
+    except Exception as exc:
+        log.exception("check_request failed for the %s of %r", request.kind.value,
+                      request.agent.name)
+        raise OperationFailed(f"the {request.kind.value} of {request.agent.name!r} could not "
+                              f"be checked: {deploy.describe(exc)}") from exc
+
+
+def _requested(hive: Hive, approval: Approval) -> None:
+    hive.bus.publish(events.ApprovalAdded(approval=approval))
+    hive.call_each("approval_requested", hive=hive, approval=approval)
 
 
 # --- approvals -------------------------------------------------------------------------------
@@ -206,7 +236,10 @@ def deny(hive: Hive, approval_id: int, note: str = "") -> Approval:
 
 
 def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
-               work: Callable[[AgentSpec], None]) -> AgentView:
+               work: Callable[[AgentSpec], None],
+               observe: tuple[str, str] | None = None) -> AgentView:
+    """Run ``work`` under the agent's lock; then tell the ``observe = (hook, reason)``
+    observers, once the lock is released (an observer may start another operation)."""
     spec = existing_agent(hive, name)
     with hive.begin(spec.name, kind):
         try:
@@ -219,25 +252,32 @@ def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
             hive.store.set_wanted(spec.name, wanted)
     view = agent_view(hive, spec.name)
     hive.bus.publish(events.AgentChanged(name=spec.name, agent=view))
+    if observe:
+        hive.call_each(observe[0], hive=hive, agent=spec, reason=observe[1])
     return view
 
 
 def start(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STARTING, "running",
-                      lambda a: hive.hook.start(hive=hive, agent=a))
+                      lambda a: hive.hook.start(hive=hive, agent=a),
+                      ("agent_started", "started by the operator"))
 
 
 def stop(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STOPPING, "stopped",
-                      lambda a: hive.hook.stop(hive=hive, agent=a))
+                      lambda a: hive.hook.stop(hive=hive, agent=a),
+                      ("agent_stopped", "stopped by the operator"))
 
 
 def restart(hive: Hive, name: str) -> AgentView:
+    """The backend's ``restart`` when it has one, else every plugin's ``stop`` then ``start``."""
     def work(a: AgentSpec) -> None:
-        hive.hook.stop(hive=hive, agent=a)
-        hive.hook.start(hive=hive, agent=a)
+        if hive.hook.restart(hive=hive, agent=a) is None:
+            hive.hook.stop(hive=hive, agent=a)
+            hive.hook.start(hive=hive, agent=a)
 
-    return _lifecycle(hive, name, Transient.RESTARTING, "running", work)
+    return _lifecycle(hive, name, Transient.RESTARTING, "running", work,
+                      ("agent_started", "restarted by the operator"))
 
 
 def rebuild(hive: Hive, name: str) -> AgentView:
@@ -253,7 +293,8 @@ def rebuild(hive: Hive, name: str) -> AgentView:
             agent=a.name, ok=True, sha=Repo(a.paths.applied).ref(deploy.MAIN), tag=None,
             note=None))
 
-    return _lifecycle(hive, name, Transient.REBUILDING, "running", work)
+    return _lifecycle(hive, name, Transient.REBUILDING, "running", work,
+                      ("agent_started", "rebuilt by the operator"))
 
 
 def destroy(hive: Hive, name: str, purge: bool = False) -> None:
@@ -285,11 +326,13 @@ def destroy(hive: Hive, name: str, purge: bool = False) -> None:
         deploy.fail_pending(hive, name, note, tag=not purge)
         shutil.rmtree(spec.paths.runtime, ignore_errors=True)
         if purge:
-            shutil.rmtree(spec.paths.root, ignore_errors=True)
-            shutil.rmtree(spec.paths.applied, ignore_errors=True)
+            deploy.remove_state(spec)
             hive.history.forget(name)
     hive.bus.publish(events.AgentChanged(name=name, agent=None))
     hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
+    if active:
+        hive.call_each("agent_destroyed", hive=hive, agent=spec, purge=purge,
+                       reason="purged by the operator" if purge else "destroyed by the operator")
 
 
 # --- messages --------------------------------------------------------------------------------

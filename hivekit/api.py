@@ -3,7 +3,7 @@ reused by every other server (the dashboard's). Handlers only translate: JSON in
 on a worker thread, JSON out; a :class:`~hivekit.errors.HiveError` becomes ``{"error": message}``
 with its status.
 
-**Every input is structured strictly before a handler runs** (:func:`check_request`, the apps'
+**Every input is structured strictly before a handler runs** (:func:`check_input`, the apps'
 ``before_request``), by :mod:`hivekit.convert`, and refused with a 400 naming the field:
 
 * a route declares its JSON body class as ``opt={"body": Cls}`` and its query parameters as
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,7 +35,7 @@ from litestar.response import Stream
 
 from hivekit import actions, convert, questions, state
 from hivekit.convert import converter
-from hivekit.errors import BadRequest, HiveError
+from hivekit.errors import BadRequest, HiveError, PluginError
 from hivekit.events import Envelope
 from hivekit.hive import OPERATOR, Hive
 from hivekit.records import ApprovalStatus
@@ -165,7 +166,7 @@ class QuestionsQuery:
 _STATE_KEY = "hivekit_input"
 
 
-async def check_request(request: Request) -> None:
+async def check_input(request: Request) -> None:
     """Structure the request's path ids, query and body by its route's declarations (see the
     module's docstring), before the handler runs; :class:`BadRequest` for anything else."""
     opt = request.route_handler.opt
@@ -466,7 +467,10 @@ def _sse(event: str, data: str, seq: int | None = None) -> bytes:
 
 
 def _frame(env: Envelope) -> bytes:
-    return _sse(type(env.event).TYPE, env.json, env.seq)
+    data = env.json
+    if data is None:  # not encodable (logged once by Envelope.json): skip that event only
+        return b""
+    return _sse(type(env.event).TYPE, data, env.seq)
 
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
@@ -476,15 +480,42 @@ ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, 
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
-    """The API app for ``hive``, with every route plugins add through ``register_routes``."""
-    handlers: list[Any] = list(ROUTES)
-    hive.hook.register_routes(hive=hive, register=handlers.append)
+    """The API app for ``hive``, with every route plugins add through ``register_routes``.
+
+    :raises PluginError: a plugin's route takes a method and path the core or another plugin
+        serves already (naming both), or its ``register_routes`` failed.
+    """
+    handlers = list(ROUTES)
+    owners = {key: "core" for key in _route_keys(ROUTES)}
+    current = ["core"]
+    added: list[tuple[str, Any]] = []
+
+    def register(obj: Any) -> None:
+        added.append((current[0], obj))
+
+    for plugin, call in hive.each("register_routes", hive=hive, register=register):
+        current[0] = plugin
+        try:
+            call()
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin!r} failed in register_routes: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    for plugin, obj in added:
+        for key in _route_keys([obj]):
+            if key in owners:
+                method, path = key
+                raise PluginError(
+                    f"plugin {plugin!r} registers {method} {path}, already served by "
+                    + (f"plugin {owners[key]!r}" if owners[key] != "core" else "the core")
+                    + "; a route can have one owner: disable one of them")
+            owners[key] = plugin
+        handlers.append(obj)
     handlers += extra or []
     return Litestar(
         route_handlers=[Router("/", route_handlers=handlers)],
         dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: error_handler},
-        before_request=check_request,
+        before_request=check_input,
         request_max_body_size=MAX_BODY,
         debug=False,
         logging_config=None,
@@ -492,3 +523,18 @@ def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:
         # bodies and queries the routes declare in `opt`.
         openapi_config=None,
     )
+
+
+def _route_keys(objs: list[Any]) -> set[tuple[str, str]]:
+    """``(method, path)`` of every route of these handlers, controllers or routers, with path
+    parameters' names and types dropped (``/api/agents/{}/inbox``): what a request would hit."""
+    keys = set()
+    for route in Router("/", route_handlers=list(objs)).routes:
+        path = _PARAM.sub("{}", route.path)
+        for method in getattr(route, "methods", {"WEBSOCKET"}):
+            if method != "OPTIONS":  # added to every path by Litestar itself
+                keys.add((method, path))
+    return keys
+
+
+_PARAM = re.compile(r"\{[^}]*\}")

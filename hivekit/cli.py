@@ -10,10 +10,12 @@ Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usag
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -70,7 +72,27 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON (what every ``--json`` prints)."""
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a click command talk to the running daemon: it gets the admin API's client as its
+    first argument (``client.get(path)``, ``client.post(path, body)``, ``client.events()``,
+    ``client.watch(...)``), and an error (no daemon running, a refusal) ends it with
+    ``error: <message>`` and exit code 1. Put it under ``@cli.command()``."""
+
+    @functools.wraps(func)
+    @click.pass_obj
+    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
+        from hivekit.errors import HiveError
+
+        try:
+            return func(obj.client(), *args, **kwargs)
+        except HiveError as exc:
+            fail(str(exc))
+
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,30 +134,35 @@ def serve(obj: HiveContext) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def plugins_command(obj: HiveContext, as_json: bool) -> None:
-    """List every installed plugin: enabled or not, where it comes from, the hooks it implements."""
+    """List every installed plugin: enabled or not, where it comes from, the hooks it implements.
+
+    A plugin that cannot be loaded (it fails to import, or implements a hook that does not
+    exist) is listed with its error; the exit code is 1 when such a plugin is enabled.
+    """
     from hivekit import plugins
-    from hivekit.errors import HiveError
 
     available = plugins.installed()
     enabled, _problems = plugins.enabled_names(obj.config, available)
+    errors: dict[str, str] = {}
     pm = plugins.make_manager()
+    objs = plugins.register_all(pm, sorted(available), available,
+                                on_error=lambda name, exc: errors.__setitem__(name, str(exc)))
     rows = []
     for name, plugin in sorted(available.items()):
         row: dict[str, Any] = {
             "name": name, "enabled": name in enabled, "module": plugin.entry_point.value,
             "distribution": plugin.distribution, "version": plugin.version, "hooks": [],
         }
-        try:
-            obj_ = plugins.import_plugin(plugin)
-            pm.register(obj_, name=name)
-            row["hooks"] = plugins.hook_names(pm, obj_)
+        if name in objs:
+            row["hooks"] = plugins.hook_names(pm, objs[name])
             row["backend"] = "is_running" in row["hooks"]
-        except (HiveError, ValueError) as exc:
-            row["error"] = str(exc)
+        else:
+            row["error"] = errors[name]
         rows.append(row)
+    broken = any("error" in row and row["enabled"] for row in rows)
     if as_json:
         print_json(rows)
-        return
+        sys.exit(1 if broken else 0)
     for row in rows:
         state = "enabled " if row["enabled"] else "disabled"
         origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "?"
@@ -145,6 +172,8 @@ def plugins_command(obj: HiveContext, as_json: bool) -> None:
             click.echo(f"          error: {row['error']}")
         elif row["hooks"]:
             click.echo(f"          hooks: {', '.join(row['hooks'])}")
+    if broken:
+        sys.exit(1)
 
 
 @cli.group("config")
@@ -226,32 +255,22 @@ def _enabled_for_cli(argv: list[str]) -> list[str] | None:
 def load_commands(group: click.Group, argv: list[str]) -> None:
     """Register the enabled plugins' commands on ``group``; a plugin that fails is reported."""
     from hivekit import plugins
-    from hivekit.errors import HiveError
 
     wanted = _enabled_for_cli(argv)
+    available = plugins.installed()
+    names = [n for n in available if wanted is None or n in wanted]
     pm = plugins.make_manager()
-    for name, plugin in plugins.installed().items():
-        if wanted is not None and name not in wanted:
-            continue
-        try:
-            obj = plugins.import_plugin(plugin)
-        except HiveError as exc:
-            click.echo(f"warning: {exc}", err=True)
-            continue
-        try:
-            plugins.register(pm, name, obj)
-        except HiveError as exc:
-            click.echo(f"warning: {exc}", err=True)
+    plugins.register_all(pm, names, available,
+                         on_error=lambda _name, exc: click.echo(f"warning: {exc}", err=True))
     owners = {name: "core" for name in group.commands}
-
-    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+    for plugin, call in plugins.each(pm, "register_commands", cli=group):
         before = dict(group.commands)
-        impl.function(group)
+        call()
         for cmd_name in set(group.commands) - set(before):
-            owners[cmd_name] = impl.plugin_name
+            owners[cmd_name] = plugin
         for cmd_name, cmd in before.items():
             if group.commands.get(cmd_name) is not cmd:
-                fail(f"plugin {impl.plugin_name!r} registers command {cmd_name!r}, already "
+                fail(f"plugin {plugin!r} registers command {cmd_name!r}, already "
                      f"registered by {owners[cmd_name]!r}")
 
 

@@ -13,10 +13,7 @@ import errno
 import fcntl
 import logging
 import os
-import shutil
 import signal
-import socket
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -28,10 +25,10 @@ from hivekit.badges import Badges
 from hivekit.config import Config
 from hivekit.errors import HiveError
 from hivekit.hive import Hive
-from hivekit.paths import MAX_SOCKET_PATH
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
 from hivekit.records import Transient
+from hivekit.sockets import bind_unix
 
 log = logging.getLogger("hivekit")
 
@@ -70,38 +67,6 @@ class StateDirLock:
         if self._file:
             self._file.close()
             self._file = None
-
-
-def bind_unix(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path`` with mode 0600 from the start (never world-writable).
-
-    The caller holds the state-dir lock, so a leftover socket file is a dead daemon's: removed.
-    Safe to call from any thread: the socket is bound inside a fresh private (0700) directory,
-    made 0600 and renamed into place, so it is never reachable with looser permissions and the
-    process-wide umask, which other threads' files depend on, is left alone.
-    """
-    # The staging path is <parent>/<8 random characters>/s: it must fit too.
-    needed = max(len(os.fsencode(path)), len(os.fsencode(path.parent)) + 11)
-    if needed > MAX_SOCKET_PATH:
-        raise HiveError(
-            f"socket path {path} is too long (binding it takes {needed} bytes; the limit is "
-            f"{MAX_SOCKET_PATH}): set [hive] runtime_dir to a shorter path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    staging = Path(tempfile.mkdtemp(prefix="", dir=path.parent))
-    try:
-        tmp = staging / "s"
-        sock.bind(str(tmp))
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    sock.listen(128)
-    return sock
 
 
 class Server(uvicorn.Server):
@@ -157,6 +122,8 @@ class Reconcile:
                 with hive.begin(name, Transient.STARTING):
                     hive.hook.start(hive=hive, agent=agent)
                 hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(hive, name)))
+                hive.call_each("agent_started", hive=hive, agent=agent,
+                               reason="the hive started")
             except Exception as exc:
                 log.error("could not start %r: %s", name, deploy.describe(exc))
 
@@ -178,10 +145,13 @@ def serve(config: Config, loaded: Loaded) -> int:
     sock_path = None
     try:
         hive = build_hive(config, loaded)
-        hive.hook.startup(hive=hive)
+        from hivekit import state
         from hivekit.api import create_app
 
+        # Built first: a route two plugins claim stops the start before any plugin started.
         app = create_app(hive)
+        hive.hook.startup(hive=hive)
+        state.check_extras(hive)
         sock_path = hive.paths.admin_socket
         sock = bind_unix(sock_path)
         uv_config = uvicorn.Config(app, log_level="warning", lifespan="off",

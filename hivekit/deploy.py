@@ -17,6 +17,7 @@ it honestly: ``deployed/<id>`` present means the build succeeded, anything less 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ import threading
 from pathlib import Path
 
 from hivekit import events, hookimpl
-from hivekit.errors import HiveError, OperationFailed
+from hivekit.errors import HiveError, OperationFailed, describe
 from hivekit.git import Repo
 from hivekit.hive import Hive
 from hivekit.records import (
@@ -40,16 +41,6 @@ log = logging.getLogger("hivekit.deploy")
 
 MAIN = "refs/heads/main"
 INTERRUPTED = "interrupted: the daemon stopped during the deploy; the previous config is kept"
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as the operator reads it (and as a failed/<id> tag body records it)."""
-    if isinstance(exc, HiveError):
-        return exc.message
-    text = str(exc)
-    if type(exc).__name__ == "CommandFailed":
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --- repos -----------------------------------------------------------------------------------
@@ -129,35 +120,43 @@ def approve_apply(hive: Hive, approval: Approval) -> Approval:
     """Deploy an apply approval (synchronously, under the agent's lock); returns it resolved."""
     agent = hive.agent(approval.agent)
     with hive.begin(agent.name, Transient.REBUILDING):
-        repo = Repo(agent.paths.applied)
-        prev = repo.ref(MAIN)
-        # Written before the first tag: from here on, a crash is found and finished at startup.
-        approval = hive.store.claim(approval.id, prev_sha=prev)
-        hive.bus.publish(events.ApprovalChanged(approval=approval))
-        deploy = Deploy(approval_id=approval.id, agent=agent, sha=approval.sha or "",
-                        prev_sha=prev or "")
-        try:
-            proposal = repo.ref(f"refs/tags/proposal/{approval.id}")
-            if proposal is None or prev is None:
-                raise OperationFailed(
-                    f"the applied repo of {agent.name!r} lacks proposal/{approval.id} or main")
-            repo.create_refs({f"refs/tags/approved/{approval.id}": proposal,
-                              f"refs/tags/building/{approval.id}": proposal})
-            _step(hive, deploy, "tagged")
-            repo.update_ref(MAIN, proposal)
-            repo.sync_worktree()
-            _step(hive, deploy, "main-moved")
-            _step(hive, deploy, "prepare")
-            hive.hook.prepare_deploy(hive=hive, deploy=deploy)
-            _step(hive, deploy, "build")
-            hive.hook.rebuild(hive=hive, agent=agent, deploy=deploy)
-        except Exception as exc:
-            if not isinstance(exc, HiveError):
-                log.exception("deploy of approval #%s failed", approval.id)
-            return _fail(hive, repo, approval, deploy, describe(exc))
-        repo.tag(deploy.deployed_tag, proposal)
-        _step(hive, deploy, "deployed")
-        return _succeed(hive, approval, deploy)
+        resolved = _deploy(hive, agent, approval)
+    if resolved.status == ApprovalStatus.APPROVED:
+        hive.call_each("agent_started", hive=hive, agent=agent,
+                       reason=f"deployed approval #{approval.id}")
+    return resolved
+
+
+def _deploy(hive: Hive, agent: AgentSpec, approval: Approval) -> Approval:
+    repo = Repo(agent.paths.applied)
+    prev = repo.ref(MAIN)
+    # Written before the first tag: from here on, a crash is found and finished at startup.
+    approval = hive.store.claim(approval.id, prev_sha=prev)
+    hive.bus.publish(events.ApprovalChanged(approval=approval))
+    deploy = Deploy(approval_id=approval.id, agent=agent, sha=approval.sha or "",
+                    prev_sha=prev or "")
+    try:
+        proposal = repo.ref(f"refs/tags/proposal/{approval.id}")
+        if proposal is None or prev is None:
+            raise OperationFailed(
+                f"the applied repo of {agent.name!r} lacks proposal/{approval.id} or main")
+        repo.create_refs({f"refs/tags/approved/{approval.id}": proposal,
+                          f"refs/tags/building/{approval.id}": proposal})
+        _step(hive, deploy, "tagged")
+        repo.update_ref(MAIN, proposal)
+        repo.sync_worktree()
+        _step(hive, deploy, "main-moved")
+        _step(hive, deploy, "prepare")
+        hive.hook.prepare_deploy(hive=hive, deploy=deploy)
+        _step(hive, deploy, "build")
+        hive.hook.rebuild(hive=hive, agent=agent, deploy=deploy)
+    except Exception as exc:
+        if not isinstance(exc, HiveError):
+            log.exception("deploy of approval #%s failed", approval.id)
+        return _fail(hive, repo, approval, deploy, describe(exc))
+    repo.tag(deploy.deployed_tag, proposal)
+    _step(hive, deploy, "deployed")
+    return _succeed(hive, approval, deploy)
 
 
 def _step(hive: Hive, deploy: Deploy, step: str) -> None:
@@ -227,23 +226,30 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     hive.bus.publish(events.ApprovalChanged(approval=approval))
 
     def work() -> None:
+        agent = hive.agent(approval.agent)
+        respawn = agent.paths.config.exists()  # a tombstone: its repos stay whatever happens
         with op:
-            result = _run_spawn(hive, approval)
+            result = _run_spawn(hive, approval, agent, respawn)
         hive.bus.publish(events.AgentChanged(name=approval.agent, agent=None))
         _announce(hive, result)
+        if result.status == ApprovalStatus.APPROVED:
+            hive.call_each("agent_started", hive=hive, agent=agent, reason="spawned")
+        else:
+            hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=not respawn,
+                           reason=f"its spawn failed: {result.note}")
 
     threading.Thread(target=work, name=f"spawn-{approval.agent}", daemon=True).start()
     return approval
 
 
-def _run_spawn(hive: Hive, approval: Approval) -> Approval:
-    agent = hive.agent(approval.agent)
+def _run_spawn(hive: Hive, approval: Approval, agent: AgentSpec, respawn: bool) -> Approval:
     try:
         fresh = seed(hive, agent, approval.template)
         hive.hook.spawn(hive=hive, agent=agent)
     except Exception as exc:
         if not isinstance(exc, HiveError):
             log.exception("spawn of %r failed", agent.name)
+        clean_failed_spawn(hive, agent, purge=not respawn)
         return hive.store.resolve(approval.id, ApprovalStatus.FAILED,
                                   expect=ApprovalStatus.RUNNING, note=describe(exc))
     hive.store.add_agent(agent.name)
@@ -253,13 +259,56 @@ def _run_spawn(hive: Hive, approval: Approval) -> Approval:
                               tag="deployed/0" if fresh else None)
 
 
+def clean_failed_spawn(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
+    """After a failed spawn: the backend's ``destroy`` (it removes what it half-made), then,
+    for a new agent (``purge``), the repos the spawn seeded, so that nothing is left: no
+    container, no tombstone. A re-spawned tombstone stays the tombstone it was. The caller
+    tells the ``agent_destroyed`` observers once it released the agent's lock."""
+    try:
+        hive.hook.destroy(hive=hive, agent=agent, purge=purge)
+    except Exception:
+        log.exception("cleaning up the failed spawn of %r failed", agent.name)
+    if purge:
+        remove_state(agent, keep_own_dirs=True)
+    shutil.rmtree(agent.paths.runtime, ignore_errors=True)
+
+
+def remove_state(agent: AgentSpec, *, keep_own_dirs: bool = False) -> None:
+    """Delete the agent's repos, and its notes and creds unless ``keep_own_dirs`` (then they
+    go only when empty: a failed spawn leaves what the operator put there, such as creds)."""
+    p = agent.paths
+    if not keep_own_dirs:
+        shutil.rmtree(p.root, ignore_errors=True)
+    else:
+        shutil.rmtree(p.config, ignore_errors=True)
+        for d in (p.state, p.creds, p.root):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when empty
+    shutil.rmtree(p.applied, ignore_errors=True)
+
+
 def spawn_manager(hive: Hive) -> None:
-    """Bring the manager up without an approval (it is declared by the operator's config)."""
+    """Bring the manager up without an approval (it is declared by the operator's config).
+
+    A failed spawn is cleaned up like any other, except that the manager's repos stay: the
+    next start tries again with them.
+    """
     agent = hive.agent(hive.manager)
+    failed: Exception | None = None
     with hive.begin(agent.name, Transient.SPAWNING):
-        seed(hive, agent)
-        hive.hook.spawn(hive=hive, agent=agent)
-        hive.store.add_agent(agent.name)
+        try:
+            seed(hive, agent)
+            hive.hook.spawn(hive=hive, agent=agent)
+        except Exception as exc:
+            clean_failed_spawn(hive, agent, purge=False)
+            failed = exc
+        else:
+            hive.store.add_agent(agent.name)
+    if failed is not None:
+        hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=False,
+                       reason=f"its spawn failed: {describe(failed)}")
+        raise failed
+    hive.call_each("agent_started", hive=hive, agent=agent, reason="spawned")
 
 
 # --- denying ---------------------------------------------------------------------------------

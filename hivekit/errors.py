@@ -89,3 +89,13 @@ class CommandFailed(Exception):
         how = "timed out" if self.timed_out else f"exited {self.exit_code}"
         tail = self.stderr_tail.strip()
         return f"`{cmd}` {how}" + (f":\n{tail}" if tail else "")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as the operator reads it (and as a failed/<id> tag body records it): a
+    :class:`HiveError`'s or :class:`CommandFailed`'s message as is, anything else as
+    ``<ExceptionType>: <message>``."""
+    if isinstance(exc, HiveError | CommandFailed):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -6,6 +6,7 @@ JSON with a ``"type"`` key taken from the class's ``TYPE``. Consumers ``match`` 
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import ClassVar
 
@@ -103,12 +104,22 @@ class Envelope:
     event: Event
 
     @cached_property
-    def json(self) -> str:
+    def json(self) -> str | None:
         """The event as compact JSON with its ``type``, computed once however many subscribers
-        send it on (a race computes it twice, harmlessly)."""
+        send it on (a race computes it twice, harmlessly).
+
+        None when the event cannot be encoded (a plugin published a value of the wrong type):
+        logged once with the event's seq, and subscribers skip that event only; their
+        streams stay open.
+        """
         from hivekit.convert import to_json
 
-        return to_json(self.event, Event)
+        try:
+            return to_json(self.event, Event)
+        except Exception:
+            logging.getLogger("hivekit.bus").exception(
+                "event #%s (%s) cannot be encoded; dropped", self.seq, type(self.event).__name__)
+            return None
 
 
 # --- helper events (JSON bodies of ``system`` messages in an agent's inbox) ---------------------

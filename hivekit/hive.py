@@ -12,13 +12,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pluggy
 
-from hivekit import events
+from hivekit import events, plugins
 from hivekit.bus import EventBus
 from hivekit.config import Config
 from hivekit.convert import to_json
@@ -107,6 +107,38 @@ class LogHistory:
 
 
 class Hive:
+    """The running hive, as every hook receives it.
+
+    What a plugin may use (:data:`PLUGIN_API`; a test holds the bundled plugins to it):
+
+    * ``config`` (the read config: ``config.hive`` is the ``[hive]`` table), ``paths``
+      (:class:`hivekit.paths.Paths`: state, runtime, agents, applied, meta, shared dirs),
+      ``manager`` (the manager's name), :meth:`resolve_path` (a path from the config file,
+      relative to its directory);
+    * :meth:`plugin_config` (a plugin's structured table), :meth:`plugin_state` (an object a
+      plugin keeps for this hive), ``stopping`` (a ``threading.Event`` set when the daemon
+      stops: long work checks it);
+    * :meth:`agent` (an agent's :class:`AgentSpec`), :meth:`agent_names`, :meth:`has_agent`,
+      :meth:`port`, :meth:`agent_env` (the identity environment a backend gives an agent);
+    * :meth:`log` and :meth:`line_logger` (the live log), :meth:`log_event` (an event the live
+      log shows as an agent's line, kept in its history), ``history`` (the live log's recent
+      lines: ``history.recent(name)``), :meth:`send`, :meth:`notify`,
+      :meth:`notify_manager` (messages to inboxes), ``bus`` (``bus.publish(event)``: the
+      dashboard's event stream), ``doorbell`` (wakes long-polling receivers);
+    * ``hook`` (call a hook: ``hive.hook.is_running(hive=hive, agent=agent)``), :meth:`each`
+      and :meth:`call_each` (call one plugin at a time), :meth:`now`.
+
+    Everything else (``store``, ``loaded``, ``pm``, the locks) is the core's own.
+    """
+
+    #: The attributes a plugin may use (see the class docstring).
+    PLUGIN_API = frozenset({
+        "config", "paths", "manager", "resolve_path", "plugin_config", "plugin_state",
+        "stopping", "agent", "agent_names", "has_agent", "port", "agent_env", "log",
+        "line_logger", "log_event", "history", "send", "notify", "notify_manager", "bus",
+        "doorbell", "hook", "each", "call_each", "now",
+    })
+
     def __init__(self, config: Config, loaded: Loaded, store: Store | None = None,
                  bus: EventBus | None = None) -> None:
         self.config = config
@@ -141,14 +173,11 @@ class Hive:
         """Each plugin's implementation of ``hook`` in call order, as ``(plugin, call)``.
 
         For hooks whose results or failures must be told apart by plugin (pluggy's own call
-        merges results and stops at the first exception). Wrappers are not called this way.
+        merges results and stops at the first exception). Each ``call()`` goes through pluggy,
+        so ``HIVEKIT_TRACE_PLUGINS`` shows it. Such hooks are listed in
+        :data:`hivekit.hookspecs.PER_PLUGIN` and take no wrapper implementations.
         """
-        caller = getattr(self.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
-            if impl.wrapper or impl.hookwrapper:
-                continue
-            args = [kwargs[a] for a in impl.argnames]
-            yield impl.plugin_name, (lambda f=impl.function, a=args: f(*a))
+        return plugins.each(self.pm, hook, **kwargs)
 
     def plugin_state(self, key: str, factory: Callable[[], T]) -> T:
         """The object a plugin keeps for this hive between hook calls, made once by ``factory``.
@@ -164,8 +193,8 @@ class Hive:
     def call_each(self, hook: str, **kwargs: Any) -> None:
         """Call an observer hook one plugin at a time, logging (not raising) their exceptions.
 
-        Observers (deploy_step, finalize_deploy, abort_deploy, approval_resolved, shutdown)
-        must each get their call even when another plugin's fails.
+        Observers (deploy_step, approval_resolved, agent_started, shutdown...) must each get
+        their call even when another plugin's fails.
         """
         for plugin, call in self.each(hook, **kwargs):
             try:
@@ -180,6 +209,20 @@ class Hive:
         return agent_port(name, manager=self.manager, manager_port=h.manager_port,
                           base=h.port_base, span=h.port_range)
 
+    def agent_names(self) -> list[str]:
+        """Every registered agent's name (spawned and not destroyed), sorted."""
+        return self.store.agent_names()
+
+    def has_agent(self, name: str) -> bool:
+        """Whether agent ``name`` is registered."""
+        return self.store.has_agent(name)
+
+    def resolve_path(self, path: Path | str) -> Path:
+        """A path from the config: relative ones are relative to the config file's directory
+        (the current directory for the embedded defaults), as hivekit's own are."""
+        path = Path(path)
+        return path if path.is_absolute() else (self.config.base_dir / path).resolve()
+
     def agent(self, name: str) -> AgentSpec:
         """The spec of agent ``name`` (whether or not it exists: callers check)."""
         # Derived from the config alone, and frozen: made once per name. Building its paths
@@ -191,6 +234,18 @@ class Hive:
             if len(self._specs) < MAX_SPECS:  # names from requests: keep the cache bounded
                 self._specs[name] = spec
         return spec
+
+    def agent_env(self, agent: AgentSpec,
+                  mounts: Iterable[tuple[Path, str]] | None = None) -> dict[str, str]:
+        """The agent's identity environment (every ``HIVE_*`` variable, :mod:`hivekit.identity`).
+
+        :param mounts: ``(host path, path inside)`` for each host directory the backend makes
+            visible to the agent; paths are given as the agent sees them, and a variable whose
+            path it cannot see is left out. None: the agent sees the host's paths as they are.
+        """
+        from hivekit.identity import agent_env
+
+        return agent_env(self, agent, mounts)
 
     def begin(self, name: str, kind: Transient) -> Operation:
         """Start a lifecycle operation on ``name``; refused while another one runs on it."""
@@ -207,20 +262,30 @@ class Hive:
     def transients(self) -> dict[str, Transient]:
         return dict(self._transients)
 
-    def log(self, agent: str, line: str, stream: str = "stdout") -> None:
-        """A line of an agent's or a lifecycle operation's output: the daemon's log, the
-        dashboard's live log, and its history (:attr:`history`)."""
-        log.info("[%s] %s", agent, line)
-        self.log_event(agent, events.LogLine(agent=agent, line=line, stream=stream))
+    def log(self, agent: AgentSpec | str, line: str, stream: str = "stdout") -> None:
+        """A line of an agent's output or of an operation on it: the daemon's log, the
+        dashboard's live log, and the live log's history (:attr:`history`).
+
+        :param agent: the agent, as the hooks pass it (an :class:`AgentSpec`) or by name.
+        :param stream: where the line came from: ``stdout``, ``stderr``, or ``hive`` for what
+            hivekit or a plugin says about the agent.
+        Safe from any thread. Any other type for ``agent`` is a TypeError (a bug in the caller).
+        """
+        name = agent.name if isinstance(agent, AgentSpec) else agent
+        if not isinstance(name, str):
+            raise TypeError(f"hive.log: agent must be an AgentSpec or a name, not "
+                            f"{type(agent).__name__}")
+        log.info("[%s] %s", name, line)
+        self.log_event(name, events.LogLine(agent=name, line=str(line), stream=str(stream)))
 
     def log_event(self, agent: str, event: events.Event) -> Envelope:
         """Publish an event the live log shows as a line of ``agent``'s, and keep it in the
-        log's history (deploy steps and outcomes, besides :meth:`log`'s lines)."""
+        live log's history (deploy steps and outcomes, besides :meth:`log`'s lines)."""
         env = self.bus.publish(event)
         self.history.add(agent, env)
         return env
 
-    def line_logger(self, agent: str) -> Callable[[str, str], None]:
+    def line_logger(self, agent: AgentSpec | str) -> Callable[[str, str], None]:
         """An ``on_line(stream, line)`` for :func:`hivekit.proc.run` that feeds :meth:`log`."""
         return lambda stream, line: self.log(agent, line, stream)
 

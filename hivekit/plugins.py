@@ -9,13 +9,19 @@ runs inside a daemon trusted with every agent's config.
 Two environment variables help an operator debugging plugins (as datasette's do):
 
 * ``HIVEKIT_LOAD_PLUGINS=a,b`` loads only these installed plugins (an allow-list; empty = none).
-* ``HIVEKIT_TRACE_PLUGINS=1`` prints every hook call, its plugins and results to stderr.
+* ``HIVEKIT_TRACE_PLUGINS=1`` prints every hook call to stderr, plugin by plugin, with what each
+  returned (see :mod:`hivekit.trace`).
+
+Every plugin manager hivekit makes comes from :func:`make_manager`, and every set of plugins is
+imported and registered by :func:`register_all`: the daemon (:func:`load`), the CLI's command
+loading and ``hivekit plugins`` see the same validation (a misspelled hook is an error naming
+the plugin everywhere) and the same tracing.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -76,24 +82,89 @@ def import_plugin(plugin: Installed) -> ModuleType | Any:
 
 
 def make_manager() -> pluggy.PluginManager:
+    """A plugin manager with hivekit's hookspecs (traced when ``HIVEKIT_TRACE_PLUGINS`` is set).
+
+    The only place one is made: the daemon, the CLI and ``hivekit plugins`` all start here.
+    """
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     if os.environ.get("HIVEKIT_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
-        pm.enable_tracing()
+        from hivekit import trace
+
+        trace.enable(pm)
     return pm
 
 
 def register(pm: pluggy.PluginManager, name: str, obj: Any) -> None:
-    """Register one plugin and validate its hookimpls, naming it in any error."""
+    """Register one plugin and validate its hookimpls, naming it in any error.
+
+    Refused: a hookimpl whose name is no hook (a misspelling), one whose arguments the hook
+    does not have, and a wrapper implementation of a hook called plugin by plugin
+    (:data:`hivekit.hookspecs.PER_PLUGIN`), which would never run as a wrapper.
+    """
     try:
         pm.register(obj, name=name)
         pm.check_pending()
+        for caller in pm.get_hookcallers(obj) or []:
+            if caller.name not in hookspecs.PER_PLUGIN:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is obj and (impl.wrapper or impl.hookwrapper):
+                    raise pluggy.PluginValidationError(
+                        obj, f"{caller.name} is called plugin by plugin, so it takes no "
+                             "wrapper implementations; drop wrapper=True")
     except pluggy.PluginValidationError as exc:
         pm.unregister(name=name) if pm.has_plugin(name) else None
         raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
     except ValueError as exc:
         raise PluginError(f"plugin {name!r} could not be registered: {exc}") from exc
+
+
+def register_all(pm: pluggy.PluginManager, names: Iterable[str],
+                 available: dict[str, Installed], *, extra: dict[str, Any] | None = None,
+                 on_error: Callable[[str, PluginError], None] | None = None) -> dict[str, Any]:
+    """Import and :func:`register` the named installed plugins, then the ``extra`` objects.
+
+    Returns ``{name: plugin object}`` of those registered. A plugin that fails to import or to
+    validate raises :class:`PluginError`, or, with ``on_error``, is reported to it and skipped
+    (the CLI still offers the other plugins' commands; ``hivekit plugins`` lists the error).
+    """
+    objs: dict[str, Any] = {}
+    todo: list[tuple[str, Callable[[], Any]]] = [
+        (n, lambda n=n: import_plugin(available[n])) for n in names]
+    todo += [(n, lambda o=o: o) for n, o in (extra or {}).items()]
+    for name, get in todo:
+        try:
+            obj = get()
+            register(pm, name, obj)
+        except PluginError as exc:
+            if on_error is None:
+                raise
+            on_error(name, exc)
+            continue
+        objs[name] = obj
+    return objs
+
+
+def each(pm: pluggy.PluginManager, hook: str,
+         **kwargs: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Each plugin's implementation of ``hook`` in call order, as ``(plugin, call)``.
+
+    ``call()`` runs that one implementation through pluggy's executor (so tracing sees it) and
+    returns its result (None for none). For hooks whose results or failures must be told apart
+    by plugin: pluggy's own call merges results and stops at the first exception.
+    """
+    caller = getattr(pm.hook, hook)
+    for impl in reversed(caller.get_hookimpls()):
+        if impl.wrapper or impl.hookwrapper:  # refused by register() for PER_PLUGIN hooks
+            continue
+        yield impl.plugin_name, (lambda impl=impl: _call_one(pm, hook, impl, kwargs))
+
+
+def _call_one(pm: pluggy.PluginManager, hook: str, impl: pluggy.HookImpl,
+              kwargs: dict[str, Any]) -> Any:
+    result = pm._hookexec(hook, [impl], kwargs, False)
+    return result[0] if result else None
 
 
 def hook_names(pm: pluggy.PluginManager, obj: Any) -> list[str]:
@@ -166,14 +237,8 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
                 f"(installed: {', '.join(sorted(available)) or 'none'})"
             )
     pm = make_manager()
-    objs: dict[str, Any] = {}
-    for name in names:
-        objs[name] = import_plugin(available[name])
-        register(pm, name, objs[name])
-    for name, obj in (extra or {}).items():
-        objs[name] = obj
-        register(pm, name, obj)
-        names.append(name)
+    objs = register_all(pm, names, available, extra=extra)
+    names = list(objs)
     backends = [n for n in names if implements(pm, objs[n], "is_running")]
     backend_named = config.hive.backend in available or config.hive.backend in (extra or {})
     if len(backends) != 1 and (backends or backend_named) \
@@ -182,7 +247,7 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
         hint = (
             "set [hive] backend to one of the installed backends"
             if not backends
-            else "keep one: remove the others from [hive] enable"
+            else _keep_one(config, backends)
         )
         problems.append(
             f"{config.source}: exactly one backend must be enabled, found {found}: {hint}")
@@ -205,6 +270,17 @@ def load(config: Config, extra: dict[str, Any] | None = None) -> Loaded:
         raise ConfigError(problems)
     return Loaded(pm=pm, enabled=names, installed=available, backend=backends[0],
                   plugin_configs=plugin_configs)
+
+
+def _keep_one(config: Config, backends: list[str]) -> str:
+    """The fix for two backends: name the one to keep in ``backend``, drop them from enable."""
+    listed = [b for b in backends if b in config.hive.enable]
+    keep = listed[0] if listed else backends[0]
+    fix = f'set [hive] backend = "{keep}"'
+    if listed:
+        fix += " and remove " + ", ".join(repr(b) for b in listed) + " from [hive] enable"
+    return (f"to run on {keep!r}, {fix} (a backend is chosen with [hive] backend, not "
+            "enabled)")
 
 
 def _schema(pm: pluggy.PluginManager, name: str) -> type | None:

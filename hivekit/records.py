@@ -167,6 +167,21 @@ class Approval:
 
 
 @frozen
+class Request:
+    """A spawn or apply the manager (or the operator) asks for, before it becomes an approval:
+    what ``check_request`` hooks judge."""
+
+    kind: ApprovalKind
+    #: The agent to spawn (it does not exist yet: nothing of it is made) or to apply to.
+    agent: AgentSpec
+    #: For an apply: the ref or sha asked for, and the full sha it names in the agent's
+    #: proposed repo (not yet fetched into the applied repo). None for a spawn.
+    commit: str | None = None
+    sha: str | None = None
+    description: str = ""
+
+
+@frozen
 class ApprovalDetail:
     """One approval with the diff the operator decides on."""
 

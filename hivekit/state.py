@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from hivekit.convert import converter
+from hivekit.errors import PluginError
 from hivekit.git import read_ref
 from hivekit.hive import Hive
 from hivekit.records import AgentView, ApprovalStatus, Badge, Tombstone
@@ -70,9 +71,46 @@ def snapshot(hive: Hive) -> dict[str, Any]:
         "tombstones": converter.unstructure(tombstones(hive)),
         "plugins": list(hive.loaded.enabled),
     }
-    for plugin, call in hive.each("state_extras", hive=hive, agents=views):
-        for key, value in (call() or {}).items():
-            if key in state:
-                raise RuntimeError(f"plugin {plugin!r} returns state key {key!r}, already taken")
-            state[key] = value
+    state.update(extras(hive, views))
     return state
+
+
+def extras(hive: Hive, views: list[AgentView], *, strict: bool = False) -> dict[str, Any]:
+    """Every plugin's ``state_extras``, merged.
+
+    A key the core uses or another plugin gave first is a :class:`PluginError` naming both
+    with ``strict`` (the daemon's start); otherwise it is logged and left out, as is the
+    contribution of a plugin that raised, so that one plugin never breaks the snapshot.
+    """
+    merged: dict[str, Any] = {}
+    owner = dict.fromkeys(CORE_KEYS, "core")
+    for plugin, call in hive.each("state_extras", hive=hive, agents=views):
+        try:
+            found = call() or {}
+            if not isinstance(found, dict):
+                raise TypeError(f"state_extras returned {type(found).__name__}, not a dict")
+        except Exception as exc:
+            if strict:
+                raise PluginError(f"plugin {plugin!r} failed in state_extras: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            log.exception("plugin %r failed in state_extras (its keys are left out)", plugin)
+            continue
+        for key, value in found.items():
+            if key in owner:
+                message = (f"plugins {owner[key]!r} and {plugin!r} both give /api/state key "
+                           f"{key!r}; disable one of them" if owner[key] != "core" else
+                           f"plugin {plugin!r} gives /api/state key {key!r}, which the core "
+                           "uses; the plugin must rename it")
+                if strict:
+                    raise PluginError(message)
+                log.error("%s (left out)", message)
+                continue
+            owner[key] = plugin
+            merged[key] = value
+    return merged
+
+
+def check_extras(hive: Hive) -> None:
+    """At the daemon's start: every plugin's ``state_extras`` once, refusing a key clash or a
+    failure with a :class:`PluginError` (instead of a broken snapshot later)."""
+    extras(hive, agents(hive), strict=True)

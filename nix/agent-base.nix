@@ -1,9 +1,11 @@
 # The base of every agent's NixOS container: identity, the harness service, git.
 # hivekit.lib.mkAgent imports it before the agent's own module and sets hivekit.agent.*.
 #
-# The nixos_container backend binds the agent's socket dir at /run/hive (HIVE_SOCKET =
-# /run/hive/hive.sock), its notes at `notesDir` (/state for the manager, /agents/<n>/state for
-# the others), its creds at [nixos_container] creds_mount, <state_dir>/shared at /shared.
+# The nixos_container backend binds the agent's socket dir at /run/hive, its notes at `notesDir`
+# (/state for the manager, /agents/<n>/state for the others), its creds at [nixos_container]
+# creds_mount, <state_dir>/shared at /shared, and writes the agent's identity environment (every
+# HIVE_* variable, defined once in hivekit's hivekit/identity.py) to /run/hive/identity.env,
+# which the agent's service reads as its EnvironmentFile: nothing here defines a HIVE_* value.
 { config, lib, pkgs, utils, ... }:
 
 let
@@ -53,9 +55,9 @@ in
       type = types.attrsOf types.str;
       default = { };
       description = ''
-        The agent's environment from the hive: HIVE_DASHBOARD_PORT, HIVE_OPERATOR_PRONOUNS and
-        the rest of its identity (HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_NOTES and HIVE_SHARED
-        are set from the options here and win).
+        Environment the meta flake bakes into the agent's service (the identity values that do
+        not depend on where the backend binds things). The backend's /run/hive/identity.env
+        is read after it and wins.
       '';
     };
     notesDir = mkOption {
@@ -86,14 +88,11 @@ in
       after = [ "network.target" ];
       # The agent's own module adds packages system-wide; the harness sees them all.
       path = [ "/run/current-system/sw" ];
-      environment = cfg.environment // {
-        HIVE_LABEL = cfg.name;
-        HIVE_PORT = toString cfg.port;
-        HIVE_SOCKET = "/run/hive/hive.sock";
-        HIVE_NOTES = cfg.notesDir;
-        HIVE_SHARED = "/shared";
-      };
+      environment = cfg.environment;
       serviceConfig = {
+        # Written by the backend before every start; it overrides `environment` (systemd reads
+        # EnvironmentFile= after Environment=), so no `environment` setting can shadow the identity.
+        EnvironmentFile = "/run/hive/identity.env";
         ExecStart = utils.escapeSystemdExecArgs cfg.command;
         WorkingDirectory = cfg.notesDir;
         Restart = "always";

@@ -3,6 +3,7 @@ domain tests that don't need a process (``local_hive``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,13 +106,7 @@ class Hive:
 def make_process_hive(make_hive):
     def make(process: str = "", name: str = "h", start: bool = True,
              env: dict[str, str] | None = None) -> Hive:
-        manager_port, agent_port = free_ports(2)
-        # port_range = 1: every non-manager agent gets port_base, picked free for this test.
-        defaults = "".join(f"{key} = {value}\n" for key, value in
-                           (("restart_delay", 0.2), ("stop_timeout", 5)) if key not in process)
-        config = (f'[hive]\nbackend = "process"\nmanager_port = {manager_port}\n'
-                  f"port_base = {agent_port}\nport_range = 1\n\n"
-                  f"[process]\n{defaults}{process}")
+        config, manager_port, agent_port = process_config(process)
         hive = Hive(make_hive(config, name=name, start=start, env=env), manager_port,
                     agent_port)
         if start:
@@ -118,6 +114,45 @@ def make_process_hive(make_hive):
         return hive
 
     return make
+
+
+def process_config(process: str = "") -> tuple[str, int, int]:
+    """A process-backend hive's config on free ports: ``(toml, manager_port, agent_port)``."""
+    manager_port, agent_port = free_ports(2)
+    # port_range = 1: every non-manager agent gets port_base, picked free for this test.
+    defaults = "".join(f"{key} = {value}\n" for key, value in
+                       (("restart_delay", 0.2), ("stop_timeout", 5)) if key not in process)
+    config = (f'[hive]\nbackend = "process"\nmanager_port = {manager_port}\n'
+              f"port_base = {agent_port}\nport_range = 1\n\n"
+              f"[process]\n{defaults}{process}")
+    return config, manager_port, agent_port
+
+
+@contextlib.contextmanager
+def module_hive(config: str | None = None, process: str | None = None) -> Iterator[Any]:
+    """A hive for a module's tests to share (one daemon for checks that allow it): the fake
+    backend with ``config``, or the process backend with ``process`` (its ``[process]`` keys);
+    its manager up."""
+    root = Path(tempfile.mkdtemp(prefix="hk", dir="/tmp"))
+    try:
+        if process is not None:
+            toml, manager_port, agent_port = process_config(process)
+            hive = Hive(HiveProcess(root / "h", toml), manager_port, agent_port)
+        else:
+            hive = HiveProcess(root / "h", config or '[hive]\nbackend = "fake"\n')
+        hive.start()
+        try:
+            hive.wait_for(lambda: any(a["name"] == "manager" and a["status"] == "running"
+                                      for a in hive.get("/api/state")["agents"]),
+                          what="the manager to come up")
+            yield hive
+        finally:
+            try:
+                hive.stop()
+            except Exception:
+                hive.kill()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ import pytest
 from hivekit_plugins.process import cgroups
 from test_process import needs_bwrap, program_pid, wait_page
 
+from hivekit import HiveError
+from hivekit.creds import check_key
+
 
 @pytest.fixture
 def process_hive(make_process_hive):
@@ -35,21 +38,38 @@ def ok(hive, *args: str, input: str | None = None) -> str:
     return result.stdout
 
 
-@needs_bwrap
-def test_credentials_reach_the_agent_and_exec_runs_in_its_sandbox(make_process_hive):
-    hive = make_process_hive()
-    hive.spawn("demo")
-    wait_page(hive, hive.agent_port, "demo")
-    creds = hive.state_dir / "agents" / "demo" / "creds"
-    badges = {a["name"]: a["badges"] for a in hive.get("/api/state")["agents"]}
-    login = next(b for b in badges["demo"] if b["label"] == "needs login")
-    # The badge says what is missing and the command that fixes it.
-    assert "hivekit creds demo set ANTHROPIC_API_KEY" in login["detail"]
-    assert "hivekit exec demo -- claude login" in login["detail"]
+@pytest.fixture(scope="module")
+def demo():
+    """One process-backend hive for this module's checks of agent demo (the harness)."""
+    from conftest import module_hive
 
+    with module_hive(process="") as hive:
+        hive.spawn("demo")
+        wait_page(hive, hive.agent_port, "demo")
+        yield hive
+
+
+def creds_dir(hive) -> Path:
+    return hive.state_dir / "agents" / "demo" / "creds"
+
+
+def set_key(hive, key: str, value: str) -> str:
+    return ok(hive, "creds", "demo", "set", key, input=value + "\n")
+
+
+@needs_bwrap
+def test_credentials_are_stored_never_shown_and_clear_the_badge(demo):
+    hive = demo
+    if not (creds_dir(hive) / "env" / "ANTHROPIC_API_KEY").exists():
+        row = next(a for a in hive.get("/api/state")["agents"] if a["name"] == "demo")
+        login = next(b for b in row["badges"] if b["label"] == "needs login")
+        # The badge says what is missing and the command that fixes it.
+        assert "hivekit creds demo set ANTHROPIC_API_KEY" in login["detail"]
+        assert "hivekit exec demo -- claude login" in login["detail"]
     # set: the value from stdin, never echoed; the file 0600 in a 0700 dir.
-    out = ok(hive, "creds", "demo", "set", "ANTHROPIC_API_KEY", input=SECRET + "\n")
+    out = set_key(hive, "ANTHROPIC_API_KEY", SECRET)
     assert "ANTHROPIC_API_KEY set" in out and "hivekit restart demo" in out
+    creds = creds_dir(hive)
     key = creds / "env" / "ANTHROPIC_API_KEY"
     assert key.read_text() == SECRET  # the newline a pipe adds is not part of it
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -59,59 +79,55 @@ def test_credentials_reach_the_agent_and_exec_runs_in_its_sandbox(make_process_h
     from_file.write_text("second-value\n")
     ok(hive, "creds", "demo", "set", "OTHER_TOKEN", "--from-file", str(from_file))
     listed = json.loads(ok(hive, "creds", "demo", "list", "--json"))
-    assert listed == {"agent": "demo", "keys": ["ANTHROPIC_API_KEY", "OTHER_TOKEN"],
-                      "files": []}
-    assert "needs login" not in [b["label"] for b in next(
-        a for a in hive.get("/api/state")["agents"] if a["name"] == "demo")["badges"]]
+    assert {"ANTHROPIC_API_KEY", "OTHER_TOKEN"} <= set(listed["keys"])
+    row = next(a for a in hive.get("/api/state")["agents"] if a["name"] == "demo")
+    assert "needs login" not in [b["label"] for b in row["badges"]]
+    # A bad key is refused before anything is read or written (every rule: test_creds_keys).
+    before = sorted(os.listdir(creds / "env"))
+    result = cli(hive, "creds", "demo", "set", "../x", input="v")
+    assert result.returncode == 2 and "invalid credential key" in result.stderr
+    with pytest.raises(HiveError, match="reserved"):
+        hive.post("/api/agents/demo/creds/HIVE_LABEL", {"value": "v"})
+    with pytest.raises(HiveError, match="no agent named 'ghost'"):
+        hive.get("/api/agents/ghost/creds")
+    assert sorted(os.listdir(creds / "env")) == before
+    # rm
+    out = ok(hive, "creds", "demo", "rm", "OTHER_TOKEN")
+    assert "OTHER_TOKEN removed" in out and not (creds / "env" / "OTHER_TOKEN").exists()
+    with pytest.raises(HiveError, match="demo has no credential 'OTHER_TOKEN'"):
+        hive.client().request("DELETE", "/api/agents/demo/creds/OTHER_TOKEN")
+    # Nothing printed or logged the value.
+    assert SECRET not in hive.log()
+    assert SECRET not in (hive.state_dir / "agents" / "demo" / "state" / "agent.log").read_text()
+    assert SECRET not in json.dumps(hive.get("/api/state"))
 
-    # Bad keys are refused before anything is read or written.
-    for bad, says in (("../x", "invalid credential key"), ("HIVE_LABEL", "reserved"),
-                      ("PATH", "reserved"), ("a/b", "invalid credential key")):
-        result = cli(hive, "creds", "demo", "set", bad, input="v")
-        assert result.returncode == 2 and says in result.stderr, (bad, result.stderr)
-    assert sorted(os.listdir(creds / "env")) == ["ANTHROPIC_API_KEY", "OTHER_TOKEN"]
-    assert cli(hive, "creds", "ghost", "list").returncode == 1
 
-    # exec: the command runs in demo's sandbox (its hostname, its view), with its creds.
+@needs_bwrap
+def test_exec_runs_in_the_agents_sandbox_with_its_creds(demo):
+    hive = demo
+    set_key(hive, "EXEC_TOKEN", "exec-secret")
+    creds = creds_dir(hive)
     result = cli(hive, "exec", "demo", "--", "sh", "-c",
-                 'echo "$(hostname) $HIVE_LABEL $HOME"; test -n "$ANTHROPIC_API_KEY" && '
+                 'echo "$(hostname) $HIVE_LABEL $HOME"; test "$EXEC_TOKEN" = exec-secret && '
                  'echo has-key; ls "$HIVE_CREDS/env"; test -e /root/.bashrc || echo no-root; '
                  'exit 7')
     assert result.returncode == 7, result.stderr  # its exit code is the command's
     lines = result.stdout.split()
     assert lines[:3] == ["h-demo", "demo", str(creds.resolve())]
-    assert "has-key" in lines and "no-root" in lines
-    assert "ANTHROPIC_API_KEY" in lines and SECRET not in result.stdout
+    assert "has-key" in lines and "no-root" in lines and "EXEC_TOKEN" in lines
+    assert "exec-secret" not in result.stdout
     # A login's files land in the creds dir (the agent's HOME) and stay there.
     ok(hive, "exec", "demo", "--", "sh", "-c", 'mkdir -p ~/.claude && echo "{}" > '
                                               '~/.claude/.credentials.json')
     assert (creds / ".claude" / ".credentials.json").exists()
-    listed = json.loads(ok(hive, "creds", "demo", "list", "--json"))
-    assert listed["files"] == [".claude/.credentials.json"]
+    assert ".claude/.credentials.json" in json.loads(
+        ok(hive, "creds", "demo", "list", "--json"))["files"]
 
-    # The running agent sees its keys from its next start.
-    ok(hive, "restart", "demo")
-    wait_page(hive, hive.agent_port, "demo")
-    environ = Path(f"/proc/{program_pid(hive, 'demo')}/environ").read_text()  # from the host
-    env = dict(e.split("=", 1) for e in environ.split("\0") if "=" in e)
-    assert env["ANTHROPIC_API_KEY"] == SECRET and env["OTHER_TOKEN"] == "second-value"
-    assert env["HIVE_LABEL"] == "demo"
 
-    # rm, and nothing ever printed or logged the value.
-    out = ok(hive, "creds", "demo", "rm", "OTHER_TOKEN")
-    assert "OTHER_TOKEN removed" in out
-    assert cli(hive, "creds", "demo", "rm", "OTHER_TOKEN").returncode == 1
-    assert json.loads(ok(hive, "creds", "demo", "list", "--json"))["keys"] == [
-        "ANTHROPIC_API_KEY"]
-    assert SECRET not in hive.log()
-    assert SECRET not in (hive.state_dir / "agents" / "demo" / "state" / "agent.log").read_text()
-    assert SECRET not in json.dumps(hive.get("/api/state"))
-
-    # logs: the agent's own output, the last N lines, and followed.
-    out = ok(hive, "logs", "demo", "-n", "5")
-    assert "harness: demo serving" in out and len(out.splitlines()) <= 5
-    got = json.loads(ok(hive, "logs", "demo", "--json"))
-    assert got["agent"] == "demo" and any("started pid" in line for line in got["lines"])
+@needs_bwrap
+def test_the_agent_sees_its_keys_from_its_next_start_and_logs_follow_it(demo):
+    hive = demo
+    set_key(hive, "START_TOKEN", "at-start")
     follow = subprocess.Popen([sys.executable, "-m", "hivekit", "logs", "demo", "-f", "-n", "1"],
                               cwd=hive.root, env=hive.env, stdout=subprocess.PIPE)
     try:
@@ -123,6 +139,16 @@ def test_credentials_reach_the_agent_and_exec_runs_in_its_sandbox(make_process_h
     finally:
         follow.terminate()
         follow.wait(10)
+    wait_page(hive, hive.agent_port, "demo")
+    environ = Path(f"/proc/{program_pid(hive, 'demo')}/environ").read_text()  # from the host
+    env = dict(e.split("=", 1) for e in environ.split("\0") if "=" in e)
+    assert env["START_TOKEN"] == "at-start" and env["HIVE_LABEL"] == "demo"
+    # logs: the agent's own output, the last N lines.
+    out = ok(hive, "logs", "demo", "-n", "5")
+    assert len(out.splitlines()) <= 5
+    got = json.loads(ok(hive, "logs", "demo", "--json"))
+    assert got["agent"] == "demo" and any("started pid" in line for line in got["lines"])
+    assert any("harness: demo serving" in line for line in got["lines"])
 
 
 def read_until(proc: subprocess.Popen, done, timeout: float = 30.0) -> list[str]:
@@ -185,3 +211,16 @@ def test_memory_limits_let_runtimes_reserve_and_still_cap_the_agent(make_process
         assert "cpus is not enforced at all" in hive.log()
         limits = Path(f"/proc/{program_pid(hive, 'demo')}/limits").read_text()
         assert f"Max data size             {256 << 20}" in limits
+
+
+@pytest.mark.parametrize(("key", "says"), [
+    ("../x", "invalid credential key"), ("a/b", "invalid credential key"),
+    ("", "invalid credential key"), ("1ABC", "invalid credential key"),
+    ("A" * 129, "invalid credential key"), ("KEY\n", "invalid credential key"),
+    ("HIVE_LABEL", "reserved"), ("LD_PRELOAD", "reserved"), ("PATH", "reserved"),
+    ("HOME", "reserved"),
+])
+def test_creds_keys(key, says):
+    with pytest.raises(HiveError, match=says):
+        check_key(key)
+    assert check_key("ANTHROPIC_API_KEY") == "ANTHROPIC_API_KEY"

@@ -104,6 +104,7 @@ class _RoutesOnly:
 
     def __init__(self, pm: Any) -> None:
         self.hook = pm.hook
+        self.each = lambda hook, **kwargs: plugins.each(pm, hook, **kwargs)
 
 
 def _apps(config_path: Path) -> dict[str, Any]:

@@ -296,7 +296,7 @@ def test_different_agents_deploy_concurrently(hive):
     assert results == {"aa": 0, "bb": 0}
 
 
-def test_failed_spawn_is_failed_with_the_reason_and_leaves_a_tombstone(hive):
+def test_failed_spawn_is_failed_with_the_reason_and_leaves_nothing(hive):
     control(hive.state_dir, fail={"coder": "no space left on device"})
     a = hive.post("/api/requests/spawn", {"name": "coder"})
     hive.post(f"/api/approvals/{a['id']}/approve")
@@ -304,5 +304,22 @@ def test_failed_spawn_is_failed_with_the_reason_and_leaves_a_tombstone(hive):
     assert (result["status"], result["note"]) == ("failed", "no space left on device")
     assert helper_events(hive)[-1]["type"] == "spawned"
     assert helper_events(hive)[-1]["ok"] is False
+    # The backend was told to remove what it half-made; the seeded repos are gone with it.
+    assert [c["call"] for c in calls(hive.state_dir) if c["agent"] == "coder"] == [
+        "spawn", "destroy"]
+    assert next(c for c in calls(hive.state_dir) if c["call"] == "destroy")["purge"] is True
     state = hive.get("/api/state")
-    assert [t["name"] for t in state["tombstones"]] == ["coder"]
+    assert state["tombstones"] == [] and "coder" not in {a["name"] for a in state["agents"]}
+    assert not (hive.state_dir / "agents" / "coder" / "config").exists()
+    assert not (hive.state_dir / "applied" / "coder").exists()
+
+
+def test_a_failed_respawn_of_a_tombstone_keeps_the_tombstone(hive):
+    hive.spawn("coder")
+    hive.post("/api/agents/coder/destroy", {"purge": False})
+    control(hive.state_dir, fail={"coder": "no space left on device"})
+    a = hive.post("/api/requests/spawn", {"name": "coder"})
+    hive.post(f"/api/approvals/{a['id']}/approve")
+    assert hive.wait_resolved(a["id"])["status"] == "failed"
+    assert [t["name"] for t in hive.get("/api/state")["tombstones"]] == ["coder"]
+    assert (hive.state_dir / "applied" / "coder").is_dir()

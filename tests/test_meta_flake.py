@@ -520,7 +520,8 @@ def small_meta(short_tmp: Path, nixenv: dict[str, str]) -> tuple[Path, Repo]:
     agent = git_repo(short_tmp / "applied-a", {"flake.nix": AGENT_FLAKE, "agent.conf": "1\n"})
     meta = short_tmp / "meta"
     ident = Identity(name="a", port=8100, is_manager=False, applied=agent.path,
-                     dashboard_port=7000, operator_pronouns="she/her", git_email="a@x")
+                     git_email="a@x",
+                     env={"HIVE_LABEL": "a", "HIVE_PORT": "8100"})
     git_repo(meta, {"flake.nix": render(f"git+file://{stub.path}", [ident])})
     Nix().lock(meta)
     (agent.path / "agent.conf").write_text("2\n")

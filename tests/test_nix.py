@@ -135,7 +135,7 @@ def test_mk_agent_takes_what_the_meta_flake_passes_and_builds_a_nixos_system():
 
     rendered = meta.render("path:/hivekit", [meta.Identity(
         name="coder", port=8123, is_manager=False, applied=Path("/s/applied/coder"),
-        dashboard_port=7000, operator_pronouns="she/her", git_email="coder@hive.local")])
+        git_email="coder@hive.local", env={"HIVE_LABEL": "coder"})])
     block = rendered[rendered.index("hivekit.lib.mkAgent {"):]
     passed = {line.split("=")[0].strip() for line in block.splitlines()[1:]
               if line.startswith("        ") and not line.startswith("         ") and "=" in line}

@@ -7,6 +7,7 @@ import pytest
 from nixos_standins import JOURNALCTL, NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
 
 from hivekit import deploy, hookimpl, plugins
+from hivekit.client import ApiError
 from hivekit.config import read
 from hivekit.errors import CommandFailed, OperationFailed, PluginError
 from hivekit.git import Repo
@@ -77,6 +78,15 @@ def test_the_manager_comes_up_in_its_own_container(nixos):
         f"--bind-ro={state}/meta:/meta",
     ]
     assert (state / "meta").is_dir()  # bind sources exist before the start
+    # The identity the agent service reads (nix/agent-base.nix's EnvironmentFile), as the
+    # container sees its paths: the binds above.
+    env = (nixos.runtime_dir / "agents" / "manager" / "identity.env").read_text()
+    assert dict(line.split("=", 1) for line in env.splitlines()[1:]) == {
+        "HIVE_LABEL": '"manager"', "HIVE_PORT": '"8000"', "HIVE_SOCKET": '"/run/hive/hive.sock"',
+        "HIVE_DASHBOARD_PORT": '"7000"', "HIVE_OPERATOR_PRONOUNS": '"she/her"',
+        "HIVE_NOTES": '"/state"', "HIVE_CREDS": '"/root/.claude"', "HIVE_SHARED": '"/shared"',
+        "HIVE_CONFIG": '"/applied/manager"', "HIVE_AGENTS": '"/agents"',
+        "HIVE_APPLIED": '"/applied"'}
     unit = host.unit("manager")
     assert unit["network"] == "host"
     assert unit["limits"] == {"MemoryMax": "2G", "CPUQuota": "100%"}
@@ -203,11 +213,9 @@ def test_a_colliding_port_is_refused_before_any_container_is_made(short_tmp, mak
                      env={"NIXOS_STANDIN_ROOT": str(host.root)})
     proc.wait_for(lambda: "manager" in agents(proc), what="the manager")
     proc.spawn("a")
-    approval = proc.post("/api/requests/spawn", {"name": "foobar"})
-    proc.post(f"/api/approvals/{approval['id']}/approve")
-    result = proc.wait_resolved(approval["id"])
-    assert result["status"] == "failed"
-    assert result["note"] == "port 8101 is already taken by 'a' — rename one of them and retry"
+    with pytest.raises(ApiError) as err:
+        proc.post("/api/requests/spawn", {"name": "foobar"})
+    assert str(err.value) == "port 8101 is already taken by 'a' — rename one of them and retry"
     assert "h-foobar" not in host.containers()
     assert not calls(host, container="h-foobar")
 

@@ -56,16 +56,34 @@ def test_colliding_spawn_is_refused_and_the_conflict_is_reported(make_hive):
     ports = {a["name"]: a["port"] for a in _state(proc)["agents"]}
     assert ports == {"manager": 8000, "a": 9101}
 
-    # "foobar" hashes to a's port while a runs: refused before the backend is called.
+    # "foobar" hashes to a's port while a runs: the request itself is refused, and nothing
+    # of it exists (no approval, no repo, no tombstone, no backend call).
+    with pytest.raises(ApiError) as err:
+        proc.post("/api/requests/spawn", {"name": "foobar"})
+    assert err.value.status == 409
+    assert str(err.value) == "port 9101 is already taken by 'a' — rename one of them and retry"
+    assert not [a for a in proc.get("/api/approvals", all="true") if a["agent"] == "foobar"]
+    assert not (proc.state_dir / "agents" / "foobar").exists()
+    assert not (proc.state_dir / "applied" / "foobar").exists()
+    assert _state(proc)["tombstones"] == []
+    assert not [c for c in testing.calls(proc.state_dir) if c["agent"] == "foobar"]
+    assert _state(proc)["port_conflicts"] == []
+
+    # Requested while a is stopped, approved once a runs again: refused when the spawn starts,
+    # before the backend builds anything, and cleaned up: still no repo, no tombstone.
+    proc.post("/api/agents/a/stop")
     approval = proc.post("/api/requests/spawn", {"name": "foobar"})
+    proc.post("/api/agents/a/start")
     proc.post(f"/api/approvals/{approval['id']}/approve")
     result = proc.wait_resolved(approval["id"])
     assert result["status"] == "failed"
     assert result["note"] == ("port 9101 is already taken by 'a' — rename one of them and "
                               "retry")
-    assert not [c for c in testing.calls(proc.state_dir) if c["agent"] == "foobar"]
+    assert [c["call"] for c in testing.calls(proc.state_dir)
+            if c["agent"] == "foobar"] == ["destroy"]
+    assert not (proc.state_dir / "agents" / "foobar").exists()
+    assert _state(proc)["tombstones"] == []
     assert "foobar" not in {a["name"] for a in _state(proc)["agents"]}
-    assert _state(proc)["port_conflicts"] == []
 
     # With a stopped, the spawn goes through; both are registered, so the report shows them.
     proc.post("/api/agents/a/stop")
@@ -83,7 +101,7 @@ def test_colliding_spawn_is_refused_and_the_conflict_is_reported(make_hive):
     assert cli.returncode == 1
     assert "port 9101 is already taken by 'a' — rename one of them and retry" in cli.stderr
     assert [c["call"] for c in testing.calls(proc.state_dir)
-            if c["agent"] == "foobar"] == ["spawn", "stop"]
+            if c["agent"] == "foobar"] == ["destroy", "spawn", "stop"]
 
     # The agent that holds the port rebuilds fine: only *other* running agents count.
     proc.post("/api/agents/a/rebuild")

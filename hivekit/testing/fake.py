@@ -138,12 +138,12 @@ def _save(hive: Hive, name: str, data: dict[str, Any]) -> None:
 def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
     settings = _settings(hive)
     if agent.name in settings.hang:
-        hive.log(agent.name, f"fake: {what} hangs (told to)")
+        hive.log(agent, f"fake: {what} hangs (told to)")
         while not hive.stopping.wait(0.2):
             pass
         raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
     if delay := settings.delay.get(agent.name):
-        hive.log(agent.name, f"fake: {what} takes {delay}s")
+        hive.log(agent, f"fake: {what} takes {delay}s")
         hive.stopping.wait(delay)
     if message := settings.fail.get(agent.name):
         raise OperationFailed(message)
@@ -157,7 +157,7 @@ def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
     if marker.exists():
         raise OperationFailed(marker.read_text().strip() or "fake: build failed")
     sha = read_ref(agent.paths.applied) or ""
-    hive.log(agent.name, f"fake: built {agent.name} at {sha[:12]}")
+    hive.log(agent, f"fake: built {agent.name} at {sha[:12]}")
     return sha
 
 
@@ -199,6 +199,17 @@ def start(hive: Hive, agent: AgentSpec) -> None:
     if message := _settings(hive).fail.get(agent.name):
         raise OperationFailed(message)
     _save(hive, agent.name, {**state, "running": True})
+
+
+@hookimpl
+def restart(hive: Hive, agent: AgentSpec) -> bool:
+    """The fake restarts in one go (the process backend has no restart: stop, then start)."""
+    _record(hive, "restart", agent)
+    state = _load(hive, agent.name)
+    if state is None:
+        raise OperationFailed(f"fake: container h-{agent.name} does not exist")
+    _save(hive, agent.name, {**state, "running": True})
+    return True
 
 
 @hookimpl

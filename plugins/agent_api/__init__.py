@@ -21,12 +21,10 @@ from typing import TYPE_CHECKING
 import click
 from attrs import field, frozen
 
-from hivekit import hookimpl
-from hivekit.config import positive
+from hivekit import hookimpl, positive
 
 if TYPE_CHECKING:
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Deploy
+    from hivekit import AgentSpec, Deploy, Hive
 
     from .server import AgentSockets
 
@@ -76,7 +74,7 @@ def config_schema() -> type:
 @hookimpl
 def startup(hive: Hive) -> None:
     sockets(hive)
-    for name in hive.store.agent_names():
+    for name in hive.agent_names():
         _ensure(hive, name)
 
 

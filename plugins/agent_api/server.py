@@ -32,22 +32,26 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
-from hivekit import actions, broker, questions, state
-from hivekit.api import (
+from hivekit import (
+    OPERATOR,
     ApplyRequest,
+    ApprovalStatus,
+    Forbidden,
+    Hive,
     HiveDep,
     SpawnRequest,
+    actions,
+    bind_unix,
     body,
-    check_request,
+    broker,
+    check_input,
+    converter,
     error_handler,
     path_id,
     query,
+    questions,
+    state,
 )
-from hivekit.convert import converter
-from hivekit.daemon import bind_unix
-from hivekit.errors import Forbidden
-from hivekit.hive import OPERATOR, Hive
-from hivekit.records import ApprovalStatus
 
 log = logging.getLogger("hivekit.agent_api")
 
@@ -305,7 +309,7 @@ def create_app(hive: Hive, max_body: int) -> Litestar:
         route_handlers=[Router("/", route_handlers=ROUTES)],
         dependencies={"hive": Provide(lambda: hive, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: errors},
-        before_request=check_request,
+        before_request=check_input,
         request_max_body_size=max_body,
         debug=False,
         logging_config=None,

@@ -108,8 +108,7 @@ class Loop:
 
     def _run(self, argv: list[str], timeout: float) -> tuple[int | None, list[str], str]:
         """Run ``argv``: (exit code or None on a timeout, stdout lines, stderr's tail)."""
-        from hivekit.errors import CommandFailed, HiveError
-        from hivekit.proc import run
+        from hivekit import CommandFailed, HiveError, run
 
         out: list[str] = []
 

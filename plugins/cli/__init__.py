@@ -8,33 +8,15 @@ it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard 
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from hivekit import hookimpl
-from hivekit.cli import HiveContext, fail, print_json
+from hivekit import HiveContext, api_command, fail, hookimpl, print_json
 
 TERMINAL = ("approved", "denied", "failed")
-
-
-def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give the command the API client; turn API errors into ``error: …`` and exit 1."""
-
-    @functools.wraps(func)
-    @click.pass_obj
-    def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
-        from hivekit.errors import HiveError
-
-        try:
-            return func(obj.client(), *args, **kwargs)
-        except HiveError as exc:
-            fail(str(exc))
-
-    return wrapper
 
 
 def _ago(ts: float | None) -> str:
@@ -100,7 +82,7 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
 
 
 def _ask_hive(ctx: click.Context, path: str, **params: Any) -> Any:
-    from hivekit.errors import HiveError
+    from hivekit import HiveError
 
     root = ctx.find_root()
     obj = root.obj if isinstance(root.obj, HiveContext) else HiveContext(
@@ -501,12 +483,11 @@ def _read_value(key: str, from_file: str | None) -> str:
 @api_command
 def creds_set(client: Any, key: str, from_file: str | None, as_json: bool) -> None:
     """Store credential KEY (its value from stdin, a hidden prompt, or --from-file)."""
-    from hivekit.creds import check_key
-    from hivekit.errors import HiveError
+    from hivekit import HiveError, creds
 
     name = _creds_agent()
     try:
-        check_key(key)  # before reading a secret that would be refused anyway
+        creds.check_key(key)  # before reading a secret that would be refused anyway
     except HiveError as exc:
         fail(str(exc), 2)
     got = client.post(_path("api", "agents", name, "creds", key),

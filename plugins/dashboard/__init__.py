@@ -23,8 +23,7 @@ from hivekit import hookimpl
 if TYPE_CHECKING:
     import click
 
-    from hivekit.hive import Hive
-    from hivekit.records import AgentView
+    from hivekit import AgentView, Hive
 
     from .server import DashboardServer
 
@@ -86,7 +85,7 @@ def config_schema() -> type:
 
 @hookimpl
 def startup(hive: Hive) -> None:
-    from hivekit.errors import HiveError
+    from hivekit import HiveError
 
     from .server import AddressInUse, DashboardServer
 
@@ -126,14 +125,14 @@ def state_extras(hive: Hive, agents: list[AgentView]) -> dict[str, Any]:
 def register_commands(cli: click.Group) -> None:
     import click
 
-    from hivekit.cli import HiveContext, fail
+    from hivekit import HiveContext, fail
 
     @cli.command("dashboard")
     @click.option("--json", "as_json", is_flag=True, help='Print JSON: {"url"} (token included).')
     @click.pass_obj
     def dashboard(obj: HiveContext, as_json: bool) -> None:
         """Print the dashboard's URL with its access token (for a browser on this machine)."""
-        from hivekit.errors import HiveError
+        from hivekit import HiveError
 
         try:
             info = obj.client().get("/api/state").get("dashboard")
@@ -150,7 +149,7 @@ def register_commands(cli: click.Group) -> None:
             fail(f"cannot read the dashboard's token at {path}: {exc.strerror} (run this as the "
                  "user the hive runs as)")
         if as_json:
-            from hivekit.cli import print_json
+            from hivekit import print_json
 
             print_json({"url": f"{info['url']}?token={token}"})
         else:

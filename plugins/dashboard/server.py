@@ -35,15 +35,14 @@ from urllib.parse import parse_qs, parse_qsl, urlencode
 import uvicorn
 from litestar import MediaType, Response, get
 
-from hivekit.api import PathStr, create_app
-from hivekit.errors import HiveError
+from hivekit import HiveError, PathStr, create_app
 
 from . import TOKEN_FILE, DashboardConfig, is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
-    from hivekit.hive import Hive
+    from hivekit import Hive
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]

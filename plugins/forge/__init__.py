@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 from hivekit import hookimpl
 
 if TYPE_CHECKING:
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec
+    from hivekit import AgentSpec, Hive
 
 log = logging.getLogger("hivekit.forge")
 
@@ -32,7 +31,7 @@ def _say(hive: Hive, agent: str, line: str, warning: bool = False) -> None:
 
 
 def _describe(exc: Exception) -> str:
-    from hivekit.deploy import describe
+    from hivekit import describe
 
     return describe(exc)
 
@@ -83,7 +82,7 @@ def sweep(hive: Hive) -> None:
             log.info("forge: no forge container running (probe: %s); not provisioning users",
                      hive.plugin_config("forge").probe)
             return
-        names = sorted(set(hive.store.agent_names()) | {hive.manager})
+        names = sorted(set(hive.agent_names()) | {hive.manager})
     except Exception as exc:
         log.warning("forge: startup sweep failed: %s", _describe(exc))
         return

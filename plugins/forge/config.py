@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from hivekit.config import positive
+from hivekit import positive
 
 SCOPE_KINDS = ("activitypub", "admin", "issue", "misc", "notification", "organization",
                "package", "repository", "user")

@@ -17,10 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from hivekit.errors import CommandFailed, OperationFailed
-from hivekit.hive import Hive
-from hivekit.proc import run
-from hivekit.records import AgentSpec
+from hivekit import AgentSpec, CommandFailed, Hive, OperationFailed, run
 
 from .config import ForgeConfig
 

@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Approval, Deploy
+    from hivekit import AgentSpec, Approval, Deploy, Hive
 
 log = logging.getLogger("hivekit.meta_flake")
 
@@ -96,7 +95,7 @@ def abort_deploy(hive: Hive, deploy: Deploy) -> None:
 
 @hookimpl
 def approval_resolved(hive: Hive, approval: Approval) -> None:
-    from hivekit.records import ApprovalKind, ApprovalStatus
+    from hivekit import ApprovalKind, ApprovalStatus
 
     if approval.kind == ApprovalKind.SPAWN and approval.status == ApprovalStatus.FAILED:
         meta = _meta(hive)

@@ -7,9 +7,7 @@ from typing import Any
 from attrs import frozen
 from litestar import Request, Response, get, post
 
-from hivekit.api import HiveDep, query
-from hivekit.errors import BadRequest, HiveError
-from hivekit.hive import Hive
+from hivekit import BadRequest, Hive, HiveDep, HiveError, query
 
 MAX_LOG = 1000
 
@@ -31,14 +29,13 @@ def meta_log(hive: Hive, limit: int) -> dict[str, Any]:
 
 def update_hive(hive: Hive) -> dict[str, Any]:
     """Relock the hivekit input, then rebuild every agent; each agent's outcome, in order."""
-    from hivekit import actions
-    from hivekit.deploy import describe
+    from hivekit import actions, describe
 
     from .meta import meta_for
 
     hivekit = meta_for(hive).update_hivekit()
     results = []
-    for name in hive.store.agent_names():
+    for name in hive.agent_names():
         if hive.stopping.is_set():
             results.append({"name": name, "ok": False, "error": "the hive is stopping"})
             continue

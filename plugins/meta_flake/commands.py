@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from hivekit.cli import HiveContext, fail, print_json
+from hivekit import HiveContext, fail, print_json
 
 
 def _call(obj: HiveContext, method: str, path: str, **params: Any) -> Any:
-    from hivekit.errors import HiveError
+    from hivekit import HiveError
 
     try:
         client = obj.client()

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from hivekit.config import positive
+from hivekit import positive
 
 
 def _nonempty(_inst: Any, att: attrs.Attribute, value: str) -> None:

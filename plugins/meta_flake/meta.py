@@ -34,10 +34,16 @@ from typing import Any
 
 from attrs import frozen
 
-from hivekit.errors import CommandFailed, HiveError, OperationFailed
-from hivekit.git import Repo, read_ref
-from hivekit.hive import Hive
-from hivekit.records import AgentSpec, Deploy
+from hivekit import (
+    AgentSpec,
+    CommandFailed,
+    Deploy,
+    Hive,
+    HiveError,
+    OperationFailed,
+    Repo,
+    read_ref,
+)
 
 from . import lockfile
 from .config import MetaFlakeConfig
@@ -77,17 +83,11 @@ class Identity:
     port: int
     is_manager: bool
     applied: Path
-    dashboard_port: int
-    operator_pronouns: str
     git_email: str
-
-    def env(self) -> dict[str, str]:
-        return {
-            "HIVE_LABEL": self.name,
-            "HIVE_PORT": str(self.port),
-            "HIVE_DASHBOARD_PORT": str(self.dashboard_port),
-            "HIVE_OPERATOR_PRONOUNS": self.operator_pronouns,
-        }
+    #: The identity variables that do not depend on where a backend binds things (the hive's
+    #: one definition, ``hive.agent_env``, with no host path visible); the backend adds the
+    #: rest at start, in ``/run/hive/identity.env``.
+    env: dict[str, str]
 
 
 def render(hivekit_flake: str, agents: list[Identity]) -> str:
@@ -107,7 +107,7 @@ def render(hivekit_flake: str, agents: list[Identity]) -> str:
             f"        port = {a.port};",
             f"        module = inputs.{nix_string(input_name(a.name))}.nixosModules.default;",
             "        env = {",
-            *(f"          {k} = {nix_string(v)};" for k, v in a.env().items()),
+            *(f"          {k} = {nix_string(v)};" for k, v in a.env.items()),
             "        };",
             "        git = {",
             f"          name = {nix_string(a.name)};",
@@ -156,17 +156,15 @@ class MetaFlake:
     def agent_names(self) -> list[str]:
         """The agents the flake names: the registered ones, plus spawns, minus destroys."""
         with self._mutex:
-            registered = set(self.hive.store.agent_names())
+            registered = set(self.hive.agent_names())
             self._spawning -= registered
             self._leaving &= registered
             return sorted((registered | self._spawning) - self._leaving)
 
     def identity(self, name: str) -> Identity:
         spec = self.hive.agent(name)
-        hive_config = self.hive.config.hive
         return Identity(name=name, port=spec.port, is_manager=spec.is_manager,
-                        applied=spec.paths.applied, dashboard_port=hive_config.dashboard_port,
-                        operator_pronouns=hive_config.operator_pronouns,
+                        applied=spec.paths.applied, env=self.hive.agent_env(spec, mounts=()),
                         git_email=f"{name}@{self.config.git_email_domain}")
 
     def rendered(self) -> str:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from attrs import frozen
 
-from hivekit.errors import OperationFailed
-from hivekit.proc import run
+from hivekit import OperationFailed, run
 
 FEATURES = ("--extra-experimental-features", "nix-command flakes")
 VERSION_TIMEOUT = 30.0

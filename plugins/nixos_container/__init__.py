@@ -7,8 +7,10 @@ container managed through ``nixos-container`` and systemd:
   itself (as in hive-c0re, whose manager container ``hm1nd`` keeps working when the manager is
   named so). ``nixos-container`` caps names at 11 characters, hence the 9-character agent names.
 * **spawn**: ``nixos-container create <c> --flake <ref>#<name>``, then the conf rewrite (host
-  network, bind mounts; see :mod:`.conf`), the resource-limit drop-in, ``systemctl
-  daemon-reload`` and ``nixos-container start <c>``. A failed spawn removes what it created.
+  network, bind mounts; see :mod:`.conf`), the agent's identity environment
+  (``<runtime>/identity.env``, ``/run/hive/identity.env`` inside), the resource-limit drop-in,
+  ``systemctl daemon-reload`` and ``nixos-container start <c>``. A failed spawn removes what
+  it created.
 * **rebuild**: the same conf and limits, then ``nixos-container update <c> --flake
   <ref>#<name>`` (the attribute always given again: the conf stores ``FLAKE=`` without it, and a
   bare ``update`` would build ``#container``), then stop and start, so that nspawn-level changes
@@ -35,8 +37,15 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hivekit import hookimpl, proc
-from hivekit.errors import CommandFailed, OperationFailed, PluginError
+from hivekit import (
+    CommandFailed,
+    OperationFailed,
+    PluginError,
+    ProgramMissing,
+    environment_file,
+    hookimpl,
+    run,
+)
 
 from .conf import LIMITS_FILE, Bind, check_path, limits_dropin, rewrite, write_if_changed
 from .config import NixosContainerConfig
@@ -44,8 +53,7 @@ from .config import NixosContainerConfig
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Deploy, ExecPlan
+    from hivekit import AgentSpec, Deploy, ExecPlan, Hive
 
 log = logging.getLogger("hivekit.nixos_container")
 
@@ -64,6 +72,9 @@ MANAGER_NOTES_MOUNT = "/state"
 MANAGER_AGENTS_MOUNT = "/agents"
 MANAGER_APPLIED_MOUNT = "/applied"
 MANAGER_META_MOUNT = "/meta"
+#: The agent's identity environment, in its runtime dir: ``/run/hive/identity.env`` inside
+#: (``nix/agent-base.nix`` names the same path).
+IDENTITY_FILE = "identity.env"
 
 
 # --- names, paths, settings ------------------------------------------------------------------
@@ -145,8 +156,8 @@ def flake_ref(hive: Hive, agent: AgentSpec) -> str:
 
 def _run(hive: Hive, agent: AgentSpec, argv: list[str], container: str, timeout: float) -> str:
     """Run ``argv`` in the container's working directory, streaming its output to the log."""
-    hive.log(agent.name, "$ " + " ".join(argv))
-    return proc.run(argv, cwd=work_dir(hive, container), timeout=timeout,
+    hive.log(agent, "$ " + " ".join(argv))
+    return run(argv, cwd=work_dir(hive, container), timeout=timeout,
                     on_line=hive.line_logger(agent.name))
 
 
@@ -166,7 +177,7 @@ def systemctl(hive: Hive, agent: AgentSpec, *args: str) -> str:
 def list_containers(hive: Hive) -> list[str]:
     """``nixos-container list``, keeping hivekit's containers (``h-*`` and the manager's)."""
     cfg = settings(hive)
-    out = proc.run([_program(hive, cfg.nixos_container), "list"], timeout=cfg.timeout)
+    out = run([_program(hive, cfg.nixos_container), "list"], timeout=cfg.timeout)
     names = [line.strip() for line in out.splitlines()]
     manager = container_name(hive, hive.manager)
     return [n for n in names if n.startswith(PREFIX) or n == manager]
@@ -190,11 +201,19 @@ def configure(hive: Hive, agent: AgentSpec, container: str) -> None:
         # systemd-nspawn refuses to start when a bind source is missing.
         bind.source.mkdir(parents=True, exist_ok=True)
     if write_if_changed(conf, new):
-        hive.log(agent.name, f"wrote {conf} (host network, {len(wanted)} binds)")
+        hive.log(agent, f"wrote {conf} (host network, {len(wanted)} binds)")
+    # The agent's identity, as the container sees it: nix/agent-base.nix reads it as the agent
+    # service's EnvironmentFile (through the runtime dir's bind at /run/hive).
+    env = hive.agent_env(agent, [(b.source, b.target) for b in wanted])
+    try:
+        text = environment_file(env)
+    except ValueError as exc:
+        raise OperationFailed(f"cannot write {agent.name}'s identity: {exc}") from None
+    write_if_changed(agent.paths.runtime / IDENTITY_FILE, text, mode=0o644)
     memory, cpu = cfg.memory_max_of(agent.name), cfg.cpu_quota_of(agent.name)
     dropin = dropin_dir(hive, container) / LIMITS_FILE
     if write_if_changed(dropin, limits_dropin(memory, cpu), mode=0o644):
-        hive.log(agent.name, f"wrote {dropin} (MemoryMax={memory}, CPUQuota={cpu})")
+        hive.log(agent, f"wrote {dropin} (MemoryMax={memory}, CPUQuota={cpu})")
         systemctl(hive, agent, "daemon-reload")
 
 
@@ -242,7 +261,7 @@ def startup(hive: Hive) -> None:
     except Exception as exc:
         log.warning("%s: could not list containers: %s", PLUGIN, exc)
         return
-    registered = {container_name(hive, n) for n in hive.store.agent_names()}
+    registered = {container_name(hive, n) for n in hive.agent_names()}
     for stray in sorted(existing - registered):
         log.warning("%s: container %s exists but hivekit has no such agent; remove it with "
                     "`nixos-container destroy %s` if it is a leftover", PLUGIN, stray, stray)
@@ -321,7 +340,7 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
     except CommandFailed as exc:
         if DOES_NOT_EXIST not in exc.stderr_tail:
             raise
-        hive.log(agent.name, f"container {container} does not exist: nothing to stop")
+        hive.log(agent, f"container {container} does not exist: nothing to stop")
 
 
 @hookimpl
@@ -346,7 +365,7 @@ def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> Exec
     agent's creds dir at ``creds_mount`` and its keys in the command's environment."""
     import os
 
-    from hivekit.records import ExecPlan
+    from hivekit import ExecPlan
 
     cfg = settings(hive)
     container = container_name(hive, agent.name)
@@ -366,8 +385,10 @@ def agent_logs(hive: Hive, agent: AgentSpec, lines: int,
     argv = [_program(hive, cfg.journalctl), "-M", container_name(hive, agent.name), "-u",
             AGENT_UNIT, "-o", "cat", "--no-pager", "-n", str(lines)]
     if follow:
-        return proc.follow([*argv, "-f"])
-    return iter(proc.run(argv, timeout=cfg.timeout).splitlines())
+        from hivekit import follow as follow_lines
+
+        return follow_lines([*argv, "-f"])
+    return iter(run(argv, timeout=cfg.timeout).splitlines())
 
 
 @hookimpl
@@ -375,11 +396,11 @@ def is_running(hive: Hive, agent: AgentSpec) -> bool:
     cfg = settings(hive)
     unit = f"container@{container_name(hive, agent.name)}.service"
     try:
-        proc.run([_program(hive, cfg.systemctl), "is-active", "--quiet", unit],
+        run([_program(hive, cfg.systemctl), "is-active", "--quiet", unit],
                  timeout=min(cfg.timeout, 30.0))
     except CommandFailed:
         return False  # inactive, failed, unknown (exit 3), or too slow to say
-    except proc.ProgramMissing as exc:
+    except ProgramMissing as exc:
         log.error("%s: %s", PLUGIN, exc)
         return False
     return True

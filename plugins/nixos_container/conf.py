@@ -19,7 +19,7 @@ from pathlib import Path
 
 from attrs import frozen
 
-from hivekit.errors import HiveError
+from hivekit import HiveError
 
 #: The keys hivekit sets, in the order it writes them.
 OWNED = ("PRIVATE_NETWORK", "HOST_ADDRESS", "LOCAL_ADDRESS", "HOST_ADDRESS6", "LOCAL_ADDRESS6",

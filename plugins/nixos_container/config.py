@@ -13,8 +13,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from hivekit.config import positive
-from hivekit.names import NAME_RULE
+from hivekit import NAME_RULE, positive
 
 # systemd.resource-control(5): MemoryMax= takes bytes with an optional K/M/G/T/P/E suffix
 # (base 1024), a percentage of physical memory, or "infinity".

@@ -5,8 +5,11 @@ manager's fixed port, else ``port_base + FNV-1a-32(name) % port_range``), so two
 to the same port. The harness of the second agent would then fail to bind forever; this plugin
 turns that into an error the operator can act on, before anything is built:
 
-* a spawn or rebuild of an agent whose port another *running* agent holds is refused, naming the
-  holder ("port 8123 is already taken by 'coder' — rename one of them and retry");
+* a spawn or apply **request** for an agent whose port another *running* agent holds is refused
+  at once (``check_request``), naming the holder ("port 8123 is already taken by 'coder' —
+  rename one of them and retry"): no approval, repo or tombstone is made;
+* the same check runs again when the spawn or a rebuild starts (the holder may have started
+  since the request was approved), before the backend or any other plugin acts;
 * ``GET /api/state`` gets ``port_conflicts: [{port, agents}]``, one entry per port shared by two
   or more registered agents, running or not (so a collision is visible before it bites).
 
@@ -19,17 +22,15 @@ from collections import defaultdict
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from hivekit import hookimpl
-from hivekit.errors import Conflict
+from hivekit import Conflict, hookimpl
 
 if TYPE_CHECKING:
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, AgentView, Deploy
+    from hivekit import AgentSpec, AgentView, Deploy, Hive, Request
 
 
 def holder(hive: Hive, agent: AgentSpec) -> str | None:
     """The first other registered agent (by name) that runs and has ``agent``'s port, if any."""
-    for other in hive.store.agent_names():
+    for other in hive.agent_names():
         if other == agent.name or hive.port(other) != agent.port:
             continue
         if hive.hook.is_running(hive=hive, agent=hive.agent(other)):
@@ -54,10 +55,15 @@ def conflicts(agents: list[AgentView]) -> list[dict[str, Any]]:
             for port, names in sorted(by_port.items()) if len(names) > 1]
 
 
-# The veto is a wrapper (which pluggy runs before every plain implementation, tryfirst or not):
-# plugins that prepare a spawn with tryfirst (the meta flake syncs before the container is
-# created) are registered after this default plugin and would otherwise run first, leaving
-# their side effects behind for a spawn that is then refused.
+@hookimpl
+def check_request(hive: Hive, request: Request) -> None:
+    check(hive, request.agent)
+
+
+# The second check is a wrapper (which pluggy runs before every plain implementation, tryfirst
+# or not): plugins that prepare a spawn with tryfirst (the meta flake syncs before the
+# container is created) are registered after this default plugin and would otherwise run
+# first, leaving their side effects behind for a spawn that is then refused.
 
 
 @hookimpl(wrapper=True, tryfirst=True)

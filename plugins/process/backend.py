@@ -27,16 +27,21 @@ from hivekit_plugins.process.supervisor import (
     group_members,
 )
 
-from hivekit import hookimpl
-from hivekit.creds import env_dir
-from hivekit.errors import HiveError, OperationFailed
-from hivekit.records import Badge, BadgeLevel, ExecPlan
+from hivekit import (
+    Badge,
+    BadgeLevel,
+    ExecPlan,
+    HiveError,
+    OperationFailed,
+    actions,
+    creds,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Deploy
+    from hivekit import AgentSpec, Deploy, Hive
 
 log = logging.getLogger("hivekit.process")
 
@@ -143,26 +148,17 @@ class Backend:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"PATH": path_var, "HOME": str(p.creds)})
         env.update(config.env)
-        env.update({
-            "HIVE_LABEL": agent.name,
-            "HIVE_PORT": str(agent.port),
-            "HIVE_SOCKET": (f"{sandbox.RUNTIME_MOUNT}/hive.sock" if bwrap
-                            else str(p.socket)),
-            "HIVE_DASHBOARD_PORT": str(hive.config.hive.dashboard_port),
-            "HIVE_OPERATOR_PRONOUNS": hive.config.hive.operator_pronouns,
-            "HIVE_NOTES": str(p.state),
-            "HIVE_CREDS": str(p.creds),
-            "HIVE_SHARED": sandbox.SHARED_MOUNT if bwrap else str(hive.paths.shared),
-            "HIVE_CONFIG": str(p.applied),
-        })
         extra: list[tuple[str, Path]] = []
         if agent.is_manager:
             # The manager edits every agent's proposed repo and reads what was deployed.
             paths = hive.paths
-            env.update({"HIVE_AGENTS": str(paths.agents_root),
-                        "HIVE_APPLIED": str(paths.applied_root)})
             extra = [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
                      ("--ro-bind-try", paths.meta)]
+        shown = sandbox.mounts(applied=p.applied, notes=p.state, creds=p.creds,
+                               shared=hive.paths.shared, runtime=p.runtime, extra=extra)
+        # Last: agent.toml cannot set these (spec refuses them), and nothing may shadow them.
+        env.update(hive.agent_env(agent, [(host, inside) for _opt, host, inside in shown]
+                                  if bwrap else None))
         inner = [program, *config.args] if argv is None else [program, *argv[1:]]
         if bwrap:
             inner = [*sandbox.argv(bwrap, name=agent.name,
@@ -176,7 +172,7 @@ class Backend:
         if argv is None:
             shim += ["--parent", str(os.getpid())]
         shim += [a for d in self._cgroups(agent) for a in ("--cgroup", str(d))]
-        shim += ["--env-dir", str(env_dir(agent))]
+        shim += ["--env-dir", str(creds.env_dir(agent))]
         tree = self.cgroup_tree()
         memory_in_cgroup = tree is not None and tree.enforces("memory")
         shim += [a for k, v in self.settings.rlimits(agent.name, memory=not memory_in_cgroup)
@@ -212,11 +208,9 @@ class Backend:
         """``hivekit logs``: the end of ``agent.log`` (with ``agent.log.1`` when that is too
         short), then with ``follow`` the live log's new lines of the agent (its output and the
         supervisor's), which the log file gets too."""
-        from hivekit.actions import LiveLines
-
         # Subscribed before the file is read: a line written meanwhile may show twice, never
         # not at all.
-        follower = LiveLines(self.hive, agent.name, 0, follow) if follow else None
+        follower = actions.LiveLines(self.hive, agent.name, 0, follow) if follow else None
         try:
             path = agent.paths.state / LOG_NAME
             yield from _tail([path.with_name(path.name + ".1"), path], lines)
@@ -243,14 +237,13 @@ class Backend:
             return child
 
     def _announce(self, name: str) -> None:
-        from hivekit import events
-        from hivekit.state import agent_view
+        from hivekit import events, state
 
-        if not self.hive.store.has_agent(name):
+        if not self.hive.has_agent(name):
             return
         try:
-            self.hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(self.hive,
-                                                                                 name)))
+            self.hive.bus.publish(events.AgentChanged(name=name,
+                                                      agent=state.agent_view(self.hive, name)))
         except Exception:
             log.exception("process: could not announce %s's state", name)
 
@@ -445,8 +438,7 @@ def initial_config_files(hive: Hive, agent: AgentSpec, template: str | None) -> 
 
 @hookimpl
 def agent_templates(hive: Hive) -> dict[str, str]:
-    if "agent_api" not in hive.loaded.enabled:  # the turn loop and the MCP tools are its
-        return {}
+    # The turn loop and the MCP bridge are the agent_api plugin's (on by default).
     return {spec.CLAUDE: "Claude Code (`claude -p`) answering its messages turn by turn, with "
                          "the hive's MCP tools (hivekit turn-loop)"}
 

@@ -37,7 +37,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from hivekit.proc import run
+from hivekit import run
 
 #: Where the agent's socket dir and the shared dir appear inside the sandbox.
 RUNTIME_MOUNT = "/run/hive"
@@ -92,6 +92,22 @@ def host_view(ro_binds: Iterable[str] = ()) -> list[str]:
     ]
 
 
+def mounts(*, applied: Path, notes: Path, creds: Path, shared: Path, runtime: Path,
+           extra: list[tuple[str, Path]] = ()) -> list[tuple[str, Path, str]]:
+    """What the sandbox shows of the hive, as ``(bwrap bind option, host path, path inside)``:
+    the agent's own dirs, ``extra`` (the manager's view of the other agents' repos), all at
+    their host paths, and the shared and socket dirs at ``/shared`` and ``/run/hive``. The
+    agent's identity environment gives its paths through the same table."""
+    return [
+        *((option, path, str(path)) for option, path in extra),
+        ("--ro-bind", applied, str(applied)),
+        ("--bind", notes, str(notes)),
+        ("--bind", creds, str(creds)),
+        ("--bind", shared, SHARED_MOUNT),
+        ("--bind", runtime, RUNTIME_MOUNT),
+    ]
+
+
 def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Path, creds: Path,
          shared: Path, runtime: Path, extra: list[tuple[str, Path]] = (),
          ro_binds: Iterable[str] = (), new_session: bool = False) -> list[str]:
@@ -113,16 +129,11 @@ def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Pat
         args += ["--ro-bind-try", path, path]
     for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
         args += ["--tmpfs", d]
-    for option, path in extra:
-        args += [option, str(path), str(path)]
-    args += ["--ro-bind", str(applied), str(applied),
-             "--bind", str(notes), str(notes),
-             "--bind", str(creds), str(creds),
-             "--bind", str(shared), SHARED_MOUNT,
-             "--bind", str(runtime), RUNTIME_MOUNT,
-             # The skeleton bubblewrap made (/etc, the mount points) read-only too.
-             "--remount-ro", "/",
-             *ISOLATION, *(["--new-session"] if new_session else []),
+    for option, host, inside in mounts(applied=applied, notes=notes, creds=creds,
+                                       shared=shared, runtime=runtime, extra=extra):
+        args += [option, str(host), inside]
+    # The skeleton bubblewrap made (/etc, the mount points) read-only too.
+    args += ["--remount-ro", "/", *ISOLATION, *(["--new-session"] if new_session else []),
              "--hostname", f"h-{name}", "--chdir", str(notes), "--"]
     return args
 

@@ -8,8 +8,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
-from hivekit.config import positive
-from hivekit.names import check_name
+from hivekit import check_name, positive
 
 SANDBOXES = ("auto", "bwrap", "none")
 CGROUP_MODES = ("auto", "required", "off")

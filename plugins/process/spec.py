@@ -19,22 +19,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import textwrap
 import tomllib
 from pathlib import Path
 
 from attrs import field, frozen
 
-from hivekit.errors import OperationFailed
+from hivekit import OperationFailed, identity
 
 FILE = "agent.toml"
 #: The template that runs Claude Code (``hivekit request spawn NAME --template claude``).
 CLAUDE = "claude"
 
 #: Variables hivekit sets itself: an agent's config cannot change who it is or where it talks.
-IDENTITY = frozenset({
-    "HIVE_LABEL", "HIVE_PORT", "HIVE_SOCKET", "HIVE_DASHBOARD_PORT", "HIVE_OPERATOR_PRONOUNS",
-    "HIVE_NOTES", "HIVE_CREDS", "HIVE_SHARED", "HIVE_CONFIG", "HIVE_AGENTS", "HIVE_APPLIED",
-})
+IDENTITY = identity.NAMES
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -74,8 +72,7 @@ def seed(name: str) -> str:
         "# command that is not found or does not come up, fails the deploy and the running\n"
         "# agent is kept). Keys: command (required), args, env, wait_for_port (default true:\n"
         "# a start counts once the program listens on $HIVE_PORT).\n"
-        "# The hive sets HIVE_LABEL, HIVE_PORT, HIVE_SOCKET, HIVE_DASHBOARD_PORT,\n"
-        "# HIVE_OPERATOR_PRONOUNS, HIVE_NOTES, HIVE_CREDS, HIVE_SHARED and HIVE_CONFIG.\n"
+        + _identity_comment() +
         'command = "hivekit"\n'
         'args = ["harness"]\n'
         "\n"
@@ -104,6 +101,12 @@ def seed_claude(name: str) -> str:
     )
 
 
+def _identity_comment() -> str:
+    names = [v.name for v in identity.VARIABLES if not v.manager_only]
+    text = "The hive sets " + ", ".join(names[:-1]) + " and " + names[-1] + "."
+    return "".join(f"# {line}\n" for line in textwrap.wrap(text, 86))
+
+
 def parse(text: str) -> AgentToml:
     """Parse and check ``agent.toml``'s text; :class:`OperationFailed` says what is wrong."""
     try:
@@ -113,7 +116,7 @@ def parse(text: str) -> AgentToml:
     if "command" not in raw:
         raise OperationFailed(f"{FILE}: command is missing (the program to run, e.g. "
                               'command = "python")')
-    from hivekit.convert import Invalid, structure
+    from hivekit import Invalid, structure
 
     try:
         return structure(raw, AgentToml)
