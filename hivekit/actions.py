@@ -359,8 +359,9 @@ def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:
 def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -> int:
     """Mark messages of the operator's inbox read: ``ids``, or with ``everything`` all of them.
 
-    Returns how many were newly acknowledged. Agents' inboxes are refused: an agent
-    acknowledges its own messages (an ack by anyone else would hide them from it).
+    Returns how many were newly acknowledged, and tells the pages (``messages_read``). Agents'
+    inboxes are refused: an agent acknowledges its own messages (an ack by anyone else would
+    hide them from it).
     """
     from hivekit import broker
 
@@ -370,8 +371,13 @@ def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -
     if everything:
         if ids:
             raise BadRequest("give ids or all, not both")
-        return hive.store.ack_all(OPERATOR)
-    return broker.ack(hive, OPERATOR, ids)
+        ids = hive.store.ack_all(OPERATOR)
+        count = len(ids)
+    else:
+        count = broker.ack(hive, OPERATOR, ids)
+    if count:
+        hive.bus.publish(events.MessagesRead(recipient=OPERATOR, ids=sorted(set(ids))))
+    return count
 
 
 # --- credentials -----------------------------------------------------------------------------

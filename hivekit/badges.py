@@ -27,10 +27,9 @@ def needs_login(agent: AgentSpec) -> bool:
 
 def login_help(name: str) -> str:
     """What the ``needs login`` badge says: what is missing, and the commands that fix it."""
-    return (f"{name} has no model credentials (its creds dir holds no key and no login): give "
-            f"it an API key with `hivekit creds {name} set ANTHROPIC_API_KEY` (the value is read "
-            f"from stdin), or log it in interactively with `hivekit exec {name} -- claude "
-            f"login`; then `hivekit restart {name}`")
+    return (f"no key and no login in its creds dir: `hivekit creds {name} set "
+            f"ANTHROPIC_API_KEY` (the value on stdin) or `hivekit exec {name} -- claude login`, "
+            f"then `hivekit restart {name}`")
 
 
 class Badges:

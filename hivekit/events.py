@@ -50,6 +50,15 @@ class MessageSent:
 
 
 @frozen
+class MessagesRead:
+    """Messages of the operator's inbox were marked read (acknowledged) by the operator."""
+
+    TYPE: ClassVar[str] = "messages_read"
+    recipient: str
+    ids: list[int]
+
+
+@frozen
 class AgentChanged:
     """An agent appeared, changed status, or went away (``agent`` is None then)."""
 
@@ -89,6 +98,7 @@ Event = (
     | QuestionAdded
     | QuestionResolved
     | MessageSent
+    | MessagesRead
     | AgentChanged
     | TransientChanged
     | LogLine

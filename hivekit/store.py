@@ -304,12 +304,15 @@ class Store:
                 "AND acked_at IS NULL", [(time.time(), i, recipient) for i in ids])
             return conn.total_changes() - before
 
-    def ack_all(self, recipient: str) -> int:
-        """Retire every message of ``recipient``'s; returns how many were newly acknowledged."""
+    def ack_all(self, recipient: str) -> list[int]:
+        """Retire every message of ``recipient``'s; returns the ids newly acknowledged."""
         with self.transaction() as conn:
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM messages WHERE recipient = ? AND acked_at IS NULL ORDER BY id",
+                (recipient,))]
             conn.execute("UPDATE messages SET acked_at = ? WHERE recipient = ? AND acked_at IS "
                          "NULL", (time.time(), recipient))
-            return conn.changes()
+            return ids
 
     # --- questions ---------------------------------------------------------------------------
 

@@ -18,6 +18,10 @@ from test_process import needs_bwrap, program_pid, wait_page
 from hivekit import HiveError
 from hivekit.creds import check_key
 
+#: Longer than the suite's 120 s: real agents under real bubblewrap; the module's daemon starts
+#: within its first test.
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture
 def process_hive(make_process_hive):

@@ -17,6 +17,10 @@ import pytest
 
 from hivekit import cli as core_cli
 
+#: Longer than the suite's 120 s: the module's shared daemon starts within its first test; every
+#: CLI call is a process.
+pytestmark = pytest.mark.timeout(240)
+
 #: Commands that print no data (so take no --json), and why.
 NO_DATA = {
     "serve": "runs the daemon",

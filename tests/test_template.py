@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from test_process import needs_bwrap
+
+#: Longer than the suite's 120 s: Claude Code (or its stand-in) and the MCP bridge are a Python
+#: or Node process per call.
+pytestmark = pytest.mark.timeout(300)
 
 STANDIN = Path(__file__).parent / "standins" / "claude-code"
 NPM_BIN = Path(sys.prefix) / "npm" / "node_modules" / ".bin"
@@ -32,7 +37,9 @@ def claude_hive(make_process_hive, claude_dir: Path):
 
 
 def spawn_claude(hive) -> dict:
-    # The manager asks, on its socket, as its MCP tool does.
+    # The manager asks, on its socket, as its MCP tool does (bound just after its start).
+    sock = hive.runtime_dir / "agents" / "manager" / "hive.sock"
+    hive.wait_for(sock.exists, what="the manager's socket")
     offered = as_manager(hive, "GET", "/templates").json()
     assert "claude" in offered
     resp = as_manager(hive, "POST", "/requests/spawn",
