@@ -11,9 +11,9 @@ rule by a test. The names are grouped as follows:
   use: ``hive.log``, ``hive.stopping``, ``hive.plugin_state``, ``hive.resolve_path``...),
   :class:`Paths` (``hive.paths``) and the records it hands out: :class:`AgentSpec`,
   :class:`AgentPaths`, :class:`AgentView`, :class:`Approval`, :class:`ApprovalKind`,
-  :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`, :class:`Deploy`,
-  :class:`ExecPlan` (what ``agent_exec`` returns),
-  :class:`Message`, :class:`Question`, :class:`Request`, :class:`Transient`.
+  :class:`ApprovalDetail`, :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`,
+  :class:`Deploy`, :class:`ExecPlan` (what ``agent_exec`` returns), :class:`Message`,
+  :class:`Question`, :class:`Request`, :class:`Tombstone`, :class:`Transient`.
 * **errors**: :class:`HiveError` and its kinds (:class:`BadRequest`, :class:`Forbidden`,
   :class:`NotFound`, :class:`Conflict`, :class:`OperationFailed`, :class:`PluginError`,
   :class:`ConfigError`), :class:`CommandFailed` (an external program failed) and
@@ -26,7 +26,7 @@ rule by a test. The names are grouped as follows:
   variables) and :func:`environment_file` (an environment as systemd reads it);
   :func:`structure` (raw data into an attrs class, strictly: :class:`Invalid`, a
   ``BadRequest``, names the field), ``converter`` and :func:`to_json` (the converter every
-  boundary uses).
+  boundary uses), :func:`helper_event` (a ``system`` message's body as its helper event).
 * **operations** (what a surface offers, as the admin API calls them): the modules
   :mod:`~hivekit.actions`, :mod:`~hivekit.broker`, :mod:`~hivekit.questions` and
   :mod:`~hivekit.state` (``state.agent_view``, ``state.snapshot``), :mod:`~hivekit.creds` (an
@@ -44,7 +44,10 @@ rule by a test. The names are grouped as follows:
   :class:`SpawnRequest`, :class:`ApplyRequest`.
 * **CLI** (``register_commands``): :func:`api_command` (a command that talks to the daemon gets
   its client: ``client.get/post/request/events/watch``), :class:`HiveContext` (``ctx.obj``:
-  the config and ``client()``), :func:`fail`, :func:`print_json`.
+  the config and ``client()``), :func:`fail`, :func:`print_json`; the click types
+  :data:`AGENT_NAME` and :data:`ID` (checked before anything is sent: bad usage, exit 2),
+  :func:`api_path` (percent-encoded path segments) and :func:`expect` (an answer checked to
+  have its record's shape, else :class:`UnexpectedAnswer`).
 
 Importing this module stays cheap (pluggy only): the names are imported on first use, so
 ``hivekit --help`` does not pay for Litestar or cattrs.
@@ -70,8 +73,9 @@ _LAZY: dict[str, str] = {
     "Hive": "hivekit.hive",
     "Paths": "hivekit.paths",
     **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentView", "Approval", "ApprovalKind",
-                     "ApprovalStatus", "Badge", "BadgeLevel", "Deploy", "ExecPlan", "Message",
-                     "Question", "Request", "Transient"), "hivekit.records"),
+                     "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
+                     "ExecPlan", "Message", "Question", "Request", "Tombstone", "Transient"),
+                    "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
                      "OperationFailed", "PluginError", "ConfigError", "CommandFailed",
@@ -90,6 +94,7 @@ _LAZY: dict[str, str] = {
     "structure": "hivekit.convert",
     "Invalid": "hivekit.convert",
     "to_json": "hivekit.convert",
+    "helper_event": "hivekit.convert",
     # operations and events: modules offered whole
     **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity",
                      "creds"), "hivekit"),
@@ -101,7 +106,8 @@ _LAZY: dict[str, str] = {
                      "ApplyRequest"), "hivekit.api"),
     "bind_unix": "hivekit.sockets",
     # CLI
-    **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json"), "hivekit.cli"),
+    **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json", "AGENT_NAME", "ID",
+                     "api_path", "expect", "UnexpectedAnswer"), "hivekit.cli"),
 }
 
 __all__ = ["__version__", "hookimpl", "hookspec", *_LAZY]

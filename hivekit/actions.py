@@ -5,6 +5,7 @@ with an operator-facing message when they refuse. Bad input changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator
@@ -32,6 +33,9 @@ from hivekit.state import agent_view
 log = logging.getLogger("hivekit")
 
 NO_CHANGE = "(proposal matches currently-deployed tree)"
+#: The last line of a diff cut at ``[hive] max_diff_bytes``.
+TRUNCATED = ("\n… diff truncated: {shown} of {total} bytes shown; `git diff {base}..proposal/{id}`"
+             " in the applied repo shows it all\n")
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 20000
 #: The most approvals or messages one listing returns.
@@ -128,7 +132,7 @@ def request_apply(hive: Hive, agent: str, commit: str, description: str = "") ->
     commit = commit.strip()
     if commit.startswith("-") or any(c.isspace() or ord(c) < 32 for c in commit):
         raise BadRequest(f"{commit!r} is not a valid commit ref")
-    proposed, applied = Repo(spec.paths.config), Repo(spec.paths.applied)
+    proposed, applied = deploy.proposed_repo(hive, spec), Repo(spec.paths.applied)
     sha = proposed.rev(commit)
     if sha is None:
         raise NotFound(f"commit {commit!r} not found in {spec.name}'s proposed repo "
@@ -136,7 +140,7 @@ def request_apply(hive: Hive, agent: str, commit: str, description: str = "") ->
     check_request(hive, Request(kind=ApprovalKind.APPLY, agent=spec, commit=commit, sha=sha,
                                 description=description))
     try:
-        applied.fetch(spec.paths.config, sha)
+        applied.fetch(proposed.git_dir, sha)
     except Exception as exc:
         raise OperationFailed(f"could not fetch {sha[:12]} into {spec.name}'s applied repo: "
                               f"{deploy.describe(exc)}") from exc
@@ -178,22 +182,39 @@ def _requested(hive: Hive, approval: Approval) -> None:
 
 
 def get_approval(hive: Hive, approval_id: int) -> ApprovalDetail:
+    """One approval with its diff: against ``main`` while pending, else against the ``main``
+    it replaced; spawns have none. At most ``[hive] max_diff_bytes`` of the diff are read and
+    returned, cut at a line, with a marker line saying so (:data:`TRUNCATED`)."""
     approval = hive.store.approval(check_id(approval_id, "approval"))
-    return ApprovalDetail(approval=approval, diff=approval_diff(hive, approval))
-
-
-def approval_diff(hive: Hive, approval: Approval) -> str:
-    """The change the approval makes: against ``main`` while pending, else against the ``main``
-    it replaced. Spawns have no diff."""
     if approval.kind != ApprovalKind.APPLY:
-        return ""
+        return ApprovalDetail(approval=approval, diff="")
     repo = Repo(hive.agent(approval.agent).paths.applied)
     proposal = f"refs/tags/proposal/{approval.id}"
     if not repo.exists() or repo.ref(proposal) is None:
-        return "(the proposal is gone: the agent was purged)"
+        return ApprovalDetail(approval=approval,
+                              diff="(the proposal is gone: the agent was purged)")
     base = approval.prev_sha if approval.prev_sha and approval.status.terminal else "main"
-    diff = repo.diff(base, proposal)
-    return diff or NO_CHANGE
+    limit = hive.config.hive.max_diff_bytes
+    head, total = repo.diff(base, proposal, limit)
+    text = head.decode(errors="replace")
+    if total <= limit and _json_size(text) <= limit:
+        return ApprovalDetail(approval=approval, diff=text or NO_CHANGE, diff_bytes=total)
+    # Cut at a line (unless one line is longer than the cap) so that the diff as every answer
+    # carries it, JSON-escaped, stays within the cap.
+    while (excess := _json_size(text) - limit) > 0 or not text.endswith("\n"):
+        end = text.rfind("\n", 0, len(text) - max(excess, 0)) + 1
+        if end <= 0:
+            text = text[:max(len(text) - max(excess, 1), 0)]
+            break
+        text = text[:end]
+    marker = TRUNCATED.format(shown=len(text.encode()), total=total,
+                              base=base[:12] if base != "main" else base, id=approval.id)
+    return ApprovalDetail(approval=approval, diff=text + marker, diff_bytes=total,
+                          diff_truncated=True)
+
+
+def _json_size(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode())
 
 
 def list_approvals(hive: Hive, status: ApprovalStatus | None = None, include_all: bool = False,

@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 
@@ -76,22 +77,93 @@ def print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
 
+class AgentNameType(click.ParamType):
+    """An agent name (or ``operator`` where a recipient is meant), checked by the agent-name
+    rule before anything is sent."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        from hivekit.errors import BadRequest
+        from hivekit.names import check_name
+
+        try:
+            return check_name(str(value))
+        except BadRequest as exc:
+            self.fail(exc.message, param, ctx)
+
+
+class IdType(click.ParamType):
+    """An approval's or a question's id: ASCII digits, 1 to 2^63-1."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        from hivekit.convert import Invalid, parse_id
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        try:
+            return parse_id(str(value), "ID")
+        except Invalid:
+            self.fail(f"{value!r} is not an id: an id is a whole number from 1 to 2^63-1 "
+                      "(`hivekit approvals --all` lists them)", param, ctx)
+
+
+AGENT_NAME = AgentNameType()
+ID = IdType()
+
+
+def api_path(*segments: str | int) -> str:
+    """``/seg/seg/...`` with every segment percent-encoded: no argument can address another
+    route."""
+    return "".join("/" + quote(str(s), safe="") for s in segments)
+
+
+class UnexpectedAnswer(Exception):
+    """The daemon's answer does not have the shape this command reads."""
+
+
+def expect(data: Any, type_: Any) -> Any:
+    """``data`` unchanged if it structures into ``type_`` (a record, ``list[Approval]``...);
+    :class:`UnexpectedAnswer` naming what is off otherwise."""
+    from hivekit.convert import Invalid, structure
+
+    try:
+        structure(data, type_)
+    except Invalid as exc:
+        raise UnexpectedAnswer(exc.message) from None
+    return data
+
+
 def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
     """Make a click command talk to the running daemon: it gets the admin API's client as its
     first argument (``client.get(path)``, ``client.post(path, body)``, ``client.events()``,
     ``client.watch(...)``), and an error (no daemon running, a refusal) ends it with
-    ``error: <message>`` and exit code 1. Put it under ``@cli.command()``."""
+    ``error: <message>`` and exit code 1, as does an answer of a shape the command cannot read
+    (check one with :func:`expect`): never a traceback. Put it under ``@cli.command()``; build
+    paths with :func:`api_path` and take names and ids as :data:`AGENT_NAME` and :data:`ID`."""
 
     @functools.wraps(func)
     @click.pass_obj
     def wrapper(obj: HiveContext, *args: Any, **kwargs: Any) -> Any:
         from hivekit.errors import HiveError
 
+        client = obj.client()
         try:
-            return func(obj.client(), *args, **kwargs)
+            return func(client, *args, **kwargs)
         except HiveError as exc:
             fail(str(exc))
+        except (UnexpectedAnswer, KeyError, IndexError, TypeError, AttributeError,
+                ValueError) as exc:
+            what = str(exc) if isinstance(exc, UnexpectedAnswer) else \
+                f"{type(exc).__name__}: {exc}"
+            fail(f"unexpected answer from the hive at {client.socket} ({what}); is the daemon "
+                 "the same hivekit version as this command?")
 
+    wrapper.hivekit_api = True  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -55,6 +55,8 @@ class Client:
             data = {"error": resp.text}
         if resp.status_code >= 400:
             message = data.get("error") if isinstance(data, dict) else None
+            if not isinstance(message, str):  # an answer of another shape: say what came
+                message = None
             raise ApiError(message or f"HTTP {resp.status_code}", resp.status_code)
         return data
 

@@ -73,6 +73,9 @@ class HiveConfig:
     port_range: int = field(default=900, validator=positive)
     #: The dashboard's TCP port as agents should know it (HIVE_DASHBOARD_PORT).
     dashboard_port: int = field(default=7000, validator=_port)
+    #: The most of an approval's diff any answer carries, in bytes (1 MiB); a longer diff is
+    #: cut at a line and ends with a marker saying how much was shown and how to see it all.
+    max_diff_bytes: int = field(default=1024 * 1024, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.port_base + self.port_range - 1 > 65535:

@@ -150,7 +150,8 @@ def expected(type_: Any) -> str:
     if isinstance(type_, type) and issubclass(type_, enum.Enum):
         return "one of " + ", ".join(str(m.value) for m in type_)
     if _is_union(type_):
-        return " or ".join(expected(a) for a in typing.get_args(type_))
+        # An optional value is also left out (TOML has no null): name what it is when given.
+        return " or ".join(expected(a) for a in typing.get_args(type_) if a is not type(None))
     if is_mutable_sequence(type_):
         args = typing.get_args(type_)
         return f"a list of {_plural(args[0])}" if args else "a list"
@@ -392,17 +393,17 @@ def _attrs_factory(type_: Any, conv: cattrs.Converter) -> Callable[[object, Any]
 
 def _every_problem(exc: ClassValidationError, value: Mapping[str, Any], type_: Any,
                    conv: cattrs.Converter) -> ClassValidationError:
-    """``exc`` with each failing attribute validator reported on its own.
+    """``exc`` with each failing attribute validator reported too.
 
-    attrs stops at the first validator that raises; an operator fixing a config wants every bad
-    key at once, so when construction failed, each field's validator is run alone.
+    attrs stops at the first validator that raises, and cattrs runs none once a field has the
+    wrong type; an operator fixing a config wants every bad key at once, so the validator of
+    each field that structured is run alone.
     """
-    with_notes, without = exc.group_exceptions()
-    if with_notes or not without:
-        return exc  # typing problems: every one is reported already
+    with_notes, _ = exc.group_exceptions()
+    typed_badly = {note.name for _sub, note in with_notes}
     found: list[Exception] = []
     for att in attrs.fields(type_):
-        if att.validator is None or att.name not in value:
+        if att.validator is None or att.name not in value or att.name in typed_badly:
             continue
         try:
             att.validator(None, att, conv.structure(value[att.name], att.type))
@@ -412,7 +413,10 @@ def _every_problem(exc: ClassValidationError, value: Mapping[str, Any], type_: A
             found.append(sub)
         except Exception:  # a validator that needs the instance: its error stands as raised
             continue
-    return ClassValidationError(exc.message, found, type_) if found else exc
+    if not found:
+        return exc
+    # A construction error (no notes) is a validator's, reported now under its key.
+    return ClassValidationError(exc.message, [*(sub for sub, _ in with_notes), *found], type_)
 
 
 # --- text: query strings, CLI arguments -------------------------------------------------------

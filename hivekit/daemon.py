@@ -25,6 +25,7 @@ from hivekit.badges import Badges
 from hivekit.config import Config
 from hivekit.errors import HiveError
 from hivekit.hive import Hive
+from hivekit.paths import private_dir, private_file
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
 from hivekit.records import Transient
@@ -44,8 +45,10 @@ class StateDirLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        private_dir(self.path.parent)
+        # Held open for the daemon's life; 0600 whatever the umask (it holds a pid only, but
+        # nobody else may take the lock away by rewriting it).
+        f = os.fdopen(os.open(private_file(self.path), os.O_RDWR | os.O_NOFOLLOW), "r+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -25,9 +25,10 @@ import threading
 from pathlib import Path
 
 from hivekit import events, hookimpl
-from hivekit.errors import HiveError, OperationFailed, describe
-from hivekit.git import Repo
+from hivekit.errors import BadRequest, HiveError, OperationFailed, describe
+from hivekit.git import Repo, check_proposed
 from hivekit.hive import Hive
+from hivekit.paths import private_dir
 from hivekit.records import (
     AgentSpec,
     Approval,
@@ -45,6 +46,23 @@ INTERRUPTED = "interrupted: the daemon stopped during the deploy; the previous c
 
 # --- repos -----------------------------------------------------------------------------------
 
+#: How a refusal of a proposed repo ends (see :func:`proposed_repo`).
+ONLY_INSIDE = "hivekit only reads repositories inside the agent's folder"
+
+
+def proposed_repo(hive: Hive, agent: AgentSpec) -> Repo:
+    """The agent's proposed repo, opened by hivekit's rules (:func:`hivekit.git.check_proposed`)
+    before anything reads or fetches from it: the manager writes it, and could otherwise point
+    the daemon at another repository.
+
+    :raises BadRequest: it is not a plain repository inside the agent's folder; the message
+        says what is wrong with it.
+    """
+    reason = check_proposed(agent.paths.config, hive.paths.agents_root)
+    if reason is not None:
+        raise BadRequest(f"agent {agent.name!r}: {reason}; {ONLY_INSIDE}")
+    return Repo(agent.paths.config)
+
 
 def seed(hive: Hive, agent: AgentSpec, template: str | None = None) -> bool:
     """Create the agent's repos and dirs unless they exist; True if the repos were new.
@@ -55,12 +73,13 @@ def seed(hive: Hive, agent: AgentSpec, template: str | None = None) -> bool:
     A tombstone's repos are kept as they are (its history and creds are reused).
     """
     p = agent.paths
-    for d in (p.state, p.runtime):
-        d.mkdir(parents=True, exist_ok=True)
+    p.state.mkdir(parents=True, exist_ok=True)
+    private_dir(p.runtime)
     p.creds.mkdir(parents=True, exist_ok=True)
     os.chmod(p.creds, 0o700)
     proposed, applied = Repo(p.config), Repo(p.applied)
-    fresh = not proposed.exists()
+    # Anything at all at config/ (a tombstone's repo, or what the manager made of it) is kept.
+    fresh = not os.path.lexists(p.config)
     if fresh:
         files = initial_files(hive, agent, template)
         tmp = p.config.with_name("config.new")
@@ -79,8 +98,10 @@ def seed(hive: Hive, agent: AgentSpec, template: str | None = None) -> bool:
         tmp = p.applied.with_name(p.applied.name + ".new")
         shutil.rmtree(tmp, ignore_errors=True)
         staging = Repo(tmp)
+        # A tombstone's kept repo is the manager's to write: opened by the rules.
+        source = proposed if fresh else proposed_repo(hive, agent)
         staging.init()
-        staging.fetch(p.config, "refs/heads/main")
+        staging.fetch(source.git_dir, "refs/heads/main")
         sha = staging.rev("FETCH_HEAD")
         assert sha is not None
         staging.update_ref(MAIN, sha)

@@ -26,7 +26,7 @@ from hivekit.doorbell import Doorbell
 from hivekit.errors import Conflict
 from hivekit.events import Envelope
 from hivekit.names import agent_port
-from hivekit.paths import Paths
+from hivekit.paths import Paths, private_dir
 from hivekit.plugins import Loaded
 from hivekit.records import AgentSpec, Message, Transient
 from hivekit.store import Store
@@ -148,7 +148,7 @@ class Hive:
         self.paths = Paths(config.state_dir, config.runtime_dir)
         self.manager = config.hive.manager
         self.bus = bus or EventBus()
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.paths.state_dir)
         self.store = store or Store(self.paths.db)
         #: Rung for every message sent: wakes ``recv`` long-polls (see :mod:`hivekit.broker`).
         self.doorbell = Doorbell()
@@ -313,6 +313,8 @@ class Hive:
         return time.time()
 
     def ensure_dirs(self) -> None:
-        for d in (self.paths.state_dir, self.paths.agents_root, self.paths.applied_root,
-                  self.paths.shared, self.paths.runtime_dir):
+        """The hive's directories: the state and runtime dirs private (:func:`private_dir`)."""
+        for d in (self.paths.state_dir, self.paths.runtime_dir):
+            private_dir(d)
+        for d in (self.paths.agents_root, self.paths.applied_root, self.paths.shared):
             Path(d).mkdir(parents=True, exist_ok=True)

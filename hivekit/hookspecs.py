@@ -102,10 +102,13 @@ def config_schema() -> type | None:
     instance is available as ``hive.plugin_config("myplugin")``. Give every attribute a default so
     that a config without the table works. Return None (or don't implement it) for no table.
 
-    Validation errors raised by the class (``attrs`` validators, ``ValueError`` in
-    ``__attrs_post_init__``) become config errors naming the file, table and key; the daemon
-    does not start. The core asks each plugin's own implementation only. Stops at first
-    non-None result.
+    The table is structured strictly (:mod:`hivekit.convert`): a value of the wrong type is
+    refused, never coerced (``"false"`` is no boolean, ``"8100"`` no integer). Validation errors
+    raised by the class (``attrs`` validators, ``ValueError`` in ``__attrs_post_init__``) become
+    config errors naming the file, table and key, and the daemon does not start; every
+    validator is run, so every bad key is reported at once (start a validator's message with
+    the key's name, or leave the name out). The core asks each plugin's own implementation
+    only. Stops at first non-None result.
 
     :returns: the class, or None.
     """
@@ -135,6 +138,13 @@ def register_routes(hive: Hive, register: Callable[[Any], None]) -> None:
     Handlers should stay thin: do the work in plain functions that take ``hive`` (the app's
     ``hive`` dependency: ``hive: HiveDep``). A method and path that another plugin or the core
     already serves is an error at start naming both; raising fails the start too.
+
+    Declare what a route takes and read it already checked: a JSON body class as
+    ``opt={"body": Cls}`` (read it with ``hivekit.body(request)``), query parameters as
+    ``opt={"query": Cls}`` (``hivekit.query(request)``), ids as path parameters named ``*_id``
+    (``hivekit.path_id(request, "x_id")``). Every request is structured by these before the
+    handler runs and refused with a 400 naming the field otherwise; a route that declares no
+    body takes none, one that declares no query takes no parameters.
 
     :param hive: the running hive.
     :param register: ``register(handler_or_router)`` adds one to the app.

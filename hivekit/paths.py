@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 
 from attrs import frozen
@@ -11,6 +14,50 @@ from hivekit.records import AgentPaths
 
 #: A Unix socket path longer than this cannot be bound (sun_path is 108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
+#: The most a directory of the hive may allow: its owner everything, its group (an operator
+#: group, see the README) to look, others nothing.
+DIR_MODE_MAX = 0o750
+
+log = logging.getLogger("hivekit")
+
+
+def private_dir(path: Path) -> Path:
+    """Make ``path`` a directory only its owner can use, whatever the umask.
+
+    Every missing component is created with mode 0700 (``chmod`` after ``mkdir``: the umask may
+    be 000). An existing directory keeps what :data:`DIR_MODE_MAX` allows: an operator may
+    give a group read access (0750); write access for the group, and any access for others, is
+    taken away (said in the log).
+    """
+    path = Path(path)
+    missing = []
+    here = path
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:  # made by another thread meanwhile: checked below
+            continue
+        os.chmod(d, 0o700)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & ~DIR_MODE_MAX:
+        os.chmod(path, mode & DIR_MODE_MAX)
+        log.warning("%s was open to others (mode %o); set to %o", path, mode,
+                    mode & DIR_MODE_MAX)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` if missing, and make it readable and writable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
 
 
 @frozen

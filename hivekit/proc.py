@@ -29,6 +29,8 @@ from hivekit.errors import CommandFailed, HiveError
 
 #: How many stderr lines a failure keeps.
 TAIL_LINES = 32
+#: The longest line kept for the tail or ``on_line`` (longer ones keep their end).
+MAX_LINE = 64 * 1024
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -64,6 +66,48 @@ def run(
     :raises CommandFailed: non-zero exit or timeout (the child's process group is killed).
     :raises ProgramMissing: ``argv[0]`` is not found.
     """
+    out = _Head(None)
+    _run(argv, out, cwd=cwd, timeout=timeout, env=env, stdin=stdin, on_line=on_line)
+    return out.data().decode(errors="replace")
+
+
+def run_head(
+    argv: Sequence[str | os.PathLike[str]],
+    limit: int,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+) -> tuple[bytes, int]:
+    """Run ``argv``; return the first ``limit`` bytes of its stdout and how many it wrote in
+    all. The rest is read and counted, never kept: a command's output cannot fill the memory.
+    Raises as :func:`run` does."""
+    out = _Head(limit)
+    _run(argv, out, timeout=timeout, env=env)
+    return out.data(), out.total
+
+
+class _Head:
+    """Collects stdout, keeping at most ``limit`` bytes (all of it for None)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit, self.total = limit, 0
+        self._chunks: list[bytes] = []
+
+    def append(self, chunk: bytes) -> None:
+        kept = self.total if self.limit is None else min(self.total, self.limit)
+        self.total += len(chunk)
+        if self.limit is None:
+            self._chunks.append(chunk)
+        elif kept < self.limit:
+            self._chunks.append(chunk[:self.limit - kept])
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _run(argv: Sequence[str | os.PathLike[str]], out: _Head, *, cwd: Path | str | None = None,
+         timeout: float | None, env: Mapping[str, str] | None, stdin: str | None = None,
+         on_line: Callable[[str, str], None] | None = None) -> None:
     args = [os.fspath(a) for a in argv]
     path = (env if env is not None else os.environ).get("PATH", os.defpath)
     if "/" not in args[0] and shutil.which(args[0], path=path) is None:
@@ -75,14 +119,12 @@ def run(
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     except (FileNotFoundError, PermissionError):
         raise _missing(args[0]) from None
-    out: list[bytes] = []
     err_tail: deque[str] = deque(maxlen=TAIL_LINES)
     timed_out = not _pump(proc, stdin, timeout, out, err_tail, on_line)
     if timed_out:
         raise CommandFailed(tuple(args), None, "\n".join(err_tail), True)
     if proc.returncode != 0:
         raise CommandFailed(tuple(args), proc.returncode, "\n".join(err_tail))
-    return b"".join(out).decode(errors="replace")
 
 
 def follow(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | str | None = None,
@@ -141,7 +183,7 @@ def follow(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | str | None = N
 
 
 def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | None,
-          out: list[bytes], err_tail: deque[str],
+          out: _Head, err_tail: deque[str],
           on_line: Callable[[str, str], None] | None) -> bool:
     """Feed stdin, collect stdout, keep stderr's tail, stream lines; False if it timed out."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -169,8 +211,12 @@ def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | Non
                     continue
                 if stream == "stdout":
                     out.append(chunk)
-                partial[stream] = _lines(stream, partial[stream] + chunk, False, on_line,
-                                         err_tail)
+                    if on_line is None:  # stdout is wanted whole, not as lines
+                        continue
+                # An unfinished line is kept up to a bound: output without line breaks must
+                # not fill the memory (its end is what a tail shows).
+                rest = _lines(stream, partial[stream] + chunk, False, on_line, err_tail)
+                partial[stream] = rest[-MAX_LINE:]
     finally:
         sel.close()
         proc.stdout.close()

@@ -186,7 +186,13 @@ class ApprovalDetail:
     """One approval with the diff the operator decides on."""
 
     approval: Approval
+    #: The diff, at most ``[hive] max_diff_bytes`` of it; a cut one ends with the marker line
+    #: "… diff truncated: N of M bytes shown; ...".
     diff: str
+    #: The whole diff's size in bytes (0 for a spawn).
+    diff_bytes: int = 0
+    #: Whether :attr:`diff` was cut.
+    diff_truncated: bool = False
 
 
 @frozen

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from hivekit.errors import HiveError
-from hivekit.paths import MAX_SOCKET_PATH
+from hivekit.paths import MAX_SOCKET_PATH, private_dir
 
 
 def bind_unix(path: Path) -> socket.socket:
@@ -26,7 +26,8 @@ def bind_unix(path: Path) -> socket.socket:
         raise HiveError(
             f"socket path {path} is too long (binding it takes {needed} bytes; the limit is "
             f"{MAX_SOCKET_PATH}): set [hive] runtime_dir to a shorter path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Private whatever the umask: whoever can write the directory can replace the socket.
+    private_dir(path.parent)
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     staging = Path(tempfile.mkdtemp(prefix="", dir=path.parent))

@@ -7,7 +7,9 @@ database written by a newer hivekit is refused rather than misread.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import apsw
 
 from hivekit.convert import converter
 from hivekit.errors import Conflict, HiveError, NotFound
+from hivekit.paths import private_file
 from hivekit.records import Approval, ApprovalKind, ApprovalStatus, Message, Question
 
 SCHEMA_VERSION = 1
@@ -83,7 +86,13 @@ class Store:
         self.path = Path(path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        # Every message is in here: 0600 whatever the umask. SQLite gives the -wal and -shm
+        # files the database file's mode.
+        private_file(self.path)
         self._upgrade()
+        for extra in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{extra}", 0o600)
 
     # --- connections -------------------------------------------------------------------------
 

@@ -18,12 +18,9 @@ from __future__ import annotations
 import enum
 import http.client
 import json
-import math
 import os
 import shutil
-import socket
 import tempfile
-import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,26 +31,14 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawhttp import UnixConnection
+from type_rules import I64, fields, fits, is_optional, sample
 
 from hivekit import config as cfg
 from hivekit import plugins
 from hivekit.testing import HiveProcess
 
-I64 = 2**63
-
-
 # --- talking HTTP over a Unix socket or TCP, raw (bad JSON must reach the server as sent) -----
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("hive", timeout=30)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self.path)
 
 
 class Surface:
@@ -133,7 +118,7 @@ def world() -> Iterator[World]:
         sha = hive.commit("coder", {"agent.conf": "x = 1\n"})
         approval = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
         hive.post("/api/messages", {"to": "coder", "body": "hello"})
-        coder = Surface("coder", lambda: _UnixConnection(
+        coder = Surface("coder", lambda: UnixConnection(
             hive.runtime_dir / "agents" / "coder" / "hive.sock"))
         status, question = coder.send("POST", "/ask", json.dumps(
             {"question": "ok?", "options": ["yes", "no"]}).encode())
@@ -143,10 +128,10 @@ def world() -> Iterator[World]:
         token = (hive.state_dir / "dashboard-token").read_text().strip()
         yield World(
             hive=hive,
-            admin=Surface("admin", lambda: _UnixConnection(hive.socket)),
+            admin=Surface("admin", lambda: UnixConnection(hive.socket)),
             dashboard=Surface("dashboard", lambda: http.client.HTTPConnection(
                 host, int(port), timeout=30), {"Authorization": f"Bearer {token}"}),
-            agent=Surface("manager", lambda: _UnixConnection(
+            agent=Surface("manager", lambda: UnixConnection(
                 hive.runtime_dir / "agents" / "manager" / "hive.sock")),
             approval_id=approval["id"], question_id=question["id"],
             apps=_apps(hive.config_path))
@@ -196,51 +181,6 @@ class Case:
     status: int = 400
 
 
-def _is_union(t: Any) -> bool:
-    return typing.get_origin(t) in (typing.Union, types.UnionType)
-
-
-def _optional(t: Any) -> bool:
-    return _is_union(t) and type(None) in typing.get_args(t)
-
-
-def sample(t: Any) -> Any:
-    """A value of type ``t``, for the fields a case does not break."""
-    if _is_union(t):
-        return next(sample(a) for a in typing.get_args(t) if a is not type(None)) \
-            if not _optional(t) else None
-    if isinstance(t, type) and issubclass(t, enum.Enum):
-        return next(iter(t)).value
-    origin = typing.get_origin(t) or t
-    return {bool: False, int: 1, float: 1.0, str: "coder", list: [], dict: {}}.get(origin, {})
-
-
-def fits(value: Any, t: Any) -> bool:
-    """Whether hivekit must accept ``value`` (parsed JSON) for type ``t``: the rule of
-    DESIGN.md, written here independently of the converter it checks."""
-    if _is_union(t):
-        return any(fits(value, a) for a in typing.get_args(t))
-    if t is type(None):
-        return value is None
-    if t is bool:
-        return isinstance(value, bool)
-    if t is int:
-        return type(value) is int and -I64 <= value < I64
-    if t is float:
-        return (type(value) is int and -I64 <= value < I64) or (
-            type(value) is float and math.isfinite(value))
-    if t is str:
-        return isinstance(value, str)
-    if isinstance(t, type) and issubclass(t, enum.Enum):
-        return value in {m.value for m in t}
-    origin, args = typing.get_origin(t), typing.get_args(t)
-    if origin is list:
-        return isinstance(value, list) and all(fits(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(fits(v, args[1]) for v in value.values())
-    raise AssertionError(f"no rule for {t!r}: add one to fits()")
-
-
 #: JSON values of every kind, each wrong for the types it does not fit.
 WRONG_JSON = ["false", "true", "5", "", 0, 1, 5, True, False, 0.5, 1.0, -1.5, None, [], ["x"],
               [1], [True], [None], {}, {"a": 1}, I64, -I64 - 1, 10**30]
@@ -257,11 +197,6 @@ def _deep(levels: int) -> Any:
     for _ in range(levels):
         value = [value]
     return value
-
-
-def _fields(cls: type | None) -> list[attrs.Attribute]:
-    """The fields of a body or query class, their types resolved (modules use annotations)."""
-    return list(attrs.fields(attrs.resolve_types(cls))) if cls is not None else []
 
 
 def routes(app: Any) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
@@ -297,7 +232,7 @@ def cases(w: World, method: str, template: str, params: dict[str, Any],
     found: list[Case] = []
     path = _fill(template, params, w)
     body_cls, query_cls = opt.get("body"), opt.get("query")
-    base = {a.name: sample(a.type) for a in _fields(body_cls)}
+    base = {a.name: sample(a.type) for a in fields(body_cls)}
     ok_body = json.dumps(base).encode() if method != "GET" else None
     # Path parameters.
     for name in params:
@@ -309,8 +244,8 @@ def cases(w: World, method: str, template: str, params: dict[str, Any],
                       for v in BAD_NAMES]
     # Query parameters.
     found.append(Case(method, f"{path}?bogus=1", ok_body, "bogus"))
-    for att in _fields(query_cls):
-        kind = typing.get_args(att.type)[0] if _optional(att.type) else att.type
+    for att in fields(query_cls):
+        kind = typing.get_args(att.type)[0] if is_optional(att.type) else att.type
         values = WRONG_TEXT.get(kind, [])
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             values = ["bogus", "", next(iter(kind)).value.upper()]
@@ -334,7 +269,7 @@ def cases(w: World, method: str, template: str, params: dict[str, Any],
         return found
     found += [Case(method, path, json.dumps(v).encode(), "object") for v in ([], "x", 5, None)]
     # Every field, every wrong type.
-    for att in _fields(body_cls):
+    for att in fields(body_cls):
         for value in WRONG_JSON:
             if not fits(value, att.type):
                 found.append(Case(method, path, json.dumps({**base, att.name: value}).encode(),
@@ -446,14 +381,14 @@ _json_values = st.recursive(
     max_leaves=8)
 
 
-def _body_fields(app: Any) -> list[tuple[str, str, dict[str, Any], Any, attrs.Attribute]]:
+def _bodyfields(app: Any) -> list[tuple[str, str, dict[str, Any], Any, attrs.Attribute]]:
     return [(m, t, p, opt["body"], att) for m, t, p, opt in routes(app) if opt.get("body")
-            for att in _fields(opt["body"])]
+            for att in fields(opt["body"])]
 
 
 def test_wrong_typed_values_drawn_by_hypothesis_are_refused(world: World) -> None:
-    targets = [("admin", *f) for f in _body_fields(world.apps["admin"])] + \
-        [("agent", *f) for f in _body_fields(world.apps["agent"])]
+    targets = [("admin", *f) for f in _bodyfields(world.apps["admin"])] + \
+        [("agent", *f) for f in _bodyfields(world.apps["agent"])]
     surfaces = {"admin": world.admin, "agent": world.agent}
     before = snapshot(world)
 
@@ -464,7 +399,7 @@ def test_wrong_typed_values_drawn_by_hypothesis_are_refused(world: World) -> Non
         app, method, template, params, cls, att = target
         if fits(value, att.type):
             return
-        base = {a.name: sample(a.type) for a in _fields(cls)}
+        base = {a.name: sample(a.type) for a in fields(cls)}
         case = Case(method, _fill(template, params, world),
                     json.dumps({**base, att.name: value}).encode(), att.name)
         problem = _check(world, surfaces[app], case)

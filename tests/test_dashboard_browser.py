@@ -135,6 +135,20 @@ def test_a_spawn_request_appears_live_and_its_approval_shows_spawning_then_runni
     no_problems(page)
 
 
+def test_a_huge_diff_shows_the_truncation_marker(context, hive):
+    hive.spawn("coder")
+    big = "x" * 99 + "\n"
+    sha = hive.commit("coder", {"big.txt": big * (20 * 1024 * 1024 // len(big))}, "20 MiB")
+    approval = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    page = open_page(context, hive)
+    marker = pending(page, approval["id"]).locator("pre.diff .truncated")
+    expect(marker).to_contain_text("diff truncated: ")
+    expect(marker).to_contain_text(f"`git diff main..proposal/{approval['id']}` in the applied "
+                                   "repo shows it all")
+    assert pending(page, approval["id"]).locator("pre.diff span").count() < 20_000
+    no_problems(page)
+
+
 def test_a_deny_with_a_reason_shows_the_note_and_the_tag(context, hive):
     hive.spawn("coder")
     sha = hive.commit("coder", {"agent.conf": "model = 'large'\n"}, "bigger model")

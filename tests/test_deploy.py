@@ -147,7 +147,7 @@ def test_empty_proposal_says_so(hive):
 @pytest.mark.parametrize("name", ["../x", "UPPER", "way-too-long-name", "", "a/b", "é", "9lives"])
 def test_bad_names_are_refused_and_change_nothing(hive, name):
     result = hive.cli("request", "spawn", name)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad usage, refused before anything is sent
     assert "invalid agent name" in result.stderr and "lowercase letter" in result.stderr
     assert hive.get("/api/approvals", all=True) == []
     assert sorted(p.name for p in (hive.state_dir / "agents").iterdir()) == ["manager"]
@@ -158,7 +158,7 @@ def test_unknown_ids_and_double_transitions(hive):
         result = hive.cli(*args)
         assert result.returncode == 1 and "no approval #99" in result.stderr
     result = hive.cli("approve", "abc")
-    assert result.returncode == 1 and "approval_id: expected an id" in result.stderr
+    assert result.returncode == 2 and "'abc' is not an id" in result.stderr
     a = hive.post("/api/requests/spawn", {"name": "coder"})
     cli_ok(hive, "deny", str(a["id"]))
     for verb in ("approve", "deny"):

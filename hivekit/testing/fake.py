@@ -18,7 +18,8 @@ that agent reaches it, the fake kills the whole daemon with SIGKILL, once (the e
 from control.json first), so crash recovery can be tested against a real process.
 
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
-That lets a test commit a broken config the way a manager would.
+That lets a test commit a broken config the way a manager would. The file is read without
+following links (a ``FAIL`` that is a symbolic link fails the build, unread).
 
 ``files`` (config table only) adds files to every new agent's seeded repo, beside ``agent.conf``
 and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix``, say)::
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -100,11 +102,12 @@ def _settings(hive: Hive) -> FakeConfig:
     path = fake_dir(hive) / "control.json"
     if not path.exists():
         return base
-    raw = json.loads(path.read_text() or "{}")
-    return FakeConfig(fail={**base.fail, **raw.get("fail", {})},
-                      delay={**base.delay, **raw.get("delay", {})},
-                      hang=[*base.hang, *raw.get("hang", [])],
-                      crash={**base.crash, **raw.get("crash", {})})
+    from hivekit.convert import structure
+
+    # The same keys as the table, as strictly: a test's typo is an error, not a no-op.
+    told = structure(json.loads(path.read_text() or "{}"), FakeConfig)
+    return FakeConfig(fail={**base.fail, **told.fail}, delay={**base.delay, **told.delay},
+                      hang=[*base.hang, *told.hang], crash={**base.crash, **told.crash})
 
 
 def _maybe_crash(hive: Hive, agent: str, point: str) -> None:
@@ -149,13 +152,36 @@ def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
         raise OperationFailed(message)
 
 
+#: The most of a FAIL marker's content that becomes the error.
+MAX_MARKER = 64 * 1024
+
+
+def read_marker(path: Path) -> str | None:
+    """A failure file's content (stripped), or None when there is none.
+
+    Read without following links (``O_NOFOLLOW``, and only a regular file): the file comes from
+    the applied tree, which the manager's commits fill. A link or anything else in its place
+    fails the build too, saying so, and is never read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:  # ELOOP: a symbolic link
+        return f"fake: {path.name} is a link; not followed"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return f"fake: {path.name} is not a regular file; not read"
+        return f.read(MAX_MARKER).decode(errors="replace").strip()
+
+
 def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
     from hivekit.git import read_ref
 
     _misbehave(hive, agent, what)
-    marker = agent.paths.applied / FAIL_MARKER
-    if marker.exists():
-        raise OperationFailed(marker.read_text().strip() or "fake: build failed")
+    failure = read_marker(agent.paths.applied / FAIL_MARKER)
+    if failure is not None:
+        raise OperationFailed(failure or "fake: build failed")
     sha = read_ref(agent.paths.applied) or ""
     hive.log(agent, f"fake: built {agent.name} at {sha[:12]}")
     return sha

@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from hivekit import events, helper_event
+
 log = logging.getLogger("hivekit.harness")
 
 #: Notes files larger than this are listed but not shown on the page.
@@ -80,16 +82,19 @@ class Harness:
         self.handled.append(message)
 
     def on_event(self, body: str) -> None:
-        try:
-            event = json.loads(body)
-        except ValueError:
-            log.info("system: %s", body)  # a wake-up note
+        # Helper events are structured by hivekit's converter, as strictly as hivekit sends
+        # them: a body that is not one is a note (a wake-up), never half-read.
+        event = helper_event(body)
+        if event is None:
+            log.info("system: %s", body)
             return
-        log.info("event %s", event.get("type"))
-        if event.get("type") == "question_asked":
-            options = event.get("options") or []
-            answer = options[0] if options else f"{self.me['name']} has no opinion"
-            self.socket.call("POST", "/answer", {"id": event["id"], "answer": answer})
+        log.info("event %s", type(event).TYPE)
+        match event:
+            case events.QuestionAskedHelper(id=question_id, options=options):
+                answer = options[0] if options else f"{self.me['name']} has no opinion"
+                self.socket.call("POST", "/answer", {"id": question_id, "answer": answer})
+            case _:
+                pass
 
     def run(self) -> None:
         self.me = self.socket.call("GET", "/whoami")

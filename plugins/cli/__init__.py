@@ -4,6 +4,12 @@ Every command talks to the running daemon over ``<runtime_dir>/admin.sock``. Lis
 ``--json``. Commands that wait for a deploy (``approve``, ``rebuild``, ``start``...) show its steps
 and the backend's output as they come (``--quiet`` hides them) and exit with the outcome: 0 when
 it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard always agree.
+
+Arguments are checked before any request is built: agent names by the agent-name rule, ids as
+integers from 1 to 2^63-1 (click types ``hivekit.AGENT_NAME`` and ``hivekit.ID``: bad usage, exit 2,
+with the rule). Every path segment is percent-encoded (``hivekit.api_path``) and query parameters
+travel as parameters. An answer of an unexpected shape ends the command with a clear error,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +20,17 @@ from typing import Any
 
 import click
 
-from hivekit import HiveContext, api_command, fail, hookimpl, print_json
+from hivekit import (
+    AGENT_NAME,
+    ID,
+    HiveContext,
+    api_command,
+    api_path,
+    expect,
+    fail,
+    hookimpl,
+    print_json,
+)
 
 TERMINAL = ("approved", "denied", "failed")
 
@@ -135,10 +151,8 @@ def complete_templates(ctx: click.Context, _param: click.Parameter, incomplete: 
 
 def complete_keys(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
     """The credential keys of the agent named earlier on the command line."""
-    from urllib.parse import quote
-
     name = (ctx.parent.params if ctx.parent else {}).get("name") or ""
-    found = _ask_hive(ctx, f"/api/agents/{quote(name, safe='')}/creds") if name else None
+    found = _ask_hive(ctx, api_path("api", "agents", name, "creds")) if name else None
     return _items([(k, "set") for k in (found or {}).get("keys", [])], incomplete)
 
 
@@ -150,7 +164,11 @@ def complete_keys(ctx: click.Context, _param: click.Parameter, incomplete: str) 
 @api_command
 def agents(client: Any, as_json: bool) -> None:
     """List the agents, their status, port and deployed commit (and tombstones)."""
+    from hivekit import AgentView, Tombstone
+
     state = client.get("/api/state")
+    expect(state["agents"], list[AgentView])
+    expect(state["tombstones"], list[Tombstone])
     if as_json:
         print_json(state["agents"])
         return
@@ -173,7 +191,10 @@ def agents(client: Any, as_json: bool) -> None:
 @api_command
 def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) -> None:
     """List pending approvals (with --all: every approval)."""
-    rows = client.get("/api/approvals", status=status, all=show_all or None)
+    from hivekit import Approval
+
+    rows = expect(client.get("/api/approvals", status=status, all=show_all or None),
+                  list[Approval])
     if as_json:
         print_json(rows)
         return
@@ -185,12 +206,14 @@ def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) ->
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID", shell_complete=complete_approvals)
+@click.argument("approval_id", metavar="ID", type=ID, shell_complete=complete_approvals)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def show(client: Any, approval_id: str, as_json: bool) -> None:
+def show(client: Any, approval_id: int, as_json: bool) -> None:
     """Show one approval with the diff it deploys."""
-    detail = client.get(f"/api/approvals/{approval_id}")
+    from hivekit import ApprovalDetail
+
+    detail = expect(client.get(api_path("api", "approvals", approval_id)), ApprovalDetail)
     if as_json:
         print_json(detail)
         return
@@ -211,15 +234,19 @@ def show(client: Any, approval_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID", shell_complete=complete_approvals)
+@click.argument("approval_id", metavar="ID", type=ID, shell_complete=complete_approvals)
 @click.option("-q", "--quiet", is_flag=True, help="Don't show the deploy's progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved approval as JSON.")
 @api_command
-def approve(client: Any, approval_id: str, quiet: bool, as_json: bool) -> None:
+def approve(client: Any, approval_id: int, quiet: bool, as_json: bool) -> None:
     """Approve an approval and wait for its deploy: exit 0 deployed, 1 failed."""
-    current = client.get(f"/api/approvals/{approval_id}")["approval"]
-    result = _follow(client, current["agent"], quiet or as_json, current["id"],
-                     lambda: client.post(f"/api/approvals/{approval_id}/approve"))
+    from hivekit import Approval, ApprovalDetail
+
+    current = expect(client.get(api_path("api", "approvals", approval_id)),
+                     ApprovalDetail)["approval"]
+    result = expect(_follow(client, current["agent"], quiet or as_json, current["id"],
+                            lambda: client.post(api_path("api", "approvals", approval_id,
+                                                         "approve"))), Approval)
     if as_json:
         print_json(result)
     else:
@@ -231,14 +258,17 @@ def approve(client: Any, approval_id: str, quiet: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID", shell_complete=complete_approvals)
+@click.argument("approval_id", metavar="ID", type=ID, shell_complete=complete_approvals)
 @click.option("--note", default="", help="Why (recorded in the denied/<id> tag and told to the "
                                          "manager).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def deny(client: Any, approval_id: str, note: str, as_json: bool) -> None:
+def deny(client: Any, approval_id: int, note: str, as_json: bool) -> None:
     """Deny a pending approval."""
-    result = client.post(f"/api/approvals/{approval_id}/deny", {"note": note})
+    from hivekit import Approval
+
+    result = expect(client.post(api_path("api", "approvals", approval_id, "deny"),
+                                {"note": note}), Approval)
     print_json(result) if as_json else click.echo(_approval_line(result))
 
 
@@ -248,7 +278,7 @@ def request() -> None:
 
 
 @request.command("spawn")
-@click.argument("name", shell_complete=complete_agents)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.option("--description", default="", help="Why this agent.")
 @click.option("--template", metavar="NAME", shell_complete=complete_templates,
               help="Seed its config from this template (`hivekit templates` lists them; e.g. "
@@ -258,23 +288,28 @@ def request() -> None:
 def request_spawn(client: Any, name: str, description: str, template: str | None,
                   as_json: bool) -> None:
     """Request a new agent NAME (or bring a tombstone back)."""
-    a = client.post("/api/requests/spawn", {"name": name, "description": description,
-                                            "template": template})
+    from hivekit import Approval
+
+    a = expect(client.post("/api/requests/spawn", {"name": name, "description": description,
+                                                   "template": template}), Approval)
     seeded = f" from template {template}" if template else ""
     print_json(a) if as_json else click.echo(
         f"requested: #{a['id']} spawn {name}{seeded} (`hivekit approve {a['id']}` to approve)")
 
 
 @request.command("apply")
-@click.argument("agent", shell_complete=complete_agents)
+@click.argument("agent", type=AGENT_NAME, shell_complete=complete_agents)
 @click.argument("commit")
 @click.option("--description", default="", help="What the change does.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def request_apply(client: Any, agent: str, commit: str, description: str, as_json: bool) -> None:
     """Request deploying COMMIT of AGENT's proposed repo."""
-    a = client.post("/api/requests/apply",
-                    {"agent": agent, "commit": commit, "description": description})
+    from hivekit import Approval
+
+    a = expect(client.post("/api/requests/apply",
+                           {"agent": agent, "commit": commit, "description": description}),
+               Approval)
     asked = f" ({commit})" if commit != a["sha"] else ""
     print_json(a) if as_json else click.echo(
         f"requested: #{a['id']} apply {agent} @ {_short(a['sha'])}{asked} "
@@ -283,13 +318,16 @@ def request_apply(client: Any, agent: str, commit: str, description: str, as_jso
 
 def _lifecycle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
-    @click.argument("name", shell_complete=complete_agents)
+    @click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
     @click.option("-q", "--quiet", is_flag=True, help="Don't show the backend's output.")
     @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
     @api_command
     def command(client: Any, name: str, quiet: bool, as_json: bool) -> None:
-        view = _follow(client, name, quiet or as_json, None,
-                       lambda: client.post(f"/api/agents/{name}/{verb}"))
+        from hivekit import AgentView
+
+        view = expect(_follow(client, name, quiet or as_json, None,
+                              lambda: client.post(api_path("api", "agents", name, verb))),
+                      AgentView)
         if as_json:
             print_json(view)
         else:
@@ -304,7 +342,7 @@ PURGE_WARNING = ("Purge {name}? This deletes everything the hive keeps for it: i
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_agents)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.option("--purge", is_flag=True,
               help="Also delete its config history, notes and credentials (no undo; asks "
                    "first).")
@@ -322,7 +360,7 @@ def destroy(client: Any, name: str, purge: bool, yes: bool, as_json: bool) -> No
                  "history, credentials and notes for good; pass --yes to purge anyway", 2)
         if not click.confirm(PURGE_WARNING.format(name=name), default=False, err=True):
             fail(f"not purged: {name} is unchanged")
-    result = client.post(f"/api/agents/{name}/destroy", {"purge": purge})
+    result = client.post(api_path("api", "agents", name, "destroy"), {"purge": purge})
     if as_json:
         print_json(result)
         return
@@ -331,13 +369,15 @@ def destroy(client: Any, name: str, purge: bool, yes: bool, as_json: bool) -> No
 
 
 @click.command()
-@click.argument("to", shell_complete=complete_agents)
+@click.argument("to", type=AGENT_NAME, shell_complete=complete_agents)
 @click.argument("body")
 @click.option("--json", "as_json", is_flag=True, help="Print the sent message as JSON.")
 @api_command
 def send(client: Any, to: str, body: str, as_json: bool) -> None:
     """Send a message to agent TO as the operator."""
-    m = client.post("/api/messages", {"to": to, "body": body})
+    from hivekit import Message
+
+    m = expect(client.post("/api/messages", {"to": to, "body": body}), Message)
     print_json(m) if as_json else click.echo(f"sent #{m['id']} to {to}")
 
 
@@ -351,19 +391,23 @@ def ack(client: Any, message_ids: tuple[int, ...], everything: bool, as_json: bo
     if not message_ids and not everything:
         fail("name the messages to mark read (their ids, from `hivekit inbox operator`), or "
              "pass --all", 2)
-    got = client.post("/api/agents/operator/inbox/ack",
+    got = client.post(api_path("api", "agents", "operator", "inbox", "ack"),
                       {"ids": list(message_ids), "all": everything})
     print_json(got) if as_json else click.echo(f"marked {got['acked']} message(s) read")
 
 
 @click.command()
-@click.argument("name", shell_complete=complete_recipients)
-@click.option("--limit", default=50, show_default=True, help="How many recent messages.")
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_recipients)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="How many recent messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
-    """Show agent NAME's recent inbox."""
-    messages = client.get(f"/api/agents/{name}/inbox", limit=limit)
+    """Show agent NAME's recent inbox (``operator``: what agents wrote to you)."""
+    from hivekit import Message
+
+    messages = expect(client.get(api_path("api", "agents", name, "inbox"), limit=limit),
+                      list[Message])
     if as_json:
         print_json(messages)
         return
@@ -398,7 +442,9 @@ def _question_line(q: dict[str, Any]) -> str:
 @api_command
 def questions(client: Any, show_all: bool, as_json: bool) -> None:
     """List the agents' questions to the operator (pending ones unless --all)."""
-    rows = client.get("/api/questions", all=show_all or None)
+    from hivekit import Question
+
+    rows = expect(client.get("/api/questions", all=show_all or None), list[Question])
     if as_json:
         print_json(rows)
         return
@@ -409,17 +455,20 @@ def questions(client: Any, show_all: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("question_id", metavar="ID", shell_complete=complete_questions)
+@click.argument("question_id", metavar="ID", type=ID, shell_complete=complete_questions)
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print the answered question as JSON.")
 @api_command
-def answer(client: Any, question_id: str, text: str, as_json: bool) -> None:
+def answer(client: Any, question_id: int, text: str, as_json: bool) -> None:
     """Answer question ID with TEXT (as the operator).
 
     For a question with options, TEXT must be one of them (case does not matter); for a
     multi-select question, one or more of them separated by commas ("red, blue").
     """
-    q = client.post(f"/api/questions/{question_id}/answer", {"answer": text})
+    from hivekit import Question
+
+    q = expect(client.post(api_path("api", "questions", question_id, "answer"),
+                           {"answer": text}), Question)
     if as_json:
         print_json(q)
     else:
@@ -429,14 +478,8 @@ def answer(client: Any, question_id: str, text: str, as_json: bool) -> None:
 # --- credentials, exec, logs, templates --------------------------------------------------------
 
 
-def _path(*parts: str) -> str:
-    from urllib.parse import quote
-
-    return "/" + "/".join(quote(p, safe="") for p in parts)
-
-
 @click.group("creds")
-@click.argument("name", shell_complete=complete_agents)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.pass_context
 def creds(ctx: click.Context, name: str) -> None:
     """Agent NAME's credentials: `set KEY`, `list`, `rm KEY`.
@@ -490,7 +533,7 @@ def creds_set(client: Any, key: str, from_file: str | None, as_json: bool) -> No
         creds.check_key(key)  # before reading a secret that would be refused anyway
     except HiveError as exc:
         fail(str(exc), 2)
-    got = client.post(_path("api", "agents", name, "creds", key),
+    got = client.post(api_path("api", "agents", name, "creds", key),
                       {"value": _read_value(key, from_file)})
     if as_json:
         print_json(got)
@@ -505,7 +548,7 @@ def creds_set(client: Any, key: str, from_file: str | None, as_json: bool) -> No
 def creds_list(client: Any, as_json: bool) -> None:
     """List the credential keys and login files (names only, never values)."""
     name = _creds_agent()
-    got = client.get(_path("api", "agents", name, "creds"))
+    got = client.get(api_path("api", "agents", name, "creds"))
     if as_json:
         print_json(got)
         return
@@ -525,14 +568,14 @@ def creds_list(client: Any, as_json: bool) -> None:
 def creds_rm(client: Any, key: str, as_json: bool) -> None:
     """Remove credential KEY."""
     name = _creds_agent()
-    got = client.request("DELETE", _path("api", "agents", name, "creds", key))
+    got = client.request("DELETE", api_path("api", "agents", name, "creds", key))
     print_json(got) if as_json else click.echo(
         f"{name}: {key} removed (keys left: {', '.join(got['keys']) or 'none'})")
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True,
                                          "allow_interspersed_args": False})
-@click.argument("name", shell_complete=complete_agents)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.argument("argv", metavar="-- CMD [ARG]...", nargs=-1, required=True,
                 type=click.UNPROCESSED)
 @api_command
@@ -551,7 +594,7 @@ def exec_command(client: Any, name: str, argv: tuple[str, ...]) -> None:
     if not args:
         fail("nothing to run: hivekit exec NAME -- CMD [ARG]...", 2)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    plan = client.post(_path("api", "agents", name, "exec"), {"argv": args, "tty": tty})
+    plan = client.post(api_path("api", "agents", name, "exec"), {"argv": args, "tty": tty})
     env = dict(plan["env"])
     if tty and "TERM" in os.environ:
         env["TERM"] = os.environ["TERM"]
@@ -565,7 +608,7 @@ def exec_command(client: Any, name: str, argv: tuple[str, ...]) -> None:
 
 
 @click.command("logs")
-@click.argument("name", shell_complete=complete_agents)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.option("-n", "--lines", default=100, show_default=True, type=click.IntRange(0, 10_000),
               help="How many recent lines to show first.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
@@ -577,7 +620,7 @@ def logs(client: Any, name: str, lines: int, follow: bool, as_json: bool) -> Non
     import json
     import sys
 
-    path = _path("api", "agents", name, "logs")
+    path = api_path("api", "agents", name, "logs")
     if not follow:
         got = client.get(path, lines=lines)
         if as_json:

@@ -739,6 +739,7 @@
             line.startsWith('+++') || line.startsWith('---') ||
             /^(new|deleted) file mode|^similarity|^rename /.test(line)) cls = 'meta';
         else if (line.startsWith('@@')) cls = 'hunk';
+        else if (line.startsWith('… diff truncated:')) cls = 'truncated';
         else if (line.startsWith('+')) cls = 'add';
         else if (line.startsWith('-')) cls = 'del';
         return h('span', {class: cls}, `${line}\n`);
