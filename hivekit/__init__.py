@@ -10,7 +10,8 @@ rule by a test. The names are grouped as follows:
 * **the hive** a hook receives: :class:`Hive` (its docstring lists the attributes a plugin may
   use: ``hive.log``, ``hive.stopping``, ``hive.plugin_state``, ``hive.resolve_path``...),
   :class:`Paths` (``hive.paths``) and the records it hands out: :class:`AgentSpec`,
-  :class:`AgentPaths`, :class:`AgentView`, :class:`Approval`, :class:`ApprovalKind`,
+  :class:`AgentPaths`, :class:`AgentView`, :class:`AgentLog`, :class:`Approval`,
+  :class:`ApprovalKind`,
   :class:`ApprovalDetail`, :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`,
   :class:`Deploy`, :class:`ExecPlan` (what ``agent_exec`` returns), :class:`Message`,
   :class:`Question`, :class:`Request`, :class:`Tombstone`, :class:`Transient`.
@@ -72,7 +73,8 @@ _LAZY: dict[str, str] = {
     # the hive and its records
     "Hive": "hivekit.hive",
     "Paths": "hivekit.paths",
-    **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentView", "Approval", "ApprovalKind",
+    **dict.fromkeys(("AgentLog", "AgentPaths", "AgentSpec", "AgentView", "Approval",
+                     "ApprovalKind",
                      "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
                      "ExecPlan", "Message", "Question", "Request", "Tombstone", "Transient"),
                     "hivekit.records"),

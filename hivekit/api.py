@@ -38,7 +38,7 @@ from hivekit.convert import converter
 from hivekit.errors import BadRequest, HiveError, PluginError
 from hivekit.events import Envelope
 from hivekit.hive import OPERATOR, Hive
-from hivekit.records import ApprovalStatus
+from hivekit.records import AgentLog, ApprovalStatus
 
 log = logging.getLogger("hivekit.api")
 
@@ -345,7 +345,7 @@ async def agent_logs(hive: HiveDep, request: Request, name: PathStr) -> Response
     source = await _run(hive, actions.agent_logs, name, q.lines, q.follow)
     if not q.follow:
         got = await _run(hive, lambda _h: [line for line in source if line is not None])
-        return Response({"agent": name, "lines": got})
+        return _json(AgentLog(agent=name, lines=got))
     return Stream(_lines(source), media_type="text/plain; charset=utf-8",
                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -129,6 +129,14 @@ class ExecPlan:
 
 
 @frozen
+class AgentLog:
+    """The end of an agent's own output (``GET /api/agents/{name}/logs``, ``hivekit logs``)."""
+
+    agent: str
+    lines: list[str] = field(factory=list)
+
+
+@frozen
 class Tombstone:
     """A destroyed agent whose state was kept: re-spawnable under the same name, purgeable."""
 

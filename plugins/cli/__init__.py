@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from attrs import frozen
 
 from hivekit import (
     AGENT_NAME,
@@ -33,6 +34,13 @@ from hivekit import (
 )
 
 TERMINAL = ("approved", "denied", "failed")
+
+
+@frozen
+class Acked:
+    """``POST /api/agents/operator/inbox/ack``'s answer."""
+
+    acked: int
 
 
 def _ago(ts: float | None) -> str:
@@ -382,7 +390,7 @@ def send(client: Any, to: str, body: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("message_ids", metavar="[ID]...", nargs=-1, type=int)
+@click.argument("message_ids", metavar="[ID]...", nargs=-1, type=ID)
 @click.option("--all", "everything", is_flag=True, help="Every message of your inbox.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
@@ -391,8 +399,8 @@ def ack(client: Any, message_ids: tuple[int, ...], everything: bool, as_json: bo
     if not message_ids and not everything:
         fail("name the messages to mark read (their ids, from `hivekit inbox operator`), or "
              "pass --all", 2)
-    got = client.post(api_path("api", "agents", "operator", "inbox", "ack"),
-                      {"ids": list(message_ids), "all": everything})
+    got = expect(client.post(api_path("api", "agents", "operator", "inbox", "ack"),
+                             {"ids": list(message_ids), "all": everything}), Acked)
     print_json(got) if as_json else click.echo(f"marked {got['acked']} message(s) read")
 
 
@@ -533,8 +541,8 @@ def creds_set(client: Any, key: str, from_file: str | None, as_json: bool) -> No
         creds.check_key(key)  # before reading a secret that would be refused anyway
     except HiveError as exc:
         fail(str(exc), 2)
-    got = client.post(api_path("api", "agents", name, "creds", key),
-                      {"value": _read_value(key, from_file)})
+    got = expect(client.post(api_path("api", "agents", name, "creds", key),
+                             {"value": _read_value(key, from_file)}), creds.Listing)
     if as_json:
         print_json(got)
         return
@@ -547,8 +555,10 @@ def creds_set(client: Any, key: str, from_file: str | None, as_json: bool) -> No
 @api_command
 def creds_list(client: Any, as_json: bool) -> None:
     """List the credential keys and login files (names only, never values)."""
+    from hivekit import creds
+
     name = _creds_agent()
-    got = client.get(api_path("api", "agents", name, "creds"))
+    got = expect(client.get(api_path("api", "agents", name, "creds")), creds.Listing)
     if as_json:
         print_json(got)
         return
@@ -567,8 +577,11 @@ def creds_list(client: Any, as_json: bool) -> None:
 @api_command
 def creds_rm(client: Any, key: str, as_json: bool) -> None:
     """Remove credential KEY."""
+    from hivekit import creds
+
     name = _creds_agent()
-    got = client.request("DELETE", api_path("api", "agents", name, "creds", key))
+    got = expect(client.request("DELETE", api_path("api", "agents", name, "creds", key)),
+                 creds.Listing)
     print_json(got) if as_json else click.echo(
         f"{name}: {key} removed (keys left: {', '.join(got['keys']) or 'none'})")
 
@@ -594,7 +607,10 @@ def exec_command(client: Any, name: str, argv: tuple[str, ...]) -> None:
     if not args:
         fail("nothing to run: hivekit exec NAME -- CMD [ARG]...", 2)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    plan = client.post(api_path("api", "agents", name, "exec"), {"argv": args, "tty": tty})
+    from hivekit import ExecPlan
+
+    plan = expect(client.post(api_path("api", "agents", name, "exec"),
+                              {"argv": args, "tty": tty}), ExecPlan)
     env = dict(plan["env"])
     if tty and "TERM" in os.environ:
         env["TERM"] = os.environ["TERM"]
@@ -620,9 +636,11 @@ def logs(client: Any, name: str, lines: int, follow: bool, as_json: bool) -> Non
     import json
     import sys
 
+    from hivekit import AgentLog
+
     path = api_path("api", "agents", name, "logs")
     if not follow:
-        got = client.get(path, lines=lines)
+        got = expect(client.get(path, lines=lines), AgentLog)
         if as_json:
             print_json(got)
         else:
@@ -641,7 +659,7 @@ def logs(client: Any, name: str, lines: int, follow: bool, as_json: bool) -> Non
 @api_command
 def templates(client: Any, as_json: bool) -> None:
     """List the templates a spawn can seed a new agent from (`request spawn --template`)."""
-    found = client.get("/api/templates")
+    found = expect(client.get("/api/templates"), dict[str, str])
     if as_json:
         print_json(found)
         return
