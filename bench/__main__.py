@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-BENCHES = ["deploy", "state", "broker", "events", "coldstart", "growth"]
+BENCHES = ["deploy", "state", "broker", "events", "coldstart", "growth", "idle", "meta"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,15 @@
 """Broker: send → recv → ack round trips through agents' own sockets, many agents busy at once,
-against a bare Litestar handler doing one apsw insert per request.
+against a bare Litestar handler running the same SQL (see :func:`floor_app`).
 
 The hive is a real ``hivekit serve`` (fake backend) and the floor a server process of its own, so
 neither shares a GIL with the load generator. Agents form a ring: agent k sends to agent k+1,
 whose receiver long-polls ``/recv`` on its own socket and acknowledges what it got; each sender
 waits for its message to be acknowledged before sending the next, so ``agents`` round trips are
 in flight at any time, each of three requests. The floor is driven the same way: three requests
-per round trip (each one insert), the same number of workers.
+per round trip (send, recv, ack, each running hivekit's statements for it), one worker per
+agent, the same messages. Hive and floor alternate in segments.
 
-Run the floor server alone: ``python -m bench.broker SOCKET DATABASE``.
+Run the floor server alone: ``python -m bench.broker SOCKET DATABASE AGENT...``.
 """
 
 from __future__ import annotations
@@ -126,20 +127,27 @@ async def drive_hive(sockets: list[Path], names: list[str], rounds: int, warmup:
     return tally
 
 
-async def drive_floor(socket: Path, workers: int, rounds: int, warmup: int, pid: int) -> Tally:
-    """The same load against the floor: three requests per round trip, ``workers`` at once."""
+async def drive_floor(socket: Path, names: list[str], rounds: int, warmup: int,
+                      pid: int) -> Tally:
+    """The same load against the floor: three requests per round trip, one worker per agent."""
     tally = Tally()
+    workers = len(names)
+
+    cursors = [0] * workers
 
     async def worker(k: int, first: int, count: int, measured: bool) -> None:
+        me = names[(k + 1) % workers]  # the ring of the hive's side: k sends to k+1
         for i in range(first, first + count):
             t = time.monotonic()
-            await sends[k].request("POST", "/send", {"to": "x", "body": f"{k} {i} {t}"})
+            await sends[k].request("POST", "/send", {"to": me, "body": f"{k} {i} {t}"})
             tally.sent += 1
-            got = await recvs[k].request("GET", "/recv?after=0&wait=0")
+            got = await recvs[k].request("GET", f"/recv?me={me}&after={cursors[k]}&limit=100")
             if measured:
                 tally.latencies.append(time.monotonic() - t)
-            tally.received.add((k, i))
-            acked = (await recvs[k].request("POST", "/ack", {"ids": [got["id"]]}))["acked"]
+            ids = [m["id"] for m in got["messages"]]
+            cursors[k] = got["cursor"]
+            tally.received.update((k, m["id"]) for m in got["messages"])
+            acked = (await recvs[k].request("POST", f"/ack?me={me}", {"ids": ids}))["acked"]
             tally.acked += acked
 
     sends = [await Conn(str(socket)).open() for _ in range(workers)]
@@ -157,46 +165,71 @@ async def drive_floor(socket: Path, workers: int, rounds: int, warmup: int, pid:
     return tally
 
 
-def floor_app(db: Path) -> Any:
-    """A bare Litestar app: every request is one apsw insert, answered with a small JSON."""
+def floor_app(db: Path, names: list[str]) -> Any:
+    """A bare Litestar app running the SQL hivekit's broker runs for each request, on hivekit's
+    schema, directly on one apsw connection (no worker thread, no records, no checks):
+
+    * send: the recipient's existence (``SELECT ... FROM agents``), then the ``INSERT`` in an
+      immediate transaction;
+    * recv: the unacknowledged messages after the cursor (``SELECT ... LIMIT``);
+    * ack: the ``UPDATE`` of each id in a transaction.
+    """
     import apsw
     from litestar import Litestar, get, post
 
+    from hivekit.store import Store
+
+    store = Store(db)  # hivekit's schema and pragmas; the floor then talks SQL itself
+    with store.conn:
+        for name in names:
+            store.conn.execute("INSERT OR IGNORE INTO agents(name, wanted, created_at) "
+                               "VALUES (?, 'running', ?)", (name, time.time()))
+    store.close()
     conn = apsw.Connection(str(db))
     conn.setbusytimeout(10_000)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                 " what TEXT NOT NULL, at REAL NOT NULL)")
-
-    def insert(what: str) -> int:
-        with conn:
-            conn.execute("INSERT INTO log(what, at) VALUES (?, ?)", (what, time.time()))
-            return conn.last_insert_rowid()
+    conn.execute("PRAGMA foreign_keys=ON")
 
     @post("/send", status_code=201)
     async def send(data: dict[str, Any]) -> dict[str, Any]:
-        return {"id": insert(data["body"]), "to": data["to"]}
+        if not list(conn.execute("SELECT 1 AS x FROM agents WHERE name = ?", (data["to"],))):
+            return {"error": "no such agent"}
+        now = time.time()
+        with conn:
+            conn.execute("INSERT INTO messages(sender, recipient, body, created_at) "
+                         "VALUES (?, ?, ?, ?)", ("floor", data["to"], data["body"], now))
+            new_id = conn.last_insert_rowid()
+        return {"id": new_id, "sender": "floor", "recipient": data["to"], "body": data["body"],
+                "created_at": now, "acked_at": None}
 
     @get("/recv")
-    async def recv() -> dict[str, Any]:
-        return {"id": insert("recv")}
+    async def recv(me: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        cur = conn.execute("SELECT * FROM messages WHERE recipient = ? AND id > ? AND acked_at "
+                           "IS NULL ORDER BY id LIMIT ?", (me, after, limit))
+        names = [d[0] for d in cur.getdescription()] if cur else []
+        messages = [dict(zip(names, row, strict=True)) for row in cur]
+        return {"messages": messages, "cursor": messages[-1]["id"] if messages else after}
 
     @post("/ack", status_code=200)
-    async def ack(data: dict[str, Any]) -> dict[str, Any]:
-        insert(f"ack {data['ids']}")
-        return {"acked": 1}
+    async def ack(me: str, data: dict[str, Any]) -> dict[str, Any]:
+        with conn:
+            before = conn.total_changes()
+            conn.executemany("UPDATE messages SET acked_at = ? WHERE id = ? AND recipient = ? "
+                             "AND acked_at IS NULL", [(time.time(), i, me) for i in data["ids"]])
+            return {"acked": conn.total_changes() - before}
 
     return Litestar([send, recv, ack], debug=False, logging_config=None, openapi_config=None)
 
 
-def serve_floor(socket: Path, db: Path) -> None:
+def serve_floor(socket: Path, db: Path, names: list[str]) -> None:
     import uvicorn
 
     from hivekit.sockets import bind_unix
 
+    app = floor_app(db, names)
     sock = bind_unix(socket)
-    server = uvicorn.Server(uvicorn.Config(floor_app(db), lifespan="off", log_config=None,
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
                                            log_level="warning", access_log=False))
     asyncio.run(server.serve(sockets=[sock]))
 
@@ -228,14 +261,14 @@ def run(quick: bool = False) -> Result:
         sockets = [hive.runtime_dir / "agents" / name / "hive.sock" for name in names]
         _wait_for(lambda: all(s.exists() for s in sockets), "the agents' sockets")
         proc = subprocess.Popen([sys.executable, "-m", "bench.broker", str(floor_sock),
-                                 str(root / "floor.db")])
+                                 str(root / "floor.db"), *names])
         try:
             _wait_for(floor_sock.exists, "the floor server")
             # Alternate: a shared machine's load drifts, and both sides should see the same.
             for _ in range(segments):
                 hives.append(asyncio.run(drive_hive(sockets, names, rounds, warmup,
                                                     hive.proc.pid)))
-                floors.append(asyncio.run(drive_floor(floor_sock, agents, rounds, warmup,
+                floors.append(asyncio.run(drive_floor(floor_sock, names, rounds, warmup,
                                                       proc.pid)))
         finally:
             proc.terminate()
@@ -274,4 +307,4 @@ def run(quick: bool = False) -> Result:
 
 
 if __name__ == "__main__":
-    serve_floor(Path(sys.argv[1]), Path(sys.argv[2]))
+    serve_floor(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:])

@@ -1,115 +1,327 @@
-"""State at scale: ``GET /api/state`` with 900 agents and a long history, against the same with a
-short history (the snapshot must not grow with history), and against a bare Litestar handler
-returning the same JSON (what the framework and the socket cost anyway)."""
+"""State at scale: ``GET /api/state`` of a real ``hivekit serve`` (fake backend) with 900 agents.
+
+* against the same daemon with a short history (the snapshot must not grow with history): two
+  daemons, one request to each in turn;
+* against a **bare handler**: a Litestar app on uvicorn in a process of its own, answering
+  ``/api/state`` with the very bytes the hive answered (what the framework and the socket cost
+  anyway), one request to each in turn;
+* with 4 clients asking at once after every event (as dashboards that refetch do) against 1
+  client (segments alternate), and what a ``POST /api/messages`` takes while 4 clients poll
+  nonstop against while none does;
+* on the ``nixos_container`` backend against the stand-ins: how many stand-in programs run per
+  snapshot (none may: the status comes from one ``systemctl list-units`` per interval).
+
+The clients are this process (asyncio, :mod:`bench.wire`: httpx costs more than the servers).
+
+Run the floor alone: ``python -m bench.state SOCKET BODY_FILE``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import threading
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, local_hive, median_time, short_tmp
+from bench.common import Result, load_average, percentile, ratio_range, short_tmp
+from bench.wire import Conn
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def populate(hive: Any, agents: int, approvals: int, messages: int) -> None:
-    """Fill the store directly: what 900 agents and months of history leave behind."""
+def populate(state_dir: Path, agents: int, approvals: int, messages: int,
+             nixos: Path | None = None) -> None:
+    """Fill a stopped hive's store and disk directly: what ``agents`` agents and months of
+    history leave behind (``nixos``: the stand-ins' host, each agent's container running)."""
+    from hivekit.store import Store
+
     now = time.time()
-    conn = hive.store.conn
-    fake = hive.paths.state_dir / "fake"
+    store = Store(state_dir / "hive.db")
+    conn = store.conn
+    fake = state_dir / "fake"
     fake.mkdir(parents=True, exist_ok=True)
+    units = {}
     with conn:
         for i in range(agents):
             name = f"a{i}"
             conn.execute("INSERT OR IGNORE INTO agents(name, wanted, created_at) VALUES (?,?,?)",
                          (name, "running", now))
-            refs = hive.paths.applied_root / name / ".git" / "refs" / "heads"
+            refs = state_dir / "applied" / name / ".git" / "refs" / "heads"
             refs.mkdir(parents=True, exist_ok=True)
             (refs / "main").write_text(f"{i:040x}\n")
-            (hive.paths.agents_root / name / "config").mkdir(parents=True, exist_ok=True)
+            (state_dir / "agents" / name / "config").mkdir(parents=True, exist_ok=True)
             (fake / f"{name}.json").write_text(json.dumps({"running": True}))
+            if nixos is not None:
+                conf = nixos / "etc" / "nixos-containers" / f"h-{name}.conf"
+                conf.parent.mkdir(parents=True, exist_ok=True)
+                conf.write_text("PRIVATE_NETWORK=0\nHOST_PORT=\nAUTO_START=0\n")
+                units[f"container@h-{name}.service"] = {"state": "active"}
         conn.executemany(
             "INSERT INTO approvals(kind, agent, status, commit_ref, sha, description, tag,"
             " created_at, resolved_at) VALUES ('apply', ?, 'approved', 'HEAD', ?, 'x', ?, ?, ?)",
-            [(f"a{i % agents}", f"{i:040x}", f"deployed/{i}", now, now)
+            [(f"a{i % max(agents, 1)}", f"{i:040x}", f"deployed/{i}", now, now)
              for i in range(approvals)])
         conn.executemany(
             "INSERT INTO messages(sender, recipient, body, created_at, acked_at)"
             " VALUES ('operator', ?, 'hello there', ?, ?)",
-            [(f"a{i % agents}", now, now) for i in range(messages)])
+            [(f"a{i % max(agents, 1)}", now, now) for i in range(messages)])
+    store.close()
+    if nixos is not None:
+        path = nixos / "systemd.json"
+        data = json.loads(path.read_text()) if path.exists() else {"units": {},
+                                                                    "loaded_dropins": {}}
+        data["units"].update(units)
+        path.write_text(json.dumps(data))
 
 
-class Server:
-    """A uvicorn server for ``app`` on a Unix socket, in a thread."""
+def start_hive(root: Path, agents: int, history: tuple[int, int], config: str = "",
+               env: dict[str, str] | None = None, nixos: Path | None = None) -> Any:
+    """A ``hivekit serve`` with ``agents`` agents and ``history`` (approvals, messages)."""
+    from hivekit.testing import HiveProcess
 
-    def __init__(self, app: Any, path: Path) -> None:
-        import uvicorn
-
-        from hivekit.sockets import bind_unix
-
-        self.sock = bind_unix(path)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        self.path = path
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+    hive = HiveProcess(root, config or '[hive]\nbackend = "fake"\n', env=env)
+    hive.start()  # creates the store; the manager comes up
+    hive.wait_for(lambda: any(a["name"] == "manager" and a["status"] == "running"
+                              for a in hive.get("/api/state")["agents"]), what="the manager")
+    hive.stop()
+    populate(hive.state_dir, agents, *history, nixos=nixos)
+    hive.start()
+    hive.wait_for(lambda: len(hive.get("/api/state")["agents"]) == agents + 1,
+                  what=f"{agents} agents' rows")
+    return hive
 
 
-def fetcher(path: Path, url: str = "/api/state"):
-    import httpx
+async def fetch_loop(path: str, count: int, latencies: list[float]) -> None:
+    conn = await Conn(path).open()
+    try:
+        for _ in range(count):
+            t = time.perf_counter()
+            await conn.fetch("GET", "/api/state")
+            latencies.append(time.perf_counter() - t)
+    finally:
+        await conn.close()
 
-    client = httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://h")
 
-    def fetch() -> None:
-        resp = client.get(url)
-        resp.raise_for_status()
+async def get_bytes(path: str) -> bytes:
+    conn = await Conn(path).open()
+    try:
+        return await conn.fetch("GET", "/api/state")
+    finally:
+        await conn.close()
 
-    return fetch
+
+def alternate(paths: dict[str, str], rounds: int) -> dict[str, list[float]]:
+    """One request to each server in turn, ``rounds`` times (after a warm-up)."""
+    async def go() -> dict[str, list[float]]:
+        conns = {k: await Conn(p).open() for k, p in paths.items()}
+        times: dict[str, list[float]] = {k: [] for k in paths}
+        try:
+            for _ in range(3):
+                for conn in conns.values():
+                    await conn.fetch("GET", "/api/state")
+            for _ in range(rounds):
+                for key, conn in conns.items():
+                    t = time.perf_counter()
+                    await conn.fetch("GET", "/api/state")
+                    times[key].append(time.perf_counter() - t)
+        finally:
+            for conn in conns.values():
+                await conn.close()
+        return times
+
+    return asyncio.run(go())
+
+
+def fanout(path: str, clients: int, rounds: int) -> list[float]:
+    """What a dashboard that refetches after every event costs: each round a message is posted
+    (one event: a new ``seq``), then ``clients`` ask for the snapshot at once; the latency of
+    each of them."""
+    async def go() -> list[float]:
+        poster = await Conn(path).open()
+        conns = [await Conn(path).open() for _ in range(clients)]
+        latencies: list[float] = []
+
+        async def one(conn: Conn) -> None:
+            t = time.perf_counter()
+            await conn.fetch("GET", "/api/state")
+            latencies.append(time.perf_counter() - t)
+
+        try:
+            for _ in range(rounds):
+                await poster.request("POST", "/api/messages", {"to": "a1", "body": "ping"})
+                await asyncio.gather(*(one(c) for c in conns))
+        finally:
+            for c in [poster, *conns]:
+                await c.close()
+        return latencies
+
+    return asyncio.run(go())
+
+
+def posts(path: str, pollers: int, count: int) -> list[float]:
+    """``POST /api/messages`` latencies (one every 20 ms) while ``pollers`` clients fetch the
+    snapshot in closed loops."""
+    async def go() -> list[float]:
+        done = asyncio.Event()
+
+        async def poll() -> None:
+            conn = await Conn(path).open()
+            try:
+                while not done.is_set():
+                    await conn.fetch("GET", "/api/state")
+            finally:
+                await conn.close()
+
+        loops = [asyncio.create_task(poll()) for _ in range(pollers)]
+        conn = await Conn(path).open()
+        out: list[float] = []
+        try:
+            await asyncio.sleep(0.05)
+            for _ in range(count):
+                t = time.perf_counter()
+                await conn.request("POST", "/api/messages", {"to": "a1", "body": "ping"})
+                out.append(time.perf_counter() - t)
+                await asyncio.sleep(0.02)
+        finally:
+            done.set()
+            await asyncio.gather(*loops)
+            await conn.close()
+        return out
+
+    return asyncio.run(go())
+
+
+def serve_floor(socket: Path, body_file: Path) -> None:
+    """The floor: Litestar on uvicorn, answering ``/api/state`` with fixed bytes."""
+    import uvicorn
+    from litestar import Litestar, MediaType, Response, get
+
+    from hivekit.sockets import bind_unix
+
+    body = body_file.read_bytes()
+
+    @get("/api/state", signature_namespace={"Response": Response})
+    async def bare() -> Response:
+        return Response(content=body, media_type=MediaType.JSON)
+
+    sock = bind_unix(socket)
+    app = Litestar([bare], debug=False, logging_config=None, openapi_config=None)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
+                                           log_level="warning", access_log=False))
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+def nixos_calls(root: Path, agents: int, snapshots: int) -> dict[str, float]:
+    """Stand-in invocations per snapshot and at start, on nixos_container with ``agents``."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
+
+    host = Host(root / "host")
+    host.root.mkdir(parents=True)
+    # A host flake for the manager, whose container the first start creates.
+    flake = write_flake(root / "flake", root / "h" / "state" / "applied", ["manager"])
+    config = f"""[hive]
+backend = "nixos_container"
+
+[nixos_container]
+nixos_container = "{NIXOS_CONTAINER}"
+systemctl = "{SYSTEMCTL}"
+containers_conf_dir = "{host.conf_dir}"
+systemd_run_dir = "{host.run_dir}"
+flake = "{flake}"
+status_interval = 3600
+"""
+    hive = start_hive(root / "h", agents, (0, 0), config,
+                      env={"NIXOS_STANDIN_ROOT": str(host.root)}, nixos=host.root)
+    try:
+        at_start = len(host.calls())
+        before = len(host.calls())
+        for _ in range(snapshots):
+            rows = hive.get("/api/state")["agents"]
+        during = len(host.calls()) - before
+        running = sum(r["status"] == "running" for r in rows)
+    finally:
+        hive.stop()
+    polls = [c for c in host.calls() if c["argv"][:1] == ["list-units"]]
+    return {"per_snapshot": during / snapshots, "at_start": at_start, "running": running,
+            "polls": len(polls)}
 
 
 def run(quick: bool = False) -> Result:
-    from litestar import Litestar, get
-
-    from hivekit.api import create_app
-    from hivekit.state import snapshot
-
     agents = 90 if quick else 900
     big = (1_000, 10_000) if quick else (10_000, 100_000)
     small = (10, 100) if quick else (100, 1_000)
-    repeat = 5 if quick else 30
-    result = Result(f"GET /api/state with {agents} agents")
-    timings = {}
-    payload: dict[str, Any] = {}
-    for label, (approvals, messages) in (("short", small), ("long", big)):
-        root = short_tmp()
-        hive = local_hive(root / label)
-        populate(hive, agents, approvals, messages)
-        server = Server(create_app(hive), root / f"{label}.sock")
-        timings[label] = median_time(fetcher(server.path), repeat, warmup=2)
-        payload = snapshot(hive)
-        server.stop()
-        os.environ.pop("HIVEKIT_CONFIG", None)
-
-    @get("/api/state")
-    async def bare() -> dict[str, Any]:
-        return payload
-
+    rounds = 10 if quick else 100
+    segments = 1 if quick else 3
+    per_client = 5 if quick else 40
+    result = Result(f"GET /api/state with {agents} agents (a real hivekit serve)")
     root = short_tmp()
-    server = Server(Litestar([bare]), root / "bare.sock")
-    t_bare = median_time(fetcher(server.path), repeat, warmup=2)
-    server.stop()
+    long_ = start_hive(root / "long", agents, big)
+    short = start_hive(root / "short", agents, small)
+    floor_proc = None
+    try:
+        body = asyncio.run(get_bytes(str(long_.socket)))
+        (root / "body.json").write_bytes(body)
+        floor_sock = root / "floor.sock"
+        floor_proc = subprocess.Popen([sys.executable, "-m", "bench.state", str(floor_sock),
+                                       str(root / "body.json")], cwd=ROOT)
+        deadline = time.time() + 60
+        while not floor_sock.exists():
+            assert time.time() < deadline, "the floor server did not start"
+            time.sleep(0.02)
+        paths = {"long": str(long_.socket), "short": str(short.socket),
+                 "bare": str(floor_sock)}
+        times = alternate(paths, rounds)
+        one: list[float] = []
+        four: list[float] = []
+        post_idle: list[float] = []
+        post_busy: list[float] = []
+        for _ in range(segments):  # 1 client, 4 clients, 1, 4... on the long-history hive
+            one += fanout(paths["long"], 1, per_client)
+            four += fanout(paths["long"], 4, per_client)
+            post_idle += posts(paths["long"], 0, per_client)
+            post_busy += posts(paths["long"], 4, per_client)
+    finally:
+        if floor_proc is not None:
+            floor_proc.terminate()
+            floor_proc.wait(10)
+        long_.stop()
+        short.stop()
+
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
     result.add(f"long history ({big[0]} approvals, {big[1]} messages) vs short",
-               timings["long"], timings["short"], target=1.2)
-    result.add("hivekit vs a bare handler with the same JSON", timings["long"], t_bare,
-               target=2.0)
-    result.add("payload size", len(json.dumps(payload)) / 1024, unit="KiB")
+               med(times["long"]), med(times["short"]), target=1.2)
+    result.add("hivekit vs a bare handler with the same JSON", med(times["long"]),
+               med(times["bare"]), target=2.0)
+    result.add("snapshot after an event, 4 clients asking at once vs 1", med(four), med(one),
+               target=1.5)
+    result.add("POST /api/messages while 4 clients poll nonstop vs none", med(post_busy),
+               med(post_idle))
+    result.add("  its p99, 4 clients polling vs none", percentile(post_busy, 99),
+               percentile(post_idle, 99))
+    result.add("payload size", len(body) / 1024, unit="KiB")
+    nix_agents = 10 if quick else 100
+    calls = nixos_calls(root / "nixos", nix_agents, 5 if quick else 20)
+    result.add(f"nixos_container, {nix_agents} agents: stand-in programs run per snapshot",
+               calls["per_snapshot"], unit="calls", target=0)
+    result.add(f"nixos_container, {nix_agents} agents: stand-in programs run at start",
+               calls["at_start"], unit="calls")
+    result.add(f"nixos_container, {nix_agents} agents: rows shown running",
+               calls["running"], unit="rows")
+    result.notes.append(
+        f"{rounds} requests to each server in turn, medians; per-round ratios vs bare "
+        f"{ratio_range(times['long'], times['bare'])}, long vs short "
+        f"{ratio_range(times['long'], times['short'])}; after an event: {segments} segment(s) "
+        f"of 1 and of 4 clients alternating, {per_client} events each; load average at the "
+        f"end {load_average()}")
     return result
+
+
+if __name__ == "__main__":
+    serve_floor(Path(sys.argv[1]), Path(sys.argv[2]))

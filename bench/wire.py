@@ -67,14 +67,14 @@ class Conn:
         data = await self.reader.readexactly(size + 2)
         return data[:-2]
 
-    async def request(self, method: str, target: str, body: Any = None) -> Any:
-        """Send a request (``body`` as JSON) and return the decoded JSON answer.
+    async def fetch(self, method: str, target: str, body: bytes | None = None) -> bytes:
+        """Send a request and return the answer's body as bytes (not decoded: a client that
+        only needs the bytes costs the server's measurement nothing more).
 
         :raises HTTPError: the status is not 2xx.
         """
         assert self.reader is not None
-        await self.send_request(method, target,
-                                None if body is None else json.dumps(body).encode())
+        await self.send_request(method, target, body)
         status, headers = await self.read_head()
         if "content-length" in headers:
             data = await self.reader.readexactly(int(headers["content-length"]))
@@ -85,6 +85,15 @@ class Conn:
             data = b"".join(parts)
         if not 200 <= status < 300:
             raise HTTPError(status, data)
+        return data
+
+    async def request(self, method: str, target: str, body: Any = None) -> Any:
+        """Send a request (``body`` as JSON) and return the decoded JSON answer.
+
+        :raises HTTPError: the status is not 2xx.
+        """
+        data = await self.fetch(method, target,
+                                None if body is None else json.dumps(body).encode())
         return json.loads(data) if data else None
 
 

@@ -10,11 +10,11 @@ rule by a test. The names are grouped as follows:
 * **the hive** a hook receives: :class:`Hive` (its docstring lists the attributes a plugin may
   use: ``hive.log``, ``hive.stopping``, ``hive.plugin_state``, ``hive.resolve_path``...),
   :class:`Paths` (``hive.paths``) and the records it hands out: :class:`AgentSpec`,
-  :class:`AgentPaths`, :class:`AgentView`, :class:`AgentLog`, :class:`Approval`,
-  :class:`ApprovalKind`,
-  :class:`ApprovalDetail`, :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`,
-  :class:`Deploy`, :class:`ExecPlan` (what ``agent_exec`` returns), :class:`Message`,
-  :class:`Question`, :class:`Request`, :class:`Tombstone`, :class:`Transient`.
+  :class:`AgentPaths`, :class:`AgentView` (its ``status`` one of :class:`AgentStatus`),
+  :class:`AgentLog`, :class:`Approval`, :class:`ApprovalKind`, :class:`ApprovalDetail`,
+  :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`, :class:`Deploy`,
+  :class:`ExecPlan` (what ``agent_exec`` returns), :class:`Message`, :class:`Question`,
+  :class:`Request`, :class:`Tombstone`, :class:`Transient`.
 * **errors**: :class:`HiveError` and its kinds (:class:`BadRequest`, :class:`Forbidden`,
   :class:`NotFound`, :class:`Conflict`, :class:`OperationFailed`, :class:`PluginError`,
   :class:`ConfigError`), :class:`CommandFailed` (an external program failed) and
@@ -32,10 +32,10 @@ rule by a test. The names are grouped as follows:
   :mod:`~hivekit.actions`, :mod:`~hivekit.broker`, :mod:`~hivekit.questions` and
   :mod:`~hivekit.state` (``state.agent_view``, ``state.snapshot``), :mod:`~hivekit.creds` (an
   agent's credentials: ``creds.env_dir(agent)`` for a backend that hands them over), and the
-  sender names
-  ``OPERATOR`` and ``SYSTEM``.
-* **events**: the module :mod:`~hivekit.events` (``hive.bus.publish(events.AgentChanged(...))``;
-  for a log line use ``hive.log``).
+  sender names ``OPERATOR`` and ``SYSTEM``.
+* **events**: the module :mod:`~hivekit.events` (what clients hear; for a log line use
+  ``hive.log``; an agent's row changes through ``hive.report_status`` and ``hive.refresh``,
+  which publish its ``agent_changed``).
 * **HTTP** (``register_routes``): ``HiveDep`` (a handler's ``hive: HiveDep``), ``PathStr``,
   ``FromQuery``; a route declares its body and query classes as ``opt={"body": Cls}`` /
   ``opt={"query": Cls}`` and reads them with :func:`body`, :func:`query` and :func:`path_id`
@@ -50,8 +50,9 @@ rule by a test. The names are grouped as follows:
   :func:`api_path` (percent-encoded path segments) and :func:`expect` (an answer checked to
   have its record's shape, else :class:`UnexpectedAnswer`).
 
-Importing this module stays cheap (pluggy only): the names are imported on first use, so
-``hivekit --help`` does not pay for Litestar or cattrs.
+Importing this module costs nothing: every name is imported on first use, pluggy included
+(``hookimpl`` and ``hookspec`` are pluggy's markers for the ``hivekit`` project, made when a
+plugin's import first asks for them), so ``hivekit --help`` imports none of it.
 """
 
 from __future__ import annotations
@@ -59,24 +60,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import pluggy
-
 __version__ = "0.1.0"
 
-#: Marks a function as the declaration of a hook (used in :mod:`hivekit.hookspecs`).
-hookspec = pluggy.HookspecMarker("hivekit")
-#: Marks a plugin's function as the implementation of a hook.
-hookimpl = pluggy.HookimplMarker("hivekit")
+#: ``hookspec`` marks the declaration of a hook (in :mod:`hivekit.hookspecs`); ``hookimpl``
+#: marks a plugin's implementation of one.
+_MARKERS = {"hookspec": "HookspecMarker", "hookimpl": "HookimplMarker"}
 
 #: Every other name of the plugin API, and the module it comes from.
 _LAZY: dict[str, str] = {
     # the hive and its records
     "Hive": "hivekit.hive",
     "Paths": "hivekit.paths",
-    **dict.fromkeys(("AgentLog", "AgentPaths", "AgentSpec", "AgentView", "Approval",
-                     "ApprovalKind",
-                     "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
-                     "ExecPlan", "Message", "Question", "Request", "Tombstone", "Transient"),
+    **dict.fromkeys(("AgentLog", "AgentPaths", "AgentSpec", "AgentStatus", "AgentView",
+                     "Approval", "ApprovalKind", "ApprovalDetail", "ApprovalStatus", "Badge",
+                     "BadgeLevel", "Deploy", "ExecPlan", "Message", "Question", "Request",
+                     "Tombstone", "Transient"),
                     "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
@@ -116,6 +114,12 @@ __all__ = ["__version__", "hookimpl", "hookspec", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MARKERS:
+        import pluggy
+
+        marker = getattr(pluggy, _MARKERS[name])("hivekit")
+        globals()[name] = marker
+        return marker
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hivekit' has no attribute {name!r}")

@@ -28,7 +28,6 @@ from hivekit.records import (
     Request,
     Transient,
 )
-from hivekit.state import agent_view
 
 log = logging.getLogger("hivekit")
 
@@ -271,8 +270,9 @@ def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
             raise OperationFailed(f"{kind.value} {spec.name}: {deploy.describe(exc)}") from exc
         if wanted:
             hive.store.set_wanted(spec.name, wanted)
-    view = agent_view(hive, spec.name)
-    hive.bus.publish(events.AgentChanged(name=spec.name, agent=view))
+    # The operation's end remade the row (and announced it).
+    view = hive.view.row(spec.name)
+    assert view is not None, f"{spec.name} is registered but has no row"
     if observe:
         hive.call_each(observe[0], hive=hive, agent=spec, reason=observe[1])
     return view
@@ -349,7 +349,7 @@ def destroy(hive: Hive, name: str, purge: bool = False) -> None:
         if purge:
             deploy.remove_state(spec)
             hive.history.forget(name)
-    hive.bus.publish(events.AgentChanged(name=name, agent=None))
+    # The operation's end removed the row (leaving a tombstone unless purged) and announced it.
     hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
     if active:
         hive.call_each("agent_destroyed", hive=hive, agent=spec, purge=purge,
@@ -374,7 +374,6 @@ def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:
             and not hive.paths.agent(name).root.exists()):
         raise NotFound(f"no agent named {name!r}")
     return hive.store.recent_inbox(name, limit)
-
 
 
 def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -> int:
@@ -405,9 +404,9 @@ def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -
 
 
 def _creds_changed(hive: Hive, name: str) -> None:
-    """Badges ("needs login") follow the creds: tell the pages about the agent's new row."""
-    if hive.store.has_agent(name):
-        hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(hive, name)))
+    """Badges ("needs login") follow the creds: remake the agent's row now (the pages hear of
+    it as ``agent_changed``) rather than at the creds watcher's next look."""
+    hive.refresh(name)
 
 
 def creds_listing(hive: Hive, name: str) -> creds.Listing:

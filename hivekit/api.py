@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from attrs import field, frozen
-from litestar import Litestar, Request, Response, Router, delete, get, post
+from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
@@ -240,13 +240,22 @@ async def _run(hive: Hive, func: Any, *args: Any, **kwargs: Any) -> Any:
 
 @get("/api/state")
 async def get_state(hive: HiveDep) -> Response:
-    """The whole picture: ``seq`` (read first), agents, pending approvals, questions..."""
-    return Response(await _run(hive, state.snapshot))
+    """The whole picture: ``seq`` (read first), agents, pending approvals, questions...
+
+    Encoded once per ``seq`` (:mod:`hivekit.state`): while no event was published, every
+    client gets the same bytes, without a hop to a worker thread."""
+    body = state.snapshots(hive).cached()
+    if body is None:
+        body = await _run(hive, state.encoded_snapshot)
+    return Response(content=body, media_type=MediaType.JSON)
 
 
 @get("/api/agents")
 async def list_agents(hive: HiveDep) -> Response:
-    return _json(await _run(hive, state.agents))
+    """Every agent's row (kept in memory: no plugin runs once the view is seeded)."""
+    if not hive.view.seeded:
+        await _run(hive, lambda h: h.view.seed())
+    return Response(content=hive.view.rows_json(), media_type=MediaType.JSON)
 
 
 @get("/api/approvals", opt={"query": ApprovalsQuery})

@@ -4,6 +4,9 @@ at a glance, whatever the backend and whichever surface shows it (dashboard, ``h
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import TYPE_CHECKING
 
 from hivekit import hookimpl
@@ -13,8 +16,12 @@ if TYPE_CHECKING:
     from hivekit.hive import Hive
     from hivekit.records import AgentSpec
 
+log = logging.getLogger("hivekit")
+
 #: Shown when the agent has no model credentials: it cannot work until someone logs it in.
 NEEDS_LOGIN = "needs login"
+#: Seconds between two looks at every agent's creds dir.
+CREDS_INTERVAL = 3.0
 
 
 def needs_login(agent: AgentSpec) -> bool:
@@ -32,7 +39,76 @@ def login_help(name: str) -> str:
             f"then `hivekit restart {name}`")
 
 
+def _creds_signature(agent: AgentSpec) -> tuple[str, ...] | None:
+    """What changes when an entry is added to or removed from the creds dir or one of its
+    subdirectories (a login's file is one level down: ``.claude/.credentials.json``,
+    ``.codex/auth.json``): the names there. Names, not mtimes: two changes within one tick of
+    the kernel's coarse file clock leave a dir's mtime as it was. None when the dir is missing.
+    """
+    root = agent.paths.creds
+    try:
+        with os.scandir(root) as entries:
+            top = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+    except OSError:
+        return None
+    names = []
+    for name, is_dir in top:
+        names.append(name)
+        if is_dir:
+            try:
+                with os.scandir(root / name) as entries:
+                    names += sorted(f"{name}/{e.name}" for e in entries)
+            except OSError:
+                continue
+    return tuple(names)
+
+
 class Badges:
+    """``needs login`` for every agent without credentials, kept current as creds come and go.
+
+    Badges run when a row is made, so a creds dir that fills (an agent logging in from inside
+    its container, an operator copying a token) would otherwise show the badge until the next
+    operation on the agent: a watcher lists every agent's creds dir (and its subdirectories)
+    every :data:`CREDS_INTERVAL` seconds and refreshes the row of each one that changed.
+    Commands that change creds call ``hive.refresh(agent)`` themselves.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, ...] | None] = {}
+
+    @hookimpl
+    def startup(self, hive: Hive) -> None:
+        threading.Thread(target=self._watch, args=(hive,), name="creds-watch",
+                         daemon=True).start()
+
+    def _watch(self, hive: Hive) -> None:
+        while not hive.stopping.wait(CREDS_INTERVAL):
+            try:
+                self.check(hive)
+            except Exception:
+                log.exception("watching the agents' creds dirs failed (retrying)")
+
+    def check(self, hive: Hive) -> list[str]:
+        """Refresh the row of every agent whose creds dir changed since the last check (the
+        first time it sees an agent: whose badge disagrees with its creds); returns them."""
+        changed = []
+        rows = [row for row in hive.view.rows() if row.status != "spawning"]
+        for row in rows:
+            agent = hive.agent(row.name)
+            signature = _creds_signature(agent)
+            if row.name not in self._seen:
+                shown = any(b.label == NEEDS_LOGIN for b in row.badges)
+                if shown != needs_login(agent):
+                    changed.append(row.name)
+            elif self._seen[row.name] != signature:
+                changed.append(row.name)
+            self._seen[row.name] = signature
+        for gone in set(self._seen) - {row.name for row in rows}:
+            del self._seen[gone]
+        for name in changed:
+            hive.refresh(name)
+        return changed
+
     @hookimpl
     def agent_badges(self, hive: Hive, agent: AgentSpec) -> list[Badge]:
         if not needs_login(agent):

@@ -2,8 +2,13 @@
 
 The core contributes only what must work without a daemon and whatever plugins are enabled:
 ``serve``, ``plugins`` and ``config check``. The operator's commands (``agents``, ``approve``...)
-come from the bundled ``cli`` plugin. Imports stay lazy: ``hivekit --help`` loads click, pluggy,
-the config's TOML and the enabled plugins' modules, nothing heavier.
+come from the bundled ``cli`` plugin.
+
+Starting fast: what plugins contribute and where the config puts the admin socket are learnt
+once and kept (:mod:`hivekit.clicache`, keyed by the installed distributions and the config
+file). With that record, ``hivekit --help`` imports click and nothing of any plugin, and a
+command imports only the plugin that owns it; without one (the first run, or after an install,
+an uninstall or a config edit), every enabled plugin is imported as before and the record made.
 
 Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usage.
 """
@@ -11,10 +16,8 @@ Exit codes: 0 success, 1 the operation failed (the reason on stderr), 2 bad usag
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,9 +31,11 @@ from hivekit import __version__
 class HiveContext:
     """What commands get as ``ctx.obj``: the config path and lazily loaded config."""
 
-    def __init__(self, config_path: str | None) -> None:
+    def __init__(self, config_path: str | None, record: dict[str, Any] | None = None) -> None:
         self.config_path = config_path
         self._config: Any = None
+        #: What an earlier run learnt of this config (:mod:`hivekit.clicache`), if anything.
+        self._record = record
 
     @property
     def config(self) -> Any:
@@ -59,10 +64,26 @@ class HiveContext:
         except HiveError as exc:
             fail(str(exc))
 
+    def admin_socket(self) -> Path:
+        """The daemon's admin socket, as the config says: from the record of an earlier run
+        that read and checked this same config file (:mod:`hivekit.clicache`), else read now."""
+        record = self._record
+        if record is not None and record.get("runtime_dir"):
+            from hivekit.configpath import find_path
+            from hivekit.errors import ConfigError
+
+            try:
+                path = find_path(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc))
+            if record.get("config") == (str(path) if path else None):
+                return Path(record["runtime_dir"]) / "admin.sock"
+        return self.config.runtime_dir / "admin.sock"
+
     def client(self) -> Any:
         from hivekit.client import Client
 
-        return Client(self.config.runtime_dir / "admin.sock")
+        return Client(self.admin_socket())
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -74,6 +95,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def print_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON (what every ``--json`` prints)."""
+    import json
+
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
 
@@ -167,7 +190,75 @@ def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class HiveGroup(click.Group):
+    """The root group. Its plugin commands may be known from :mod:`hivekit.clicache` only (name,
+    owner, help): the owning plugin is imported when one of its commands is used, and
+    ``--help`` lists them without importing any."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The cache record this run uses, if any.
+        self.record: dict[str, Any] | None = None
+        self._lazy: dict[str, dict[str, Any]] = {}
+
+    def use_record(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self._lazy = {c["name"]: c for c in record["commands"] if c["name"] not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self._lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self._lazy:
+            self._load(self._lazy[cmd_name]["plugin"])
+        return self.commands.get(cmd_name)
+
+    def _load(self, plugin: str) -> None:
+        """Import ``plugin`` (by its entry point, as the record names it) and register its
+        commands."""
+        import importlib
+
+        import pluggy
+
+        from hivekit import hookspecs
+
+        assert self.record is not None
+        value = self.record["plugins"][plugin]
+        module, _, attr = value.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+            pm = pluggy.PluginManager("hivekit")
+            pm.add_hookspecs(hookspecs)
+            pm.register(obj, name=plugin)
+        except Exception as exc:  # the plugin's own failure, named as such
+            fail(f"plugin {plugin!r} ({value}) failed to import: {type(exc).__name__}: {exc}")
+        for impl in pm.hook.register_commands.get_hookimpls():
+            impl.function(self)
+        for name, entry in list(self._lazy.items()):
+            if entry["plugin"] == plugin:
+                del self._lazy[name]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own, but a command not loaded is described from the record: listing the
+        # commands imports no plugin.
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands.get(name)
+            if cmd is None:
+                entry = self._lazy[name]
+                cmd = click.Command(name, help=entry["help"], short_help=entry["short_help"],
+                                    hidden=entry["hidden"], deprecated=entry["deprecated"])
+            if not cmd.hidden:
+                rows.append((name, cmd))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+
+
+@click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="FILE", envvar="HIVEKIT_CONFIG",
               help="Config file (default: $HIVEKIT_CONFIG, else ./hivekit.toml, else embedded "
                    "defaults).")
@@ -179,7 +270,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     A manager agent proposes work, you approve or deny it, and every decision is deployed
     through git-audited tags. Start the hive with `hivekit serve`; the other commands talk to it.
     """
-    ctx.obj = HiveContext(config_path)
+    ctx.obj = HiveContext(config_path, record=getattr(ctx.command, "record", None))
 
 
 @cli.command()
@@ -303,6 +394,8 @@ def _enabled_for_cli(argv: list[str]) -> list[str] | None:
     None when the config cannot be read: then every installed plugin's commands are offered and
     the command itself reports the config problem.
     """
+    import tomllib
+
     from hivekit.plugins import DEFAULT_ENABLED
 
     named = _argv_config(argv)
@@ -324,16 +417,25 @@ def _enabled_for_cli(argv: list[str]) -> list[str] | None:
     return [n for n in names if isinstance(n, str) and n not in disabled]
 
 
-def load_commands(group: click.Group, argv: list[str]) -> None:
-    """Register the enabled plugins' commands on ``group``; a plugin that fails is reported."""
+def load_commands(group: click.Group, argv: list[str]) -> dict[str, Any]:
+    """Register the enabled plugins' commands on ``group``; a plugin that fails is reported.
+
+    Returns what :mod:`hivekit.clicache` keeps of it: ``owners`` (command → plugin),
+    ``plugins`` (plugin → entry point) and ``ok`` (no plugin failed).
+    """
     from hivekit import plugins
 
     wanted = _enabled_for_cli(argv)
     available = plugins.installed()
     names = [n for n in available if wanted is None or n in wanted]
     pm = plugins.make_manager()
-    plugins.register_all(pm, names, available,
-                         on_error=lambda _name, exc: click.echo(f"warning: {exc}", err=True))
+    failed: list[str] = []
+
+    def on_error(name: str, exc: Exception) -> None:
+        click.echo(f"warning: {exc}", err=True)
+        failed.append(name)
+
+    objs = plugins.register_all(pm, names, available, on_error=on_error)
     owners = {name: "core" for name in group.commands}
     for plugin, call in plugins.each(pm, "register_commands", cli=group):
         before = dict(group.commands)
@@ -344,9 +446,69 @@ def load_commands(group: click.Group, argv: list[str]) -> None:
             if group.commands.get(cmd_name) is not cmd:
                 fail(f"plugin {plugin!r} registers command {cmd_name!r}, already "
                      f"registered by {owners[cmd_name]!r}")
+    owned = {n: o for n, o in owners.items() if o != "core"}
+    return {"owners": owned, "ok": not failed,
+            "plugins": {p: available[p].entry_point.value for p in set(owned.values())
+                        if p in objs and p in available}}
+
+
+def _cached_record(args: list[str]) -> tuple[str | None, dict[str, Any] | None]:
+    """This run's cache key and its record (None when there is none or it is stale)."""
+    from hivekit import clicache
+    from hivekit.configpath import find_path
+    from hivekit.errors import ConfigError
+
+    try:
+        path = find_path(_argv_config(args))
+    except ConfigError:
+        return None, None  # the command reports it
+    key = clicache.key(path)
+    record = clicache.load(key)
+    if record is not None and record.get("config") != (str(path) if path else None):
+        record = None
+    return key, record
+
+
+def _write_record(key: str, group: click.Group, loaded: dict[str, Any],
+                  args: list[str]) -> None:
+    """Keep what this run learnt (only if nothing failed: a problem must show every time)."""
+    from hivekit import clicache
+    from hivekit import config as cfg
+    from hivekit.errors import ConfigError
+
+    if not loaded["ok"]:
+        return
+    try:
+        path = cfg.find_path(_argv_config(args))
+        config = cfg.read(path)
+    except ConfigError:
+        return
+    commands = []
+    for name, plugin in sorted(loaded["owners"].items()):
+        cmd = group.commands[name]
+        commands.append({"name": name, "plugin": plugin, "help": cmd.help,
+                         "short_help": cmd.short_help, "hidden": cmd.hidden,
+                         "deprecated": bool(cmd.deprecated)})
+    record = {"config": str(path) if path else None, "commands": commands,
+              "plugins": loaded["plugins"], "runtime_dir": str(config.runtime_dir),
+              "state_dir": str(config.state_dir)}
+    modules = []
+    for value in loaded["plugins"].values():
+        module = value.partition(":")[0]
+        found = sys.modules.get(module)
+        # A plugin that is a package: itself and its submodules; a module: its package too.
+        modules.append(module if hasattr(found, "__path__") else module.rpartition(".")[0]
+                       or module)
+    clicache.store(key, record, modules)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    load_commands(cli, args)
+    key, record = _cached_record(args)
+    if record is not None:
+        cli.use_record(record)
+    else:
+        loaded = load_commands(cli, args)
+        if key is not None:
+            _write_record(key, cli, loaded, args)
     cli.main(args=args, prog_name="hivekit")

@@ -7,7 +7,6 @@ to the file's directory; with no file, to the current directory.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import attrs
 from attrs import field, frozen
 
+from hivekit.configpath import find_path  # noqa: F401 - hivekit.config.find_path, as before
 from hivekit.errors import ConfigError
 
 #: The backend the hive runs on when the config names none.
@@ -112,21 +112,6 @@ class Config:
         if self.hive.runtime_dir is None:
             return self.state_dir / "run"
         return (self.base_dir / self.hive.runtime_dir).resolve()
-
-
-def find_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The config file to use, or None for the embedded defaults.
-
-    An explicitly named file (``--config``/``$HIVEKIT_CONFIG``) must exist.
-    """
-    named = explicit or os.environ.get("HIVEKIT_CONFIG") or None
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise ConfigError([f"{path}: no such config file"])
-        return path.resolve()
-    default = Path("hivekit.toml")
-    return default.resolve() if default.is_file() else None
 
 
 def read(path: Path | None, *, keep_going: bool = False) -> Config:

@@ -25,7 +25,8 @@ prefixes each with its file and table. Attribute validators run one by one when 
 refused, so every bad key is reported at once, not only the first.
 
 Text (query strings, CLI arguments) is structured by :data:`text_converter`: the same classes,
-with an integer read only from ASCII decimal digits, a boolean only from ``true``/``false``.
+with an integer read only from ASCII decimal digits, a boolean only from ``true``/``false``
+(:func:`structure_query`, :func:`parse_id`).
 """
 
 from __future__ import annotations
@@ -528,15 +529,6 @@ def structure_query(params: Mapping[str, list[str]], cls: type[T]) -> T:
     if found:
         raise Invalid(found)
     return value
-
-
-def from_text(text: str, type_: Any, name: str) -> Any:
-    """One command-line or path value as ``type_`` (``int``, ``bool``...); :class:`Invalid`
-    naming ``name`` otherwise."""
-    try:
-        return text_converter.structure(text, type_)
-    except (WrongType, OutOfRange) as exc:
-        raise Invalid([Problem(name, str(exc))]) from None
 
 
 def parse_id(text: str, name: str) -> int:

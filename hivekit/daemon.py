@@ -28,7 +28,7 @@ from hivekit.hive import Hive
 from hivekit.paths import private_dir, private_file
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
-from hivekit.records import Transient
+from hivekit.records import AgentStatus, Transient
 from hivekit.sockets import bind_unix
 
 log = logging.getLogger("hivekit")
@@ -100,19 +100,17 @@ class Reconcile:
 
     @hookimpl(trylast=True)
     def startup(self, hive: Hive) -> None:
+        # Every other plugin has started (a backend may have reported its agents' status):
+        # make the rows now, before the first request.
+        hive.view.seed()
         threading.Thread(target=self.bring_up, args=(hive,), name="reconcile",
                          daemon=True).start()
 
     @staticmethod
     def bring_up(hive: Hive) -> None:
-        from hivekit import events
-        from hivekit.state import agent_view
-
         try:
             if not hive.store.has_agent(hive.manager):
                 deploy.spawn_manager(hive)
-                hive.bus.publish(events.AgentChanged(name=hive.manager,
-                                                     agent=agent_view(hive, hive.manager)))
         except Exception as exc:
             log.error("could not bring up the manager %r: %s", hive.manager, deploy.describe(exc))
         for name, wanted in hive.store.wanted().items():
@@ -120,11 +118,11 @@ class Reconcile:
                 continue
             agent = hive.agent(name)
             try:
-                if hive.hook.is_running(hive=hive, agent=agent):
+                row = hive.view.row(name)
+                if row is not None and row.status == AgentStatus.RUNNING:
                     continue
                 with hive.begin(name, Transient.STARTING):
                     hive.hook.start(hive=hive, agent=agent)
-                hive.bus.publish(events.AgentChanged(name=name, agent=agent_view(hive, name)))
                 hive.call_each("agent_started", hive=hive, agent=agent,
                                reason="the hive started")
             except Exception as exc:
@@ -140,10 +138,32 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     return Hive(config, loaded)
 
 
+#: Open files the daemon wants: a socket per agent (up to 900), an agent's connections to it
+#: (a long-poll each), the dashboards', the store's, the backend's pipes.
+WANTED_OPEN_FILES = 8192
+
+
+def raise_open_files() -> None:
+    """Raise the soft limit on open files towards the hard one (the usual soft default, 1024,
+    is less than a full hive's sockets and connections); say so if it stays short."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WANTED_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard,
+                                                                          WANTED_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if soft != resource.RLIM_INFINITY and soft < WANTED_OPEN_FILES:
+        log.warning("open files are limited to %d (hard limit): a hive of many agents needs "
+                    "~2 per agent; raise it (LimitNOFILE= in the service, ulimit -n)", soft)
+
+
 def serve(config: Config, loaded: Loaded) -> int:
     """Run the daemon until SIGINT/SIGTERM; returns the exit code."""
     lock = StateDirLock(config.state_dir / "hive.lock")
     lock.acquire()
+    raise_open_files()
     hive = None
     sock_path = None
     try:

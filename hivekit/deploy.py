@@ -249,9 +249,8 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     def work() -> None:
         agent = hive.agent(approval.agent)
         respawn = agent.paths.config.exists()  # a tombstone: its repos stay whatever happens
-        with op:
+        with op:  # its end makes the new agent's row (or removes the spawning one)
             result = _run_spawn(hive, approval, agent, respawn)
-        hive.bus.publish(events.AgentChanged(name=approval.agent, agent=None))
         _announce(hive, result)
         if result.status == ApprovalStatus.APPROVED:
             hive.call_each("agent_started", hive=hive, agent=agent, reason="spawned")

@@ -8,8 +8,6 @@ this one number per kind of error.
 
 from __future__ import annotations
 
-import attrs
-
 
 class HiveError(Exception):
     """An expected failure with an operator-facing message."""
@@ -70,7 +68,6 @@ class OperationFailed(HiveError):
     status = 500
 
 
-@attrs.frozen
 class CommandFailed(Exception):
     """An external program failed: what ran, how it ended, and the end of what it said.
 
@@ -79,10 +76,16 @@ class CommandFailed(Exception):
     the last lines of stderr, where tools like nix put the actual error.
     """
 
-    argv: tuple[str, ...]
-    exit_code: int | None
-    stderr_tail: str
-    timed_out: bool = False
+    # A plain class, not attrs: every CLI run imports this module, and attrs only for this.
+    def __init__(self, argv: tuple[str, ...], exit_code: int | None, stderr_tail: str,
+                 timed_out: bool = False) -> None:
+        super().__init__(argv, exit_code, stderr_tail, timed_out)
+        self.argv, self.exit_code = tuple(argv), exit_code
+        self.stderr_tail, self.timed_out = stderr_tail, timed_out
+
+    def __repr__(self) -> str:
+        return (f"CommandFailed(argv={self.argv!r}, exit_code={self.exit_code!r}, "
+                f"stderr_tail={self.stderr_tail!r}, timed_out={self.timed_out!r})")
 
     def __str__(self) -> str:
         cmd = " ".join(self.argv)

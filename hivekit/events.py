@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from attrs import field, frozen
 
-from hivekit.records import AgentView, Approval, Message, Question, Transient
+from hivekit.records import AgentView, Approval, Message, Question, Tombstone, Transient
 
 # --- dashboard events (published on the bus, stamped with a seq) --------------------------------
 
@@ -60,15 +60,29 @@ class MessagesRead:
 
 @frozen
 class AgentChanged:
-    """An agent appeared, changed status, or went away (``agent`` is None then)."""
+    """An agent's row changed, whatever changed in it: the whole new row, so a client replaces
+    its copy instead of reloading the snapshot.
+
+    ``agent`` is the row (also while it is being spawned: status ``spawning``), or None when
+    the agent has no row any more (destroyed, or a spawn that failed). ``tombstone`` is the
+    tombstone the name leaves when there is no row and its state was kept (destroyed without
+    ``--purge``), else None: a client sets or deletes both entries by ``name``.
+    """
 
     TYPE: ClassVar[str] = "agent_changed"
     name: str
     agent: AgentView | None
+    tombstone: Tombstone | None = None
 
 
 @frozen
 class TransientChanged:
+    """A lifecycle operation began (``transient`` set) or ended (None) on agent ``name``.
+
+    An agent with a row also gets an ``agent_changed`` with the row's new ``transient``; this
+    event keeps the snapshot's ``transients`` map current (also for names without a row: a
+    purge of a tombstone)."""
+
     TYPE: ClassVar[str] = "transient"
     name: str
     transient: Transient | None

@@ -30,6 +30,7 @@ from hivekit.paths import Paths, private_dir
 from hivekit.plugins import Loaded
 from hivekit.records import AgentSpec, Message, Transient
 from hivekit.store import Store
+from hivekit.view import HiveView
 
 log = logging.getLogger("hivekit")
 T = TypeVar("T")
@@ -64,6 +65,10 @@ class Operation:
         self.hive._transients.pop(self.name, None)
         self._lock.release()
         self.hive.bus.publish(events.TransientChanged(name=self.name, transient=None))
+        try:
+            self.hive.view.end(self.name)
+        except Exception:  # a plugin's badges are logged there; anything else must not escape
+            log.exception("could not remake %r's row after its %s", self.name, self.kind.value)
 
 
 #: Agent specs kept (far more than a hive has agents).
@@ -125,6 +130,10 @@ class Hive:
       lines: ``history.recent(name)``), :meth:`send`, :meth:`notify`,
       :meth:`notify_manager` (messages to inboxes), ``bus`` (``bus.publish(event)``: the
       dashboard's event stream), ``doorbell`` (wakes long-polling receivers);
+    * :meth:`report_status` (a backend's status channel: what it learnt of an agent's status)
+      and :meth:`refresh` (an agent's badges changed), ``view`` (every agent's row and every
+      tombstone, kept in memory: :class:`hivekit.view.HiveView`; ``view.rows()``,
+      ``view.row(name)``: reading it calls no plugin);
     * ``hook`` (call a hook: ``hive.hook.is_running(hive=hive, agent=agent)``), :meth:`each`
       and :meth:`call_each` (call one plugin at a time), :meth:`now`.
 
@@ -136,7 +145,7 @@ class Hive:
         "config", "paths", "manager", "resolve_path", "plugin_config", "plugin_state",
         "stopping", "agent", "agent_names", "has_agent", "port", "agent_env", "log",
         "line_logger", "log_event", "history", "send", "notify", "notify_manager", "bus",
-        "doorbell", "hook", "each", "call_each", "now",
+        "doorbell", "hook", "each", "call_each", "now", "report_status", "refresh", "view",
     })
 
     def __init__(self, config: Config, loaded: Loaded, store: Store | None = None,
@@ -160,6 +169,8 @@ class Hive:
         self._specs: dict[str, AgentSpec] = {}
         #: The live log's recent lines (:meth:`log`, deploy steps, outcomes) for late pages.
         self.history = LogHistory()
+        #: Every agent's row and every tombstone, kept in memory (see :mod:`hivekit.view`).
+        self.view = HiveView(self)
         #: Set when the daemon is stopping; background work checks it.
         self.stopping = threading.Event()
 
@@ -257,10 +268,40 @@ class Hive:
             raise Conflict(f"agent {name!r} is busy{doing}; wait for it to finish and retry")
         self._transients[name] = kind
         self.bus.publish(events.TransientChanged(name=name, transient=kind))
+        self.view.begin(name, kind)
         return Operation(self, name, kind, lock)
 
     def transients(self) -> dict[str, Transient]:
         return dict(self._transients)
+
+    def report_status(self, agent: AgentSpec | str, status: str, *, detail: str | None = None,
+                      exit_code: int | None = None, output: list[str] | None = None) -> None:
+        """The backend's status channel: say that the agent's status changed.
+
+        Callable from any thread, at any time, as often as the backend learns something
+        (cheap when nothing changed: no event then). The agent's row takes ``status`` (one of
+        ``running``, ``stopped``, ``failing``; ``spawning`` is the core's own), ``detail`` (your
+        words, shown beside it: "crashed, restarting (restart 4)"), ``exit_code`` and ``output``
+        (its last lines; the last 20 are kept) — each replacing what an earlier report said —
+        and every client hears the new row as an ``agent_changed`` event. What a report says
+        holds until the next report, or until a lifecycle operation on the agent begins (its
+        outcome is learnt anew when it ends). A report for an agent being spawned is kept for
+        the row its spawn makes; one for a name without a row, until it gets one.
+
+        :raises ValueError: ``status`` is not one of the above (nothing changes).
+        :raises TypeError: another argument has the wrong type (nothing changes).
+        """
+        self.view.report(agent, status, detail=detail, exit_code=exit_code, output=output)
+
+    def refresh(self, agent: AgentSpec | str) -> None:
+        """Remake the agent's row now: every plugin's ``agent_badges`` runs again for it.
+
+        Badges run only when a row is made (when the hive starts, when an operation on the
+        agent ends), not for every snapshot: a plugin whose badges for ``agent`` changed in
+        between calls this (from any thread). An ``agent_changed`` event follows if the row
+        changed. Does nothing for a name the hive does not know.
+        """
+        self.view.refresh(agent)
 
     def log(self, agent: AgentSpec | str, line: str, stream: str = "stdout") -> None:
         """A line of an agent's output or of an operation on it: the daemon's log, the

@@ -50,11 +50,11 @@ it runs before anything exists.
 * ``destroy`` comes without a ``stop`` first: stop and remove. The container may be running,
   stopped, half-made or gone; the hook is also called when a tombstone is purged (nothing
   left), after a failed spawn, and for a spawn a crash interrupted.
-* ``is_running`` is asked often (every snapshot, from several threads at once): answer from
-  what you know, cheaply; False for an agent you never heard of; False once the agent died on
-  its own.
+* ``is_running`` is asked seldom (see "the status channel" below: never per snapshot), from
+  any thread: answer from what you know, cheaply; False for an agent you never heard of; False
+  once the agent died on its own.
 * A daemon restart calls no ``spawn`` or ``rebuild``: ``startup`` runs, then every agent the
-  operator last wanted running that ``is_running`` says is not gets a ``start``; agents the
+  operator last wanted running whose row does not say ``running`` gets a ``start``; agents the
   operator stopped get nothing. Whether agents keep running while no daemon runs is the
   backend's choice (containers do; the process backend's children stop in ``shutdown``).
 * Long work (a build, waiting for a port) checks ``hive.stopping`` and gives up when it is set:
@@ -62,6 +62,29 @@ it runs before anything exists.
 * The agent's identity environment comes from ``hive.agent_env(agent, mounts=...)``; the
   agent's own config must not be able to change it.
 * Output worth showing the operator goes to ``hive.log(agent, line)``.
+
+**The status channel.** The core keeps every agent's row (status, deployed sha, transient,
+badges, the backend's detail, exit code and last output lines) in memory, so that showing the
+hive never calls a plugin per agent (a hive has up to 900). A backend tells it what it learns,
+whenever it learns it, from any thread::
+
+    hive.report_status(agent, status, *, detail=None, exit_code=None, output=None)
+
+``agent`` is an :class:`~hivekit.records.AgentSpec` or a name; ``status`` is ``running``,
+``stopped`` or ``failing`` (wanted up but not staying up: crash-looping, its unit failed);
+``detail`` is a few words shown beside it ("crashed, restarting (restart 4)"); ``exit_code``
+and ``output`` (its last lines) say why it ended. Each report replaces the previous one; an
+unchanged report costs nothing (no event). A backend that knows when a child dies reports it at
+once (the ``process`` backend's supervisor does); one that must ask reports from one poll of
+all its agents on a timer (``nixos_container``: one ``systemctl list-units``), never one call
+per agent. When a lifecycle operation on an agent begins, what the core knew of its status is
+forgotten; when it ends, the row takes what the backend reported meanwhile, or, if it reported
+nothing, ``is_running``'s answer (asked once). So a backend that reports what its own
+``spawn``/``start``/``stop``/``rebuild`` left behind is never asked ``is_running`` at all.
+Every change to a row reaches clients as one ``agent_changed`` event carrying the whole row.
+
+A plugin whose badges for an agent changed outside any operation calls
+``hive.refresh(agent)`` (see :func:`agent_badges`).
 """
 
 from __future__ import annotations
@@ -328,10 +351,12 @@ def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
 def is_running(hive: Hive, agent: AgentSpec) -> bool | None:
     """Whether the agent's container runs. Stops at first non-None result (the backend's).
 
-    Asked often and from several threads at once: keep it cheap and thread-safe. False for an
-    agent the backend never heard of, and as soon as a running agent died on its own.
-    Implementing it is what makes a plugin the backend. Raising fails whatever asked (a
-    snapshot, a start): don't.
+    Asked seldom, from any thread: only when the core knows nothing newer — when the hive
+    starts, for an agent the backend did not report on during its own ``startup``, and when a
+    lifecycle operation ends without a report since it began (see "the status channel" above).
+    Never per snapshot. Keep it thread-safe. False for an agent the backend never heard of, and
+    as soon as a running agent died on its own. Implementing it is what makes a plugin the
+    backend. Raising counts as not running (and is logged).
 
     :param hive: the running hive.
     :param agent: the agent it is about.
@@ -559,8 +584,15 @@ def agent_badges(hive: Hive, agent: AgentSpec) -> list[Badge | str] | None:
 
     Return :class:`hivekit.records.Badge` objects (a label, a level — ``info``, ``warning`` or
     ``error`` — and a detail saying what it means and how to fix it); a plain string is a badge
-    of level ``info``. Keep it cheap: it runs whenever an agent's row is made. Called plugin by
-    plugin; exceptions are logged and that plugin's badges skipped.
+    of level ``info``. Called plugin by plugin; exceptions are logged and that plugin's badges
+    skipped.
+
+    Runs when the agent's row is *made*, not for every snapshot: when the hive starts, when a
+    lifecycle operation or a deploy on the agent ends, and when a plugin calls
+    ``hive.refresh(agent)``. Between those the badges shown are the ones this returned last;
+    so a plugin whose answer changes for another reason (a file appearing, a background check)
+    calls ``hive.refresh(agent)`` then, from any thread. (The core's own ``needs login`` does:
+    it watches the agents' creds dirs.) Not called for an agent being spawned.
 
     :param hive: the running hive.
     :param agent: the agent it is about.
@@ -572,11 +604,16 @@ def agent_badges(hive: Hive, agent: AgentSpec) -> list[Badge | str] | None:
 def state_extras(hive: Hive, agents: list[AgentView]) -> dict[str, Any] | None:
     """Extra top-level keys for ``GET /api/state`` (e.g. ``port_conflicts``), JSON-ready.
 
-    Called plugin by plugin for every snapshot, and once at the daemon's start: a key the core
-    already uses, or one given by two plugins, is an error at start naming both. Exceptions are
-    logged and that plugin's keys left out of that snapshot.
+    Called plugin by plugin, once at the daemon's start and whenever the snapshot is encoded
+    anew after a change to an agent's row, a tombstone, an approval, a question or a transient:
+    the snapshot is encoded once per event ``seq`` and shared by every client, so not for every
+    request, nor for broker messages and log lines. Derive the keys from ``agents`` and the
+    hive's store; for other state of your own, change it together with a row
+    (``hive.refresh(agent)``). A key the core already uses, or one given by two plugins, is an
+    error at start naming both. Exceptions are logged and that plugin's keys left out of that
+    snapshot.
 
     :param hive: the running hive.
-    :param agents: every agent's row, as the snapshot shows it.
+    :param agents: every agent's row, by name, as the snapshot shows it.
     :returns: the keys and their values, or None for none.
     """

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from attrs import frozen
 
+from hivekit.errors import HiveError
 from hivekit.names import check_name
 from hivekit.records import AgentPaths
 
@@ -50,8 +51,15 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` if missing, and make it readable and writable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    """Create ``path`` if missing, and make it readable and writable by its owner only.
+
+    :raises HiveError: it cannot be opened as a file of its own (a link is not followed).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise HiveError(f"{path}: cannot open it as a file of the hive's own ({exc.strerror}); "
+                        "hivekit does not follow a link there") from None
     try:
         if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
             os.fchmod(fd, 0o600)

@@ -96,12 +96,31 @@ class Badge:
     detail: str = ""
 
 
+class AgentStatus(enum.StrEnum):
+    """What an agent's container is doing, as the backend last said (see ``hive.report_status``)."""
+
+    #: Up.
+    RUNNING = "running"
+    #: Not running, and not trying to (stopped, never started, or a start that failed).
+    STOPPED = "stopped"
+    #: Wanted up but not staying up: crash-looping, or its unit failed.
+    FAILING = "failing"
+    #: Being spawned: not registered yet (and not shown as a tombstone meanwhile).
+    SPAWNING = "spawning"
+
+
 @frozen
 class AgentView:
-    """An agent as the operator sees it (``GET /api/state``, ``hivekit agents --json``)."""
+    """An agent as the operator sees it: one row of ``GET /api/state``'s ``agents``, of
+    ``hivekit agents --json``, and the ``agent`` of every ``agent_changed`` event.
+
+    The core keeps every row in memory (:mod:`hivekit.view`), remade when a lifecycle operation
+    or a deploy ends and updated when the backend reports a status change, so reading one never
+    asks the backend anything.
+    """
 
     name: str
-    #: ``running`` or ``stopped``, as the backend reports it.
+    #: One of :class:`AgentStatus`: ``running``, ``stopped``, ``failing`` or ``spawning``.
     status: str
     port: int
     #: The applied repo's ``main``: what is deployed.
@@ -109,6 +128,13 @@ class AgentView:
     transient: Transient | None
     badges: list[Badge] = field(factory=list)
     is_manager: bool = False
+    #: The backend's own words about the status ("crashed, restarting (restart 4)"), if any.
+    detail: str | None = None
+    #: The exit code of the agent's last process, when the backend knows it (a crash, a failed
+    #: start); negative for a signal.
+    exit_code: int | None = None
+    #: The last lines of the agent's output the backend reported with the status (oldest first).
+    output: list[str] = field(factory=list)
 
 
 @frozen

@@ -35,11 +35,11 @@ def bind_unix(path: Path) -> socket.socket:
         tmp = staging / "s"
         sock.bind(str(tmp))
         os.chmod(tmp, 0o600)
+        sock.listen(128)  # before it appears: a socket file that exists accepts connections
         os.rename(tmp, path)
     except BaseException:
         sock.close()
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    sock.listen(128)
     return sock

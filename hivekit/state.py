@@ -1,78 +1,159 @@
-"""What the operator sees: agent views and the ``/api/state`` snapshot."""
+"""What the operator sees: the ``/api/state`` snapshot, encoded once per bus ``seq``.
+
+The agents' rows and the tombstones are kept in memory by :mod:`hivekit.view`; a snapshot only
+serialises them with the pending approvals, the operator's questions and the plugins' extras.
+The encoded bytes are kept for the bus's ``seq``: every client asking before the next event gets
+the same bytes. When the seq moved, only the parts the events since then can have changed are
+made again (a broker message or a log line changes none of them).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import os
+import threading
 from typing import Any
 
+from hivekit import events
 from hivekit.convert import converter
 from hivekit.errors import PluginError
-from hivekit.git import read_ref
 from hivekit.hive import Hive
-from hivekit.records import AgentView, ApprovalStatus, Badge, Tombstone
+from hivekit.records import AgentView, ApprovalStatus, Tombstone
 
 log = logging.getLogger("hivekit")
 
 CORE_KEYS = frozenset(
     {"seq", "agents", "approvals", "questions", "transients", "tombstones", "plugins"})
 
+#: The parts of a snapshot the events of each type can change (others change only ``seq``).
+_DIRTIES: dict[type, frozenset[str]] = {
+    events.ApprovalAdded: frozenset({"approvals"}),
+    events.ApprovalChanged: frozenset({"approvals"}),
+    events.QuestionAdded: frozenset({"questions"}),
+    events.QuestionResolved: frozenset({"questions"}),
+    events.TransientChanged: frozenset({"transients"}),
+}
+_ALL = frozenset({"approvals", "questions", "transients"})
 
-def agent_view(hive: Hive, name: str) -> AgentView:
-    spec = hive.agent(name)
-    running = bool(hive.hook.is_running(hive=hive, agent=spec))
-    badges: list[Badge] = []
-    for plugin, call in hive.each("agent_badges", hive=hive, agent=spec):
-        try:
-            badges += [b if isinstance(b, Badge) else Badge(label=str(b)) for b in call() or []]
-        except Exception:
-            log.exception("plugin %r failed in agent_badges (skipped)", plugin)
-    return AgentView(name=name, status="running" if running else "stopped", port=spec.port,
-                     deployed_sha=read_ref(spec.paths.applied),
-                     transient=hive.transients().get(name),
-                     badges=badges, is_manager=spec.is_manager)
+
+def agent_view(hive: Hive, name: str) -> AgentView | None:
+    """Agent ``name``'s row as the hive keeps it (see :mod:`hivekit.view`), or None if it has
+    none (not registered, not being spawned). Calls no plugin."""
+    return hive.view.row(name)
 
 
 def agents(hive: Hive) -> list[AgentView]:
-    return [agent_view(hive, n) for n in hive.store.agent_names()]
+    """Every agent's row (also those being spawned), by name."""
+    return hive.view.rows()
 
 
 def tombstones(hive: Hive) -> list[Tombstone]:
     """Agents with kept state (repos, creds, notes) but no container: destroyed, re-spawnable."""
-    root = hive.paths.agents_root
-    try:
-        # scandir, not iterdir: its entries know whether they are dirs without a stat each, and
-        # names sort faster than Paths (a tenth of a 900-agent snapshot otherwise).
-        with os.scandir(root) as entries:
-            dirs = sorted(e.name for e in entries if e.is_dir())
-    except FileNotFoundError:
-        return []
-    active = set(hive.store.agent_names())
-    found = []
-    for name in dirs:
-        if name not in active and (root / name / "config").is_dir():
-            found.append(Tombstone(name=name,
-                                   deployed_sha=read_ref(hive.paths.agent(name).applied)))
-    return found
+    return hive.view.tombstones()
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Snapshots:
+    """The encoded snapshot of one hive, kept per ``seq`` (one per hive: :func:`snapshots`)."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+        self._lock = threading.Lock()
+        self._seq = -1
+        self._bytes = b""
+        self._parts: dict[str, bytes] = {}
+        self._view_version = -1
+        self._extras: list[tuple[str, bytes]] = []
+        self._plugins = _dumps(list(hive.loaded.enabled))
+
+    def cached(self) -> bytes | None:
+        """The snapshot if making it calls nothing that may block — none was published since it
+        was encoded, or only events that change no part of it (a broker message, a log line):
+        then only the seq is new — else None. For the event loop, before handing the work to a
+        thread."""
+        if self._seq == self.hive.bus.seq:
+            return self._bytes
+        with self._lock:
+            since = self.hive.bus.since(self._seq) if self._seq >= 0 else None
+            if since is None or any(type(e.event) in _DIRTIES for e in since) or \
+                    self.hive.view.version != self._view_version:
+                return None
+        return self.encoded()
+
+    def encoded(self) -> bytes:
+        """``GET /api/state`` as JSON bytes; its ``seq`` is read first, so a client that applies
+        only later events misses nothing."""
+        hive = self.hive
+        seq = hive.bus.seq
+        with self._lock:  # one encoder at a time; the others then reuse what it made
+            if seq == self._seq:
+                return self._bytes
+            dirty = self._dirty_since(self._seq)
+            for part in dirty:
+                self._parts[part] = self._make(part)
+            version = hive.view.version
+            moved = version != self._view_version
+            if dirty or moved:
+                self._extras = self._make_extras()
+                self._view_version = version
+            out = [b'{"seq":', str(seq).encode(), b',"agents":', hive.view.rows_json(),
+                   b',"approvals":', self._parts["approvals"],
+                   b',"questions":', self._parts["questions"],
+                   b',"transients":', self._parts["transients"],
+                   b',"tombstones":', hive.view.tombstones_json(),
+                   b',"plugins":', self._plugins]
+            for key, value in self._extras:
+                out += [b",", _dumps(key), b":", value]
+            out.append(b"}")
+            self._bytes, self._seq = b"".join(out), seq
+            return self._bytes
+
+    def _dirty_since(self, seq: int) -> frozenset[str]:
+        if seq < 0:
+            return _ALL
+        since = self.hive.bus.since(seq)
+        if since is None:  # more happened than the replay buffer holds: make everything
+            return _ALL
+        dirty: set[str] = set()
+        for env in since:
+            dirty |= _DIRTIES.get(type(env.event), frozenset())
+        return frozenset(dirty)
+
+    def _make(self, part: str) -> bytes:
+        hive = self.hive
+        if part == "approvals":
+            return _dumps(converter.unstructure(
+                hive.store.approvals(ApprovalStatus.PENDING)
+                + hive.store.approvals(ApprovalStatus.RUNNING)))
+        if part == "questions":
+            return _dumps(converter.unstructure(hive.store.questions(target="operator")))
+        return _dumps({k: v.value for k, v in hive.transients().items()})
+
+    def _make_extras(self) -> list[tuple[str, bytes]]:
+        found = []
+        for key, value in extras(self.hive, self.hive.view.rows()).items():
+            try:
+                found.append((key, _dumps(value)))
+            except (TypeError, ValueError):
+                log.exception("/api/state key %r is not JSON (left out)", key)
+        return found
+
+
+def snapshots(hive: Hive) -> Snapshots:
+    return hive.plugin_state("core:snapshots", lambda: Snapshots(hive))
+
+
+def encoded_snapshot(hive: Hive) -> bytes:
+    """``GET /api/state``'s body: the same bytes for every client until the next event."""
+    return snapshots(hive).encoded()
 
 
 def snapshot(hive: Hive) -> dict[str, Any]:
-    """``GET /api/state``: its ``seq`` is read first, so a client applies only later events."""
-    seq = hive.bus.seq
-    views = agents(hive)
-    state: dict[str, Any] = {
-        "seq": seq,
-        "agents": converter.unstructure(views),
-        "approvals": converter.unstructure(
-            hive.store.approvals(ApprovalStatus.PENDING)
-            + hive.store.approvals(ApprovalStatus.RUNNING)),
-        "questions": converter.unstructure(hive.store.questions(target="operator")),
-        "transients": {k: v.value for k, v in hive.transients().items()},
-        "tombstones": converter.unstructure(tombstones(hive)),
-        "plugins": list(hive.loaded.enabled),
-    }
-    state.update(extras(hive, views))
-    return state
+    """``GET /api/state`` as a dict (for in-process callers; the API serves the bytes)."""
+    return json.loads(encoded_snapshot(hive))
 
 
 def extras(hive: Hive, views: list[AgentView], *, strict: bool = False) -> dict[str, Any]:

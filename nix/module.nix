@@ -173,6 +173,9 @@ in
         KillMode = "mixed";
         TimeoutStopSec = 60;
         UMask = "0077";
+        # A socket per agent and a long-poll from each: a full hive needs far more than the
+        # default soft limit of 1024 open files.
+        LimitNOFILE = 65536;
       } // optionalAttrs (cfg.backend == "process") {
         # The process backend puts each agent in a cgroup of its own for [process] memory and
         # cpus: the unit's cgroup is the daemon's to manage.

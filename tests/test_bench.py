@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Every bench and (a prefix of) each metric its result must have.
 EXPECTED: dict[str, list[str]] = {
-    "deploy": ["request + approve -> deployed/<id>", "git subprocesses per deploy (hivekit)"],
-    "state": ["long history", "hivekit vs a bare handler", "payload size"],
+    "deploy": ["request + approve -> deployed/<id>", "git subprocesses per deploy (hivekit)",
+               "git commands hivekit ran that the floor does not"],
+    "state": ["long history", "hivekit vs a bare handler", "snapshot after an event",
+              "POST /api/messages while", "payload size",
+              "nixos_container, 10 agents: stand-in programs run per snapshot"],
     "broker": ["time per round trip", "server CPU per round trip", "delivery latency p50",
                "delivery latency p99", "messages sent", "messages lost",
                "messages handed out twice", "messages left unacknowledged",
@@ -29,9 +32,15 @@ EXPECTED: dict[str, list[str]] = {
                "reading subscribers (all rounds)", "events missed by reading subscribers",
                "subscribers that saw events out of order",
                "stuck subscriber: events received", "stuck subscriber: events lost",
-               "stuck subscriber: losses without a seq gap"],
-    "coldstart": ["hivekit --help"],
+               "stuck subscriber: losses without a seq gap",
+               "floor: readers with every event in order"],
+    "coldstart": ["hivekit --help", "hivekit agents", "first run of hivekit --help"],
     "growth": ["spawn #"],
+    "idle": ["0 agents: share of one core", "30 agents: share of one core",
+             "90 agents: share of one core", "90 agents minus 0"],
+    "meta": ["3 agents: deploy vs the Nix relock", "3 agents: spawn vs adding one input",
+             "3 agents: destroy vs removing one input", "6 agents: deploy vs the Nix relock",
+             "6 agents: other lock entries a deploy moved"],
 }
 
 
@@ -81,6 +90,15 @@ def test_quick_bench_writes_its_rows(name, short_tmp):
         assert value(result, "messages handed out twice") == 0
         assert value(result, "messages left unacknowledged") == 0
         assert value(result, "messages stored") == sent
+    if name == "deploy":
+        assert value(result, "git commands hivekit ran that the floor does not") == 0
+    if name == "state":
+        assert value(result, "nixos_container, 10 agents: stand-in programs run per "
+                             "snapshot") == 0
+        assert value(result, "nixos_container, 10 agents: rows shown running") == 11
+    if name == "meta":
+        for size in (3, 6):
+            assert value(result, f"{size} agents: other lock entries a deploy moved") == 0
     if name == "events":
         readers = value(result, "reading subscribers (all rounds)")
         assert readers > 0
@@ -90,3 +108,4 @@ def test_quick_bench_writes_its_rows(name, short_tmp):
         # The stuck subscriber was made to overflow; what it lost shows as a gap or a cut.
         assert value(result, "stuck subscriber: events lost") > 0
         assert value(result, "stuck subscriber: losses without a seq gap") == 0
+        assert value(result, "floor: readers with every event in order") == 1

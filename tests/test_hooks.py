@@ -173,6 +173,9 @@ def test_trace_plugins_shows_every_hook_call_with_each_plugin(make_hive):
     for decide in ("approve", "deny"):
         approval = proc.post("/api/requests/apply", {"agent": "coder", "commit": sha})
         proc.post(f"/api/approvals/{approval['id']}/{decide}")
+    # A restart: the new daemon asks the backend whether each agent runs (is_running) as it
+    # makes the rows; operations never need to, since the fake reports what it did.
+    proc.restart()
     proc.post("/api/agents/coder/destroy", {"purge": False})
     proc.stop()
 

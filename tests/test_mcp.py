@@ -148,3 +148,20 @@ def test_the_mcp_inspector_lists_and_calls_the_tools(hive: HiveProcess) -> None:
     inbox = hive.get("/api/agents/operator/inbox")
     assert [(m["id"], m["body"]) for m in inbox] == [(sent["structuredContent"]["id"],
                                                       "hello from the inspector")]
+
+
+def test_mcp_tools_refuse_arguments_of_the_wrong_type(hive: HiveProcess) -> None:
+    # The bridge is a boundary too: "false" is no boolean, "123" no list of ids, 5 no name.
+    async def as_manager(session: ClientSession, _init: Any) -> dict[str, Any]:
+        calls = {"multi": ("ask", {"question": "q", "options": ["a", "b"], "multi": "false"}),
+                 "ids": ("ack", {"ids": "123"}),
+                 "to": ("send", {"to": 5, "body": "x"}),
+                 "limit": ("recv", {"limit": "20"}),
+                 "timeout_seconds": ("ask", {"question": "q", "timeout_seconds": True})}
+        return {field: await session.call_tool(tool, args)
+                for field, (tool, args) in calls.items()}
+
+    got = asyncio.run(_session(hive, "manager", as_manager))
+    for field, result in got.items():
+        assert result.isError and field in _text(result), (field, _text(result))
+    assert hive.get("/api/questions", all=True, target="any") == []

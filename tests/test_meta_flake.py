@@ -634,6 +634,39 @@ def test_replace_input_moves_one_entry_with_its_own_inputs_and_nothing_else() ->
     assert lockfile.entry(gone, "agent-b") == lockfile.entry(target, "agent-b")
 
 
+def test_replace_inputs_is_replace_input_one_after_the_other_in_one_pass() -> None:
+    def lock(rev: str, agents: range) -> dict:
+        nodes: dict = {"root": {"inputs": {"hivekit": "hivekit"}},
+                       "hivekit": _node(f"h{rev}", {"nixpkgs": "nixpkgs"}),
+                       "nixpkgs": _node("n")}
+        for i in agents:
+            nodes["root"]["inputs"][f"agent-{i}"] = f"agent-{i}"
+            # every third agent follows the hivekit input's nixpkgs, every other has its own
+            inputs = ({"nixpkgs": ["hivekit", "nixpkgs"]} if i % 3 == 0
+                      else {"nixpkgs": f"nixpkgs_{i}"} if i % 3 == 1 else None)
+            nodes[f"agent-{i}"] = _node(f"{rev}{i}", inputs)
+            if i % 3 == 1:
+                nodes[f"nixpkgs_{i}"] = _node(f"n{rev}{i}")
+        return {"root": "root", "version": 7, "nodes": nodes}
+
+    head, working = lock("a", range(0, 40)), lock("b", range(5, 45))  # 5 left, 5 joined
+    names = {f"agent-{i}" for i in range(0, 45, 2)} | {"hivekit"}
+    one_by_one = head
+    for name in sorted(names):
+        one_by_one = lockfile.replace_input(one_by_one, working, name)
+    batch = lockfile.replace_inputs(head, working, names)
+    assert lockfile.root_inputs(batch).keys() == lockfile.root_inputs(one_by_one).keys()
+    for name in lockfile.root_inputs(batch):
+        assert lockfile.entry(batch, name) == lockfile.entry(one_by_one, name)
+        assert lockfile.entry(batch, name) == lockfile.entry(
+            working if name in names else head, name)
+    # Nothing unreachable is left behind, and the inputs are untouched.
+    reachable = set().union(*(lockfile._reach(batch, r) for r in
+                              lockfile.root_inputs(batch).values() if isinstance(r, str)))
+    assert set(batch["nodes"]) == reachable | {"root"}
+    assert head == lock("a", range(0, 40)) and working == lock("b", range(5, 45))
+
+
 def test_dumps_writes_what_nix_writes(small_meta) -> None:
     meta, _ = small_meta
     text = (meta / "flake.lock").read_text()

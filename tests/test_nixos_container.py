@@ -187,6 +187,42 @@ def test_spawn_apply_fail_destroy(nixos):
     assert host.unit("h-coder")["state"] == "active"
 
 
+def test_status_comes_from_one_list_units_per_poll_never_per_snapshot(short_tmp, make_hive):
+    import json
+    import os
+    import time
+
+    host = Host(short_tmp / "host")
+    flake = write_flake(short_tmp / "flake", short_tmp / "h" / "state" / "applied", AGENTS)
+    text = config(host, flake).replace('cpu_quota = "100%"\n',
+                                       'cpu_quota = "100%"\nstatus_interval = 0.2\n')
+    proc = make_hive(text, env={"NIXOS_STANDIN_ROOT": str(host.root)})
+    proc.wait_for(lambda: agents(proc).get("manager", {}).get("status") == "running",
+                  what="the manager's container to run")
+    proc.spawn("coder")
+    start, before = time.monotonic(), len(host.calls())
+    for _ in range(30):
+        assert agents(proc)["coder"]["status"] == "running"
+    new = host.calls()[before:]
+    polls = [c for c in new if c["argv"][:1] == ["list-units"]]
+    assert [c for c in new if c not in polls] == []  # no command per snapshot, none per agent
+    assert all(c["argv"] == nc.status.list_units_argv(str(SYSTEMCTL))[1:] for c in polls)
+    assert len(polls) <= (time.monotonic() - start) / 0.2 + 2  # one call a poll, for all
+    # The container dies and its unit fails, as systemd records it: the next poll reports it.
+    path = host.root / "systemd.json"
+    data = json.loads(path.read_text())
+    data["units"]["container@h-coder.service"]["state"] = "failed"
+    path.with_suffix(".new").write_text(json.dumps(data))
+    os.replace(path.with_suffix(".new"), path)
+    row = proc.wait_for(lambda: agents(proc)["coder"]["status"] == "failing"
+                        and agents(proc)["coder"], what="the failed unit on the dashboard")
+    assert "container@h-coder.service failed" in row["detail"] and "journalctl" in row["detail"]
+    assert agents(proc)["manager"]["status"] == "running"
+    proc.post("/api/agents/coder/start")
+    assert agents(proc)["coder"]["status"] == "running"
+    assert agents(proc)["coder"]["detail"] is None
+
+
 def test_a_failed_spawn_leaves_no_container(nixos):
     host = nixos.host
     # "builder" has no nixosConfiguration in the host flake: nix refuses the attribute.
@@ -215,7 +251,9 @@ def test_a_colliding_port_is_refused_before_any_container_is_made(short_tmp, mak
     proc.spawn("a")
     with pytest.raises(ApiError) as err:
         proc.post("/api/requests/spawn", {"name": "foobar"})
-    assert str(err.value) == "port 8101 is already taken by 'a' — rename one of them and retry"
+    assert str(err.value).startswith(
+        "port 8101 is already taken by 'a' — rename one of them and retry; ports come from "
+        "the names")
     assert "h-foobar" not in host.containers()
     assert not calls(host, container="h-foobar")
 
@@ -270,6 +308,7 @@ def local(short_tmp, monkeypatch):
     hive.ensure_dirs()
     hive.host = host
     yield hive
+    hive.stopping.set()  # ends the status watcher a startup may have begun
     hive.store.close()
 
 

@@ -114,3 +114,33 @@ def test_a_missing_bind_source_fails_the_start(host):
     assert host.unit("h-coder")["state"] == "failed"
     assert host.unit("h-coder")["journal"] == [
         f"Failed to stat {host.root}/nope: No such file or directory"]
+
+
+def test_list_units_prints_what_systemctl_prints(host):
+    for name in ("h-coder", "h-b"):
+        r = host.nixos_container("create", name, "--flake", f"{host.flake}#coder", cwd=host.work)
+        assert r.returncode == 0, r.stderr
+    host.nixos_container("start", "h-coder")
+    host.nixos_container("start", "h-b")
+    host.nixos_container("stop", "h-b")
+    argv = ["list-units", "--plain", "--no-legend", "--type=service", "container@*"]
+    r = host.systemctl(*argv)
+    assert (r.returncode, r.stderr) == (0, "")
+    # Only what is active, has a job or failed, without --all; columns padded to the widest.
+    assert r.stdout == ("container@h-coder.service loaded active running "
+                        "Container 'h-coder'\n")
+    assert host.systemctl(*argv, "--all").stdout.splitlines() == [
+        "container@h-b.service     loaded inactive dead    Container 'h-b'",
+        "container@h-coder.service loaded active   running Container 'h-coder'"]
+    # A failed unit is listed (and gets systemd's bullet without --plain).
+    data = host.root / "systemd.json"
+    data.write_text(data.read_text().replace('"state": "active"', '"state": "failed"'))
+    assert host.systemctl(*argv).stdout == ("container@h-coder.service loaded failed failed "
+                                            "Container 'h-coder'\n")
+    bulleted = host.systemctl("list-units", "--no-legend", "container@*").stdout
+    assert bulleted.startswith("● container@h-coder.service")
+    # Nothing matching: nothing printed, exit 0; the legend says so.
+    none = host.systemctl("list-units", "--no-legend", "nothing@*")
+    assert (none.returncode, none.stdout) == (0, "")
+    legend = host.systemctl("list-units", "nothing@*").stdout
+    assert legend.startswith("0 loaded units listed.")

@@ -40,8 +40,9 @@ def test_third_party_command_only_when_enabled(tmp_path):
 def test_third_party_plugin_is_configured_and_called(make_hive):
     hive = make_hive('[hive]\nbackend = "fake"\nenable = ["example"]\n'
                      '[example]\ngreeting = "ahoy"\nshout = true\n')
-    state = hive.wait_for(lambda: (s := hive.get("/api/state"))["agents"] and s,
-                          what="the manager")
+    # (a row being spawned has no badges yet: badges run when its row is made)
+    state = hive.wait_for(lambda: (s := hive.get("/api/state"))["agents"]
+                          and s["agents"][0]["status"] != "spawning" and s, what="the manager")
     assert "AHOY MANAGER" in [b["label"] for b in state["agents"][0]["badges"]]
     assert state["example"] == {"agents_seen": 1}
     assert "example" in state["plugins"]

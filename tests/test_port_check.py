@@ -61,7 +61,8 @@ def test_colliding_spawn_is_refused_and_the_conflict_is_reported(make_hive):
     with pytest.raises(ApiError) as err:
         proc.post("/api/requests/spawn", {"name": "foobar"})
     assert err.value.status == 409
-    assert str(err.value) == "port 9101 is already taken by 'a' — rename one of them and retry"
+    assert str(err.value).startswith(
+        "port 9101 is already taken by 'a' — rename one of them and retry; ports come from")
     assert not [a for a in proc.get("/api/approvals", all="true") if a["agent"] == "foobar"]
     assert not (proc.state_dir / "agents" / "foobar").exists()
     assert not (proc.state_dir / "applied" / "foobar").exists()
@@ -77,8 +78,11 @@ def test_colliding_spawn_is_refused_and_the_conflict_is_reported(make_hive):
     proc.post(f"/api/approvals/{approval['id']}/approve")
     result = proc.wait_resolved(approval["id"])
     assert result["status"] == "failed"
-    assert result["note"] == ("port 9101 is already taken by 'a' — rename one of them and "
-                              "retry")
+    assert result["note"] == (
+        "port 9101 is already taken by 'a' — rename one of them and retry; ports come from "
+        "the names: with 3 agents and [hive] port_range = 3, expect about 1.0 pairs of names to "
+        "share a port (n*(n-1)/2 / port_range); a larger port_range makes that rarer (README: "
+        '"Sizing port_range")')
     assert [c["call"] for c in testing.calls(proc.state_dir)
             if c["agent"] == "foobar"] == ["destroy"]
     assert not (proc.state_dir / "agents" / "foobar").exists()

@@ -302,6 +302,20 @@ def test_a_killed_agent_is_restarted_and_the_bus_says_so(phive):
         lambda: [e for e in events if "exited unexpectedly" in e and "restarting in" in e],
         what="the crash on the bus")
     assert '"agent":"demo"' in said[0]
+    # The supervisor reported the crash through the status channel: the whole row, failing,
+    # with the exit code and the last output lines; then running again.
+    def rows(status: str) -> list[dict]:
+        return [json.loads(e[6:])["agent"] for e in list(events)
+                if e.startswith("data: ") and '"type":"agent_changed"' in e
+                and '"name":"demo"' in e and f'"status":"{status}"' in e]
+
+    failing = phive.wait_for(lambda: rows("failing"), what="the failing row on the bus")[0]
+    assert failing["exit_code"] == 137 and "restarting in" in failing["detail"]
+    assert any("harness: demo serving" in line for line in failing["output"])
+    assert failing["port"] == phive.agent_port and failing["deployed_sha"]
+    again = phive.wait_for(lambda: [r for r in rows("running") if r["detail"]],
+                           what="the row running again on the bus")[0]
+    assert again["detail"] == "running again after a crash (restart 1)"
     # The restarted agent's own output reaches the live log too.
     phive.wait_for(lambda: any("harness: demo serving" in e for e in events),
                    what="the agent's output on the bus")

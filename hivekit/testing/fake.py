@@ -21,6 +21,12 @@ A build also fails when the applied tree holds a file named ``FAIL``: its conten
 That lets a test commit a broken config the way a manager would. The file is read without
 following links (a ``FAIL`` that is a symbolic link fails the build, unread).
 
+The fake reports every status it sets through the hive's status channel
+(``hive.report_status``), as a real backend does when it learns one. A test makes it report
+something else — a crash, say — with ``POST /api/fake/agents/<name>/status`` on the admin socket
+(:func:`report`), body ``{"status", "detail", "exit_code", "output"}``: what a backend's
+supervisor would say when the agent's process dies.
+
 ``files`` (config table only) adds files to every new agent's seeded repo, beside ``agent.conf``
 and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix``, say)::
 
@@ -44,6 +50,8 @@ from hivekit import hookimpl
 from hivekit.errors import OperationFailed
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hivekit.hive import Hive
     from hivekit.records import AgentSpec, Deploy, ExecPlan
 
@@ -206,6 +214,7 @@ def spawn(hive: Hive, agent: AgentSpec) -> None:
     _record(hive, "spawn", agent)
     sha = _build(hive, agent, "spawn")
     _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
+    hive.report_status(agent, "running")
 
 
 @hookimpl
@@ -214,6 +223,7 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     sha = _build(hive, agent, "rebuild")
     _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
                              "built_sha": sha})
+    hive.report_status(agent, "running")
 
 
 @hookimpl
@@ -225,6 +235,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
     if message := _settings(hive).fail.get(agent.name):
         raise OperationFailed(message)
     _save(hive, agent.name, {**state, "running": True})
+    hive.report_status(agent, "running")
 
 
 @hookimpl
@@ -244,6 +255,7 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
     state = _load(hive, agent.name)
     if state is not None:
         _save(hive, agent.name, {**state, "running": False})
+    hive.report_status(agent, "stopped")
 
 
 @hookimpl
@@ -291,3 +303,54 @@ def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> Exec
 def is_running(hive: Hive, agent: AgentSpec) -> bool:
     state = _load(hive, agent.name)
     return bool(state and state.get("running"))
+
+
+# --- a test's way to make the fake report a status -------------------------------------------
+
+
+@frozen
+class StatusReport:
+    """The body of ``POST /api/fake/agents/<name>/status``: ``hive.report_status``'s arguments."""
+
+    status: str
+    detail: str | None = None
+    exit_code: int | None = None
+    output: list[str] | None = None
+
+
+@hookimpl
+def register_routes(hive: Hive, register: Callable[[Any], None]) -> None:
+    from litestar import Request, Response, post
+
+    from hivekit.api import HiveDep, PathStr, body
+    from hivekit.errors import BadRequest, NotFound
+    from hivekit.names import check_name
+
+    # This module postpones annotations: Litestar resolves them in this namespace.
+    @post("/api/fake/agents/{name:str}/status", status_code=200, opt={"body": StatusReport},
+          signature_namespace={"HiveDep": HiveDep, "PathStr": PathStr, "Request": Request,
+                               "Response": Response})
+    async def fake_status(hive: HiveDep, request: Request, name: PathStr) -> Response:
+        """Report ``status`` for agent ``name`` through the status channel, as the fake's
+        supervisor would; returns the agent's row."""
+        report: StatusReport = body(request)
+        name = check_name(name)
+        try:
+            hive.report_status(name, report.status, detail=report.detail,
+                               exit_code=report.exit_code, output=report.output)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
+        row = hive.view.row(name)
+        if row is None:
+            raise NotFound(f"no agent named {name!r} (the report is kept for its row)")
+        from hivekit.convert import converter
+
+        return Response(converter.unstructure(row))
+
+    register(fake_status)
+
+
+def report(hive: Any, name: str, status: str, **fields: Any) -> Any:
+    """Make a running fake backend report ``status`` for ``name``; ``hive`` is a
+    :class:`hivekit.testing.HiveProcess`. Returns the agent's row."""
+    return hive.post(f"/api/fake/agents/{name}/status", {"status": status, **fields})

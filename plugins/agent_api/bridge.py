@@ -27,7 +27,7 @@ import json
 from typing import Annotated, Any
 
 import httpx
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 INSTRUCTIONS = """\
 You are an agent of a hive run by hivekit. These tools reach the hive through your own socket:
@@ -49,12 +49,15 @@ MAX_ACK = 1000
 MAX_ID = 2**63 - 1
 MAX_DESCRIPTION = 4000
 
-AgentName = Annotated[str, Field(description="An agent's name: 1-9 characters, a lowercase "
-                                             "letter, then lowercase letters, digits or '-'.",
-                                 pattern=NAME)]
-MessageId = Annotated[int, Field(ge=1, le=MAX_ID)]
-QuestionId = Annotated[int, Field(description="The question's id (from `ask`, or from the "
-                                              "`question_asked` event).", ge=1, le=MAX_ID)]
+# Strict types: an argument of the wrong type is refused naming it, never converted (pydantic's
+# default would read "false" as false and "5" as 5), as the socket does. StrictFloat takes an
+# int (3 seconds) but neither a bool nor a string.
+AgentName = Annotated[StrictStr, Field(description="An agent's name: 1-9 characters, a lowercase "
+                                                   "letter, then lowercase letters, digits or '-'.",
+                                       pattern=NAME)]
+MessageId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+QuestionId = Annotated[StrictInt, Field(description="The question's id (from `ask`, or from the "
+                                                    "`question_asked` event).", ge=1, le=MAX_ID)]
 
 
 class SocketClient:
@@ -158,11 +161,11 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return await client.call("GET", "/whoami")
 
     async def send(
-        to: Annotated[str, Field(description="The recipient: an agent's name, or \"operator\" "
-                                             "for the human running the hive.",
-                                 pattern=NAME)],
-        body: Annotated[str, Field(description="The message text.", min_length=1,
-                                   max_length=MAX_BODY)],
+        to: Annotated[StrictStr, Field(description="The recipient: an agent's name, or "
+                                                   "\"operator\" for the human running the "
+                                                   "hive.", pattern=NAME)],
+        body: Annotated[StrictStr, Field(description="The message text.", min_length=1,
+                                         max_length=MAX_BODY)],
     ) -> dict[str, Any]:
         """Send a message to another agent's inbox, or to the operator's. Returns the message's
         id and recipient."""
@@ -170,11 +173,11 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return {"id": m["id"], "to": m["recipient"]}
 
     async def recv(
-        wait_seconds: Annotated[float, Field(description="With nothing new, wait up to this "
-                                                         "many seconds for a message.",
-                                             ge=0, le=MAX_WAIT)] = 0,
-        limit: Annotated[int, Field(description="The most messages to return.", ge=1,
-                                    le=MAX_BATCH)] = 20,
+        wait_seconds: Annotated[StrictFloat, Field(description="With nothing new, wait up to this "
+                                                               "many seconds for a message.",
+                                                   ge=0, le=MAX_WAIT)] = 0,
+        limit: Annotated[StrictInt, Field(description="The most messages to return.", ge=1,
+                                          le=MAX_BATCH)] = 20,
     ) -> dict[str, Any]:
         """Receive new messages from your inbox, oldest first: each has an id, who it is from,
         when it was sent, and its `body` (or, for a hive event from `system`, an `event`
@@ -200,8 +203,8 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return {"acked": got["acked"]}
 
     async def broadcast(
-        body: Annotated[str, Field(description="The message text.", min_length=1,
-                                   max_length=MAX_BODY)],
+        body: Annotated[StrictStr, Field(description="The message text.", min_length=1,
+                                         max_length=MAX_BODY)],
     ) -> dict[str, Any]:
         """Send a message to every agent of the hive (you included); each gets a hint that it
         may need no action. Returns the message id per agent, and per agent any delivery that
@@ -209,18 +212,18 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return await client.call("POST", "/broadcast", {"body": body})
 
     async def ask(
-        question: Annotated[str, Field(description="The question.", min_length=1,
-                                       max_length=MAX_BODY)],
-        to: Annotated[str, Field(description="\"operator\" (the human running the hive), or "
-                                             "an agent's name.", pattern=NAME)] = "operator",
-        options: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]] | None,
-                           Field(description="Choices to pick from; none for a free-text "
-                                             "answer.", max_length=20)] = None,
-        multi: Annotated[bool, Field(description="Allow several options (then options may "
-                                                 "not contain commas).")] = False,
-        timeout_seconds: Annotated[float | None, Field(description="Let it expire unanswered "
-                                                                   "after this many seconds.",
-                                                       gt=0, le=30 * 86400)] = None,
+        question: Annotated[StrictStr, Field(description="The question.", min_length=1,
+                                             max_length=MAX_BODY)],
+        to: Annotated[StrictStr, Field(description="\"operator\" (the human running the hive), or "
+                                                   "an agent's name.", pattern=NAME)] = "operator",
+        options: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=200)]] | None,
+                                 Field(description="Choices to pick from; none for a free-text "
+                                                   "answer.", max_length=20)] = None,
+        multi: Annotated[StrictBool, Field(description="Allow several options (then options may "
+                                                       "not contain commas).")] = False,
+        timeout_seconds: Annotated[StrictFloat | None, Field(description="Let it expire unanswered "
+                                                                         "after this many seconds.",
+                                                             gt=0, le=30 * 86400)] = None,
     ) -> dict[str, Any]:
         """Ask the operator or another agent a question. Returns the question (its id) at
         once; the answer arrives later in your inbox as a `question_answered` event (status
@@ -231,10 +234,11 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
 
     async def answer(
         question_id: QuestionId,
-        answer: Annotated[str, Field(description="Your answer: for a question with options, one "
-                                                 "of them (several, separated by commas, if it "
-                                                 "allows several).", min_length=1,
-                                     max_length=MAX_BODY)],
+        answer: Annotated[StrictStr, Field(description="Your answer: for a question with "
+                                                       "options, one of them (several, "
+                                                       "separated by commas, if it allows "
+                                                       "several).", min_length=1,
+                                           max_length=MAX_BODY)],
     ) -> dict[str, Any]:
         """Answer a question another agent asked you (a `question_asked` event in your inbox).
         Returns the answered question."""
@@ -259,13 +263,14 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
 
     async def request_spawn(
         name: AgentName,
-        description: Annotated[str, Field(description="Why this agent: shown to the operator.",
-                                          max_length=MAX_DESCRIPTION)] = "",
-        template: Annotated[str | None, Field(description="Seed its config from this template "
-                                                          "(see `templates`), e.g. \"claude\" "
-                                                          "for Claude Code; none for the "
-                                                          "default.",
-                                              min_length=1, max_length=64)] = None,
+        description: Annotated[StrictStr, Field(description="Why this agent: shown to the "
+                                                            "operator.",
+                                                max_length=MAX_DESCRIPTION)] = "",
+        template: Annotated[StrictStr | None, Field(description="Seed its config from this "
+                                                                "template (see `templates`), "
+                                                                "e.g. \"claude\" for Claude "
+                                                                "Code; none for the default.",
+                                                    min_length=1, max_length=64)] = None,
     ) -> dict[str, Any]:
         """Manager only: ask the operator to approve a new agent. Returns the pending approval;
         the outcome arrives as `approval_resolved` and `spawned` events."""
@@ -275,13 +280,13 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
 
     async def request_apply(
         agent: AgentName,
-        commit: Annotated[str, Field(description="A sha or ref you committed in the agent's "
-                                                 "proposed config repo (resolved to its full sha "
-                                                 "when requested).", min_length=1,
-                                     max_length=256)],
-        description: Annotated[str, Field(description="What the change does: shown to the "
-                                                      "operator.",
-                                          max_length=MAX_DESCRIPTION)] = "",
+        commit: Annotated[StrictStr, Field(description="A sha or ref you committed in the "
+                                                       "agent's proposed config repo (resolved "
+                                                       "to its full sha when requested).",
+                                           min_length=1, max_length=256)],
+        description: Annotated[StrictStr, Field(description="What the change does: shown to the "
+                                                            "operator.",
+                                                max_length=MAX_DESCRIPTION)] = "",
     ) -> dict[str, Any]:
         """Manager only: ask the operator to deploy a commit of an agent's proposed config repo.
         Returns the pending approval (`commit` is the full sha, `ref` what you gave); the
@@ -290,8 +295,9 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
                                  {"agent": agent, "commit": commit, "description": description})
 
     async def approvals(
-        include_resolved: Annotated[bool, Field(description="Also the recent history (approved, "
-                                                            "denied, failed).")] = False,
+        include_resolved: Annotated[StrictBool, Field(description="Also the recent history "
+                                                                  "(approved, denied, "
+                                                                  "failed).")] = False,
     ) -> dict[str, Any]:
         """Manager only: the pending and running approvals (with `include_resolved`, the
         recent history too)."""
@@ -299,7 +305,7 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
                                                all="true" if include_resolved else None)}
 
     async def approval(
-        approval_id: Annotated[int, Field(description="The approval's id.", ge=1, le=MAX_ID)],
+        approval_id: Annotated[StrictInt, Field(description="The approval's id.", ge=1, le=MAX_ID)],
     ) -> dict[str, Any]:
         """Manager only: one approval with the diff it deploys."""
         return await client.call("GET", f"/approvals/{approval_id}")

@@ -6,9 +6,10 @@ request on it is that agent's, so an agent cannot send as another, and only the 
 may request spawns and applies or look at approvals.
 
 One Litestar app serves every socket; a thin ASGI wrapper per socket stamps the agent's name into
-the request scope. Each socket has its own uvicorn server, and all of them run on one asyncio
-loop in one thread, so a long-polling ``recv`` occupies no thread, and an agent's socket can come
-and go (spawn, destroy) without touching the others.
+the request scope. One uvicorn server on one asyncio loop in one thread listens on every socket
+(:class:`AgentSockets`), so a long-polling ``recv`` occupies no thread, an idle hive's work does
+not grow with its agents, and an agent's socket can come and go (spawn, destroy) without
+touching the others.
 
 The domain work is done by :mod:`hivekit.broker`, :mod:`hivekit.questions` and
 :mod:`hivekit.actions` on worker threads; this module only translates HTTP.
@@ -21,8 +22,8 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -332,17 +333,22 @@ class AsAgent:
 # --- serving the sockets ---------------------------------------------------------------------
 
 
-@define
-class _Served:
-    server: uvicorn.Server
-    done: Future[None]
+@define(eq=False)
+class _Listener:
+    """One agent's socket, listened on by the one server."""
+
+    name: str
     path: Path
     inode: int
+    config: uvicorn.Config
+    server: asyncio.Server | None = None
+    #: The connections it accepted (uvicorn's protocols; they leave when they close).
+    connections: weakref.WeakSet[Any] = field(factory=weakref.WeakSet)
     stopping: bool = False
 
     def current(self) -> bool:
-        """Still serving, and the file at ``path`` is still the socket it bound."""
-        if self.done.done() or self.stopping:
+        """Still listening, and the file at ``path`` is still the socket it bound."""
+        if self.stopping:
             return False
         try:
             return os.stat(self.path).st_ino == self.inode
@@ -351,7 +357,13 @@ class _Served:
 
 
 class AgentSockets:
-    """Every agent's socket: one uvicorn server each, all on one asyncio loop thread.
+    """Every agent's socket, all served by **one** uvicorn server on one asyncio loop thread.
+
+    The server runs with no socket of its own: each agent's socket is added to it with
+    ``loop.create_server`` and uvicorn's protocol, made with a config whose app says whose
+    socket it is (:class:`AsAgent`); its main loop, date header and connection bookkeeping are
+    shared, so the idle work (one tick every 0.1 s) does not grow with the number of agents.
+    A socket comes (spawn, start) and goes (destroy) without touching the others.
 
     :meth:`ensure` and :meth:`remove` may be called from any thread (hooks run on worker
     threads); :meth:`close` stops everything and returns within a few seconds.
@@ -361,12 +373,21 @@ class AgentSockets:
         self.hive = hive
         self.app = create_app(hive, max_body)
         self._lock = threading.Lock()
-        self._served: dict[str, _Served] = {}
+        self._served: dict[str, _Listener] = {}
         self._closed = False
+        self._server = uvicorn.Server(self._config(self.app))
+        self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._until_closed: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run_loop, name="agent-api", daemon=True)
         self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the agent API server did not start")
+
+    @staticmethod
+    def _config(app: Any) -> uvicorn.Config:
+        return uvicorn.Config(app, lifespan="off", log_config=None, log_level="warning",
+                              access_log=False, proxy_headers=False,
+                              timeout_graceful_shutdown=GRACEFUL_SECONDS)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -379,8 +400,12 @@ class AgentSockets:
         finally:
             self._loop.close()
 
-    async def _main(self) -> None:  # a task (a bare future is no root task to anyio)
-        await self._until_closed
+    async def _main(self) -> None:  # the root task (a bare future is no root task to anyio)
+        serving = asyncio.ensure_future(self._server.serve(sockets=[]))
+        while not self._server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        self._ready.set()
+        await serving
 
     def names(self) -> list[str]:
         with self._lock:
@@ -399,63 +424,91 @@ class AgentSockets:
                 self._served[name] = served
                 return path
             if served is not None:
-                self._stop(name, served)
-                self._wait(served)
+                self._stop(served)
             sock = bind_unix(path)
-            inode = os.stat(path).st_ino
-            holder: dict[str, _Served] = {}
-            config = uvicorn.Config(
-                AsAgent(self.app, name, lambda: holder["s"].stopping), lifespan="off",
-                log_config=None, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=GRACEFUL_SECONDS)
-            server = uvicorn.Server(config)
-            done = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), self._loop)
-            holder["s"] = self._served[name] = _Served(server, done, path, inode)
-            done.add_done_callback(lambda f, n=name: self._ended(n, f))
+            holder: list[_Listener] = []
+            config = self._config(AsAgent(self.app, name, lambda: holder[0].stopping))
+            config.load()
+            listener = _Listener(name, path, os.stat(path).st_ino, config)
+            holder.append(listener)
+            try:
+                listener.server = self._call(self._listen(listener, sock))
+            except BaseException:
+                sock.close()
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
+            self._served[name] = listener
         log.info("agent API for %s on %s", name, path)
         return path
 
-    def _ended(self, name: str, done: Future[None]) -> None:
-        if not done.cancelled() and (exc := done.exception()) is not None:
-            log.error("the agent API socket of %s stopped: %s: %s", name, type(exc).__name__,
-                      exc)
+    def _call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def _stop(self, name: str, served: _Served) -> None:
-        served.stopping = True
-        served.server.should_exit = True
-        self.hive.doorbell.ring(name)  # its long-polls see `stopping` and answer at once
+    async def _listen(self, listener: _Listener, sock: Any) -> asyncio.Server:
+        config, state = listener.config, self._server.server_state
 
-    def _wait(self, served: _Served, timeout: float = GRACEFUL_SECONDS + 2) -> None:
-        with contextlib.suppress(Exception):
-            served.done.result(timeout)
-        with contextlib.suppress(OSError):
-            if os.stat(served.path).st_ino == served.inode:
-                served.path.unlink()
+        def protocol() -> asyncio.Protocol:
+            made = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=state, app_state={})
+            listener.connections.add(made)
+            return made
+
+        server = await asyncio.get_running_loop().create_server(protocol, sock=sock,
+                                                                backlog=128)
+        self._server.servers.append(server)  # closed by uvicorn's shutdown too
+        return server
+
+    async def _drain(self, listeners: list[_Listener]) -> None:
+        """Stop accepting on ``listeners``, let their requests finish (long-polls are woken),
+        close what is left after the grace period."""
+        state = self._server.server_state
+        loop = asyncio.get_running_loop()
+        for listener in listeners:
+            if listener.server is not None:
+                listener.server.close()
+                with contextlib.suppress(ValueError):
+                    self._server.servers.remove(listener.server)
+            for conn in list(listener.connections):
+                if conn in state.connections:
+                    conn.shutdown()
+        deadline = loop.time() + GRACEFUL_SECONDS
+        while loop.time() < deadline and any(
+                conn in state.connections for lst in listeners for conn in lst.connections):
+            await asyncio.sleep(0.02)
+        for listener in listeners:
+            for conn in list(listener.connections):
+                if conn in state.connections and conn.transport is not None:
+                    conn.transport.close()
+
+    def _stop(self, *listeners: _Listener) -> None:
+        """Stop serving ``listeners`` and remove their socket files (any thread but the loop's)."""
+        for listener in listeners:
+            listener.stopping = True
+            self.hive.doorbell.ring(listener.name)  # its long-polls see `stopping` at once
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._call(self._drain(list(listeners)), GRACEFUL_SECONDS + 2)
+        for listener in listeners:
+            with contextlib.suppress(OSError):
+                if os.stat(listener.path).st_ino == listener.inode:
+                    listener.path.unlink()
 
     def remove(self, name: str) -> None:
         """Stop serving agent ``name``'s socket and remove it (no error if it wasn't served)."""
         with self._lock:
             served = self._served.pop(name, None)
-            if served is not None:
-                self._stop(name, served)
         if served is not None:
-            self._wait(served)
+            self._stop(served)
         else:
             self.hive.agent(name).paths.socket.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Stop every socket and the loop (the daemon is stopping)."""
+        """Stop every socket and the server (the daemon is stopping)."""
         with self._lock:
             self._closed = True
-            served = dict(self._served)
+            served = list(self._served.values())
             self._served.clear()
-            for name, s in served.items():
-                self._stop(name, s)
-        for s in served.values():
-            self._wait(s)
-        def stop() -> None:
-            if not self._until_closed.done():
-                self._until_closed.set_result(None)
-
-        self._loop.call_soon_threadsafe(stop)
-        self._thread.join(timeout=5)
+        self._stop(*served)
+        self._server.should_exit = True  # its main loop ends within a tick
+        self._thread.join(timeout=GRACEFUL_SECONDS + 5)

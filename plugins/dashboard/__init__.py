@@ -135,12 +135,14 @@ def register_commands(cli: click.Group) -> None:
         from hivekit import HiveError
 
         try:
-            info = obj.client().get("/api/state").get("dashboard")
+            state = obj.client().get("/api/state")
         except HiveError as exc:
             fail(str(exc))
-        if not info:
+        info = state.get("dashboard") if isinstance(state, dict) else None
+        if not isinstance(info, dict):
             fail("the running hive has no dashboard (is it in [hive] disable?)")
-        if not info.get("url"):
+        url = info.get("url")
+        if not isinstance(url, str) or not url:
             fail(f"the dashboard is not serving: {info.get('error')}")
         path = obj.config.state_dir / TOKEN_FILE
         try:
@@ -151,6 +153,6 @@ def register_commands(cli: click.Group) -> None:
         if as_json:
             from hivekit import print_json
 
-            print_json({"url": f"{info['url']}?token={token}"})
+            print_json({"url": f"{url}?token={token}"})
         else:
-            click.echo(f"{info['url']}?token={token}")
+            click.echo(f"{url}?token={token}")

@@ -628,7 +628,8 @@
     r.port.classList.toggle('conflict', Boolean(clash));
     r.sha.textContent = a.deployed_sha ? short(a.deployed_sha) : 'no deploy';
     r.sha.title = a.deployed_sha ? `deployed ${a.deployed_sha}` : '';
-    r.actions.hidden = Boolean(a.pseudo);
+    // Nothing to act on before the spawn registered it (its row's status is `spawning`).
+    r.actions.hidden = Boolean(a.pseudo) || a.status === 'spawning';
     const running = a.status === 'running' || a.status === 'failing';  // failing: wanted up
     r.buttons.start.disabled = busy || running;
     r.buttons.stop.disabled = busy || !running;

@@ -7,17 +7,7 @@ from typing import Any
 
 import click
 
-from hivekit import HiveContext, fail, print_json
-
-
-def _call(obj: HiveContext, method: str, path: str, **params: Any) -> Any:
-    from hivekit import HiveError
-
-    try:
-        client = obj.client()
-        return client.get(path, **params) if method == "GET" else client.post(path)
-    except HiveError as exc:
-        fail(str(exc))
+from hivekit import api_command, print_json
 
 
 def _short(sha: str | None) -> str:
@@ -30,12 +20,13 @@ def meta() -> None:
 
 
 @meta.command("log")
-@click.option("--limit", default=50, show_default=True, help="How many recent commits.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="How many recent commits.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-def meta_log(obj: HiveContext, limit: int, as_json: bool) -> None:
+@api_command
+def meta_log(client: Any, limit: int, as_json: bool) -> None:
     """Show the deploy history: the meta repo's commits, newest first, and the current pins."""
-    data = _call(obj, "GET", "/api/meta/log", limit=limit)
+    data = client.get("/api/meta/log", limit=limit)
     if as_json:
         print_json(data)
         return
@@ -53,12 +44,12 @@ def meta_log(obj: HiveContext, limit: int, as_json: bool) -> None:
 
 @meta.command("update-hive")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-def update_hive(obj: HiveContext, as_json: bool) -> None:
+@api_command
+def update_hive(client: Any, as_json: bool) -> None:
     """Relock the hivekit flake input, then rebuild every agent: exit 1 if any rebuild failed."""
     if not as_json:
         click.echo("relocking the hivekit input and rebuilding every agent...", err=True)
-    data = _call(obj, "POST", "/api/meta/update-hive")
+    data = client.post("/api/meta/update-hive")
     failed = [a for a in data["agents"] if not a["ok"]]
     if as_json:
         print_json(data)

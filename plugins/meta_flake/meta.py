@@ -269,9 +269,7 @@ class MetaFlake:
     def _commit_entries(self, names: set[str], message: str, *,
                         allow_empty: bool = False) -> bool:
         """Commit HEAD's lock with the working tree's entries for ``names`` (and nothing else)."""
-        lock, working = self._head_lock(), self._working_lock()
-        for name in sorted(names):
-            lock = lockfile.replace_input(lock, working, name)
+        lock = lockfile.replace_inputs(self._head_lock(), self._working_lock(), names)
         return self._commit(message, lock, allow_empty=allow_empty)
 
     # --- sync ------------------------------------------------------------------------------
@@ -320,9 +318,7 @@ class MetaFlake:
         # Take every entry from the working tree except those of deploys in flight: their new
         # pins are committed by their finalize, or dropped by their abort.
         keep = {input_name(n) for n in self._inflight} & before
-        lock = head
-        for name in sorted((before | after) - keep):
-            lock = lockfile.replace_input(lock, working, name)
+        lock = lockfile.replace_inputs(head, working, (before | after) - keep)
         agents_before = {n[len(AGENT_PREFIX):] for n in before if n.startswith(AGENT_PREFIX)}
         agents_after = {n[len(AGENT_PREFIX):] for n in after if n.startswith(AGENT_PREFIX)}
         parts = []

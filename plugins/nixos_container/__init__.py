@@ -18,7 +18,10 @@ container managed through ``nixos-container`` and systemd:
 * **start** re-applies the conf and limits (the drop-in lives under ``/run``, gone after a host
   reboot) before ``nixos-container start``; **stop**, **destroy** (a missing container is not an
   error; the drop-in goes too); **is_running**: ``systemctl is-active --quiet
-  container@<c>.service``.
+  container@<c>.service`` (the core asks it only when it knows nothing newer).
+* **status**: one ``systemctl list-units 'container@*'`` every ``status_interval`` seconds
+  reports every container whose status changed (see :mod:`.status`); every operation above
+  reports what it left behind. A snapshot of the hive runs no command at all.
 
 ``<ref>`` comes from the ``agent_flake_ref`` hook (the meta_flake plugin answers it), else from
 this plugin's table (``[nixos_container.agents.<name>] flake``, then ``[nixos_container] flake``).
@@ -49,6 +52,7 @@ from hivekit import (
 
 from .conf import LIMITS_FILE, Bind, check_path, limits_dropin, rewrite, write_if_changed
 from .config import NixosContainerConfig
+from .status import Watcher
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -174,6 +178,16 @@ def systemctl(hive: Hive, agent: AgentSpec, *args: str) -> str:
     return _run(hive, agent, argv, container_name(hive, agent.name), cfg.timeout)
 
 
+def watcher(hive: Hive) -> Watcher:
+    """The hive's one status watcher (made on first use)."""
+    def make() -> Watcher:
+        cfg = settings(hive)
+        return Watcher(hive, _program(hive, cfg.systemctl), cfg.status_interval,
+                       min(cfg.timeout, 30.0), container_name)
+
+    return hive.plugin_state(PLUGIN, make)
+
+
 def list_containers(hive: Hive) -> list[str]:
     """``nixos-container list``, keeping hivekit's containers (``h-*`` and the manager's)."""
     cfg = settings(hive)
@@ -256,6 +270,7 @@ def startup(hive: Hive) -> None:
             f"'{PREFIX}*' is reserved for agents; set [hive] manager to another name")
     for root in (hive.paths.state_dir, hive.paths.runtime_dir):
         check_path(root, "(every container)", "hive directory")
+    watcher(hive).start()
     try:
         existing = set(list_containers(hive))
     except Exception as exc:
@@ -295,6 +310,7 @@ def spawn(hive: Hive, agent: AgentSpec) -> None:
                         build=True)
         configure(hive, agent, container)
         nixos_container(hive, agent, "start", container)
+        watcher(hive).mark(agent.name, "running")
     except BaseException:
         # A failed spawn registers nothing, so leave no container behind: a failed create
         # keeps its conf file, and the next create of the name would say "already exists".
@@ -321,6 +337,7 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     # update only reloads a running container; binds and networking apply at a fresh start.
     nixos_container(hive, agent, "stop", container)
     nixos_container(hive, agent, "start", container)
+    watcher(hive).mark(agent.name, "running")
 
 
 @hookimpl
@@ -330,6 +347,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
     if conf_path(hive, container).exists():
         configure(hive, agent, container)
     nixos_container(hive, agent, "start", container)
+    watcher(hive).mark(agent.name, "running")
 
 
 @hookimpl
@@ -341,11 +359,13 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
         if DOES_NOT_EXIST not in exc.stderr_tail:
             raise
         hive.log(agent, f"container {container} does not exist: nothing to stop")
+    watcher(hive).mark(agent.name, "stopped")
 
 
 @hookimpl
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     remove_container(hive, agent, container_name(hive, agent.name))
+    watcher(hive).forget(agent.name)
 
 
 #: The agent's service inside its container (nix/agent-base.nix).

@@ -121,6 +121,9 @@ class NixosContainerConfig:
     build_timeout: float = field(default=3600.0, validator=positive)
     #: Seconds every other command (start, stop, destroy, systemctl) may take.
     timeout: float = field(default=300.0, validator=positive)
+    #: Seconds between two reads of every container's status (one ``systemctl list-units``
+    #: for all of them; the dashboard shows a container that died within this long).
+    status_interval: float = field(default=5.0, validator=positive)
     #: Per-agent overrides: ``[nixos_container.agents.coder] memory_max = "4G"``.
     agents: dict[str, AgentSettings] = field(factory=dict, validator=_agents)
 

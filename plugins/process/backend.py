@@ -95,7 +95,11 @@ class Backend:
                                 "processes that see and can change everything this hive's "
                                 "user can: %s", problem)
             self._probed = True
-            return self._bwrap
+            known = list(self.children) if self._bwrap is None else []
+        # The "no sandbox" badge of agents whose rows were made before the probe.
+        for name in known:
+            self.hive.refresh(name)
+        return self._bwrap
 
     def cgroup_tree(self) -> cgroups.Tree | None:
         """The cgroup tree agents' memory and CPU limits use, or None for rlimits.
@@ -230,22 +234,22 @@ class Backend:
                     logfile=LogFile(agent.paths.state / LOG_NAME, s.log_max_bytes),
                     pidfile=self.hive.paths.runtime_dir / "process" / f"{agent.name}.pid",
                     log=lambda line, stream, n=agent.name: self.hive.log(n, line, stream),
-                    changed=lambda n=agent.name: self._announce(n),
+                    report=lambda status, detail, code, output, n=agent.name: self._report(
+                        n, status, detail, code, output),
                     stopping=self.hive.stopping, restart_delay=s.restart_delay,
                     restart_delay_max=s.restart_delay_max, restart_reset=s.restart_reset)
                 self.children[agent.name] = child
             return child
 
-    def _announce(self, name: str) -> None:
-        from hivekit import events, state
-
-        if not self.hive.has_agent(name):
-            return
+    def _report(self, name: str, status: str, detail: str | None, exit_code: int | None,
+                output: list[str]) -> None:
+        """The supervisor learnt something: tell the hive's status channel (never raises: it
+        runs on the supervising thread)."""
         try:
-            self.hive.bus.publish(events.AgentChanged(name=name,
-                                                      agent=state.agent_view(self.hive, name)))
+            self.hive.report_status(name, status, detail=detail, exit_code=exit_code,
+                                    output=output)
         except Exception:
-            log.exception("process: could not announce %s's state", name)
+            log.exception("process: could not report %s's status", name)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -499,13 +503,11 @@ def is_running(hive: Hive, agent: AgentSpec) -> bool:
 
 @hookimpl
 def agent_badges(hive: Hive, agent: AgentSpec) -> list[Badge]:
+    # A crash is not a badge: the supervisor reports it as the agent's status (``failing``,
+    # with the exit code and the last output lines) through hive.report_status.
     b = backend(hive)
     child = b.get(agent.name)
     badges = []
-    if child is not None and child.waiting_to_restart():
-        badges.append(Badge(label=f"crashed, restarting (restart {child.restarts})",
-                            level=BadgeLevel.ERROR,
-                            detail="its command exited; the supervisor restarts it with backoff"))
     if b._probed and b._bwrap is None and child is not None:
         badges.append(Badge(label="no sandbox", level=BadgeLevel.WARNING,
                             detail="bubblewrap (bwrap) is not available: the agent runs as a "

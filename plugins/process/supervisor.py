@@ -26,8 +26,11 @@ from typing import IO
 
 from attrs import frozen
 
-#: Lines of output kept to explain a failed start.
+#: Lines of output kept to explain a failed start or a crash.
 TAIL_LINES = 20
+
+#: ``report(status, detail, exit_code, output)``: see :class:`Child`.
+Report = Callable[[str, "str | None", "int | None", list[str]], None]
 
 
 @frozen
@@ -122,17 +125,18 @@ class Child:
     """One agent's process, kept running while it is wanted.
 
     :param log: ``log(line, stream)`` for every line of output and every supervision message.
-    :param changed: called (on the supervising thread) when the process ended unasked or came
-        back, so the hive can tell the dashboard.
+    :param report: ``report(status, detail, exit_code, output)``, called on the supervising
+        thread whenever the process came up, ended (asked to or not) or failed to start: the
+        hive's status channel (``hive.report_status``).
     """
 
     def __init__(self, name: str, *, logfile: LogFile, pidfile: Path,
-                 log: Callable[[str, str], None], changed: Callable[[], None],
+                 log: Callable[[str, str], None], report: Report,
                  stopping: threading.Event, restart_delay: float, restart_delay_max: float,
                  restart_reset: float) -> None:
         self.name = name
         self.logfile, self.pidfile = logfile, pidfile
-        self._log, self._changed, self._stopping = log, changed, stopping
+        self._log, self._report, self._stopping = log, report, stopping
         self.restart_delay, self.restart_delay_max = restart_delay, restart_delay_max
         self.restart_reset = restart_reset
         self._cond = threading.Condition()
@@ -152,6 +156,8 @@ class Child:
         self._settled = False
         #: The supervising thread has finished.
         self._ended = False
+        #: The exit code of the last crash (reported with the restart that followed it).
+        self._last_crash: int | None = None
 
     # --- what callers see ----------------------------------------------------------------------
 
@@ -292,16 +298,21 @@ class Child:
                     self._want = False
             if failed_start:
                 self._say(f"pid {proc.pid} ended while starting ({describe_exit(code)})")
+                self._report("stopped", f"ended while starting ({describe_exit(code)})", code,
+                             self.tail())
                 break
             if not wanted:
                 self._say(f"pid {proc.pid} stopped ({describe_exit(code)})")
+                self._report("stopped", None, code, [])
                 break
             if ran >= self.restart_reset:
                 delay = self.restart_delay
             self.restarts += 1
             self._say(f"pid {proc.pid} exited unexpectedly ({describe_exit(code)}) after "
                       f"{ran:.1f}s; restarting in {delay:g}s (restart {self.restarts})")
-            self._changed()
+            self._last_crash = code
+            self._report("failing", f"crashed ({describe_exit(code)}), restarting in "
+                                    f"{delay:g}s (restart {self.restarts})", code, self.tail())
             with self._cond:
                 self._cond.wait_for(lambda: not self._want or self._stopping.is_set(), delay)
             delay = min(delay * 2, self.restart_delay_max)
@@ -314,6 +325,7 @@ class Child:
         except OSError as exc:
             message = f"cannot start {launch.describe}: {exc.strerror or exc}"
             self._say(message)
+            self._report("stopped", message, None, [])
             with self._cond:
                 self._error, self._want = message, False
                 self._cond.notify_all()
@@ -326,8 +338,11 @@ class Child:
             self.pidfile.parent.mkdir(parents=True, exist_ok=True)
             self.pidfile.write_text(f"{proc.pid}\n")
         self._say(f"started pid {proc.pid}: {launch.describe}")
-        if self._gen > 1 and self.restarts:
-            self._changed()
+        if self.restarts:
+            self._report("running", f"running again after a crash (restart {self.restarts})",
+                         self._last_crash, self.tail())
+        else:
+            self._report("running", None, None, [])
         return proc
 
     def _wait(self, proc: subprocess.Popen[bytes]) -> int:
