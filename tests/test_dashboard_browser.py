@@ -16,6 +16,7 @@ import pytest
 from playwright import sync_api as playwright  # the test extra installs it (never a browser)
 
 from hivekit.testing import HiveProcess, control
+from hivekit.testing.fake import report
 
 expect = playwright.expect
 expect.set_options(timeout=20_000)
@@ -80,6 +81,13 @@ def shot(page: Any, name: str, full_page: bool = True) -> None:
     page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=full_page)
 
 
+def count_snapshots(page: Any) -> list[str]:
+    """The ``/api/state`` requests ``page`` makes from now on (a list that grows)."""
+    seen: list[str] = []
+    page.on("request", lambda req: seen.append(req.url) if "/api/state" in req.url else None)
+    return seen
+
+
 def no_problems(page: Any) -> None:
     assert page.problems == []
     assert page.evaluate("window.__pwned") is None
@@ -113,6 +121,7 @@ def test_the_page_refuses_a_request_without_the_token_and_loads_with_it(context,
 def test_a_spawn_request_appears_live_and_its_approval_shows_spawning_then_running(
         context, hive):
     page = open_page(context, hive)
+    snapshots = count_snapshots(page)
     control(hive.state_dir, delay={"coder": 4})
     approval = hive.post("/api/requests/spawn", {"name": "coder",
                                                   "description": "writes the code"})
@@ -132,6 +141,9 @@ def test_a_spawn_request_appears_live_and_its_approval_shows_spawning_then_runni
     expect(resolved(page, approval["id"]).locator(".outcome")).to_have_text("approved")
     expect(resolved(page, approval["id"]).locator(".tag")).to_have_text("deployed/0")
     expect(card).to_be_hidden()
+    # Its approval, its transient and its new row all came as events: the page applied them
+    # without fetching the snapshot again (only a seq gap or a new daemon does).
+    assert snapshots == []
     no_problems(page)
 
 
@@ -286,25 +298,6 @@ def test_destroy_keeps_a_tombstone_and_purge_says_what_is_lost(context, hive):
     no_problems(page)
 
 
-def test_feed_events_that_arrive_during_a_snapshot_reload_are_kept(context, hive):
-    page = open_page(context, hive)
-    sent: list[dict[str, Any]] = []
-
-    def during_reload(route: Any) -> None:
-        # The message is published before this snapshot is taken, so its seq is not larger
-        # than the snapshot's: it must still reach the feed (messages are not in the snapshot).
-        if not sent:
-            sent.append(hive.post("/api/messages", {"to": "manager", "body": "mid-reload"}))
-        route.continue_()
-
-    page.route("**/api/state", during_reload)
-    hive.spawn("coder")  # its end reloads the snapshot (a new agent)
-    expect(agent(page, "coder").locator(".status")).to_have_text("running")
-    expect(page.locator("#messages")).to_contain_text("mid-reload")
-    assert sent
-    no_problems(page)
-
-
 def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
     with socket.socket() as probe:  # a free port, fixed across the restart
         probe.bind(("127.0.0.1", 0))
@@ -330,8 +323,20 @@ def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
         expect(button).to_be_disabled()
     expect(page.locator("#compose-body")).to_be_disabled()
     shot(page, "disconnected", full_page=False)
-    hive.start()
+    sent: list[dict[str, Any]] = []
+
+    def during_reload(route: Any) -> None:
+        # Published before the new daemon's snapshot is taken, so its seq is not larger than
+        # the snapshot's: it must still reach the feed (messages are not in the snapshot).
+        if not sent:
+            sent.append(hive.post("/api/messages", {"to": "manager", "body": "mid-reload"}))
+        route.continue_()
+
+    page.route("**/api/state", during_reload)
+    hive.start()  # a new daemon: the page takes its snapshot
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#messages")).to_contain_text("mid-reload")
+    assert sent
     expect(offline).to_be_hidden()
     expect(page.locator("body")).not_to_have_class(re.compile("offline"))
     expect(manager.get_by_role("button", name="stop", exact=True)).to_be_enabled()
@@ -407,6 +412,41 @@ def test_the_live_log_starts_with_its_history_on_a_fresh_page(context, hive):
     other = open_page(context, hive)
     expect(other.locator("#log")).to_contain_text(f"fake: built coder at {sha[:12]}")
     shot(page, "log-history", full_page=False)
+    no_problems(page)
+
+
+def test_a_failing_agent_shows_why_on_its_row_and_asks_for_attention(context, hive):
+    hive.spawn("coder")
+    page = open_page(context, hive)
+    row = agent(page, "coder")
+    expect(row.locator(".status")).to_have_text("running")
+    expect(row.locator(".failure")).to_be_hidden()
+    # What a crash-looping process backend reports (plugins/process/supervisor.py).
+    report(hive, "coder", "failing", detail="crashed, restarting (restart 4)", exit_code=3,
+           output=["loading config", "Traceback (most recent call last):",
+                   "KeyError: 'model'"])
+    expect(row.locator(".status")).to_have_text("failing")
+    expect(row).to_have_class(re.compile(r"\bfailing\b"))
+    expect(row.locator(".detail")).to_have_text("crashed, restarting (restart 4)")
+    expect(row.locator(".failure .exit")).to_have_text("exit code 3")
+    expect(row.locator(".failure .output")).to_have_text(
+        "loading config\nTraceback (most recent call last):\nKeyError: 'model'")
+    # It waits for the operator like an approval: in the count, its title, the tab's title.
+    attention = page.locator("#attention")
+    expect(attention).to_have_attribute("title", re.compile(r"1 failing \(coder\)"))
+    count = int(attention.get_attribute("data-count"))
+    expect(page).to_have_title(f"({count}) hivekit")
+    # Wanted up: stop and restart stay on, start off.
+    expect(row.get_by_role("button", name="restart", exact=True)).to_be_enabled()
+    expect(row.get_by_role("button", name="start", exact=True)).to_be_disabled()
+    shot(page, "failing-agent", full_page=False)
+    report(hive, "coder", "failing", exit_code=-9, output=[])  # killed: no output kept
+    expect(row.locator(".failure .exit")).to_have_text("killed by signal 9")
+    expect(row.locator(".failure .output")).to_be_hidden()
+    report(hive, "coder", "running")
+    expect(row.locator(".failure")).to_be_hidden()
+    expect(row).not_to_have_class(re.compile(r"\bfailing\b"))
+    expect(attention).to_have_attribute("data-count", str(count - 1))
     no_problems(page)
 
 

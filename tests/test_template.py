@@ -23,7 +23,9 @@ NPM_BIN = Path(sys.prefix) / "npm" / "node_modules" / ".bin"
 
 
 def as_manager(hive, method: str, path: str, body=None) -> httpx.Response:
+    """A call on the manager's socket, as its MCP tools make it (bound just after its start)."""
     sock = hive.runtime_dir / "agents" / "manager" / "hive.sock"
+    hive.wait_for(sock.exists, what="the manager's socket")
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://hive",
                       timeout=30) as http:
         return http.request(method, path, json=body)
@@ -37,9 +39,6 @@ def claude_hive(make_process_hive, claude_dir: Path):
 
 
 def spawn_claude(hive) -> dict:
-    # The manager asks, on its socket, as its MCP tool does (bound just after its start).
-    sock = hive.runtime_dir / "agents" / "manager" / "hive.sock"
-    hive.wait_for(sock.exists, what="the manager's socket")
     offered = as_manager(hive, "GET", "/templates").json()
     assert "claude" in offered
     resp = as_manager(hive, "POST", "/requests/spawn",

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from attrs import frozen
 
 from hivekit import (
     AGENT_NAME,
@@ -34,13 +33,6 @@ from hivekit import (
 )
 
 TERMINAL = ("approved", "denied", "failed")
-
-
-@frozen
-class Acked:
-    """``POST /api/agents/operator/inbox/ack``'s answer."""
-
-    acked: int
 
 
 def _ago(ts: float | None) -> str:
@@ -413,6 +405,14 @@ def ack(client: Any, message_ids: tuple[int, ...], everything: bool, as_json: bo
     if not message_ids and not everything:
         fail("name the messages to mark read (their ids, from `hivekit inbox operator`), or "
              "pass --all", 2)
+    from attrs import frozen  # here, not at the top: `hivekit agents` does without attrs
+
+    @frozen
+    class Acked:
+        """``POST /api/agents/operator/inbox/ack``'s answer."""
+
+        acked: int
+
     got = expect(client.post(api_path("api", "agents", "operator", "inbox", "ack"),
                              {"ids": list(message_ids), "all": everything}), Acked)
     print_json(got) if as_json else click.echo(f"marked {got['acked']} message(s) read")

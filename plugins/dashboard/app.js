@@ -45,7 +45,7 @@
     busy: new Set(),      // keys of actions this tab has in flight
     online: false,        // the event stream is up (false: the daemon is away)
     offlineSince: null,
-    rowEvents: false,     // the daemon sends whole rows in agent_changed (nothing to refetch)
+    portCheck: false,     // the snapshot has port_conflicts (the port_check plugin is on)
   };
   let csrf = '';
   let queued = [];
@@ -224,21 +224,23 @@
     return snapshotting;
   }
 
-  // Only for a daemon that does not send whole rows (an older hivekit): its agent_changed
-  // may say only "something changed", and terminal approvals move rows unannounced.
-  let refreshTimer = null;
-  function refreshSoon() {
-    if (S.rowEvents) return;
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(resnapshot, 150);
+  // Ports shared by two or more agents, as the port_check plugin's port_conflicts lists them
+  // in the snapshot ({port, agents}, by port): kept current from the rows that events bring.
+  function portConflicts() {
+    const byPort = new Map();
+    for (const a of S.agents.values()) {
+      if (!a.port) continue;
+      if (!byPort.has(a.port)) byPort.set(a.port, []);
+      byPort.get(a.port).push(a.name);
+    }
+    return [...byPort.entries()].filter(([, names]) => names.length > 1)
+      .sort(([p], [q]) => p - q).map(([port, names]) => ({port, agents: names.sort()}));
   }
 
   function load(state, recent, asked) {
     S.seq = state.seq;
     document.body.dataset.seq = String(state.seq);
     S.agents = new Map(state.agents.map((a) => [a.name, a]));
-    // The hive view (hivekit >= issue 15) keeps every row in memory and announces it whole.
-    if (state.agents.length) S.rowEvents = 'detail' in state.agents[0];
     S.transients = {...state.transients};
     S.tombstones = state.tombstones || [];
     S.approvals = new Map(state.approvals.map((a) => [a.id, a]));
@@ -246,6 +248,7 @@
       .filter((q) => q.status === 'pending').map((q) => [q.id, q]));
     S.answered = new Map(asked.filter((q) => q.target === 'operator' && q.status !== 'pending')
       .map((q) => [q.id, q]));
+    S.portCheck = Array.isArray(state.port_conflicts);
     S.conflicts = state.port_conflicts || [];
     S.resolved = new Map();
     for (const a of recent) if (isTerminal(a)) S.resolved.set(a.id, a);
@@ -285,8 +288,7 @@
         const a = d.approval;
         if (isTerminal(a)) {
           S.approvals.delete(a.id);
-          S.resolved.set(a.id, a);
-          refreshSoon();  // an older daemon: the agent's deployed sha moved unannounced
+          S.resolved.set(a.id, a);  // the agent's new row (deployed sha) comes as agent_changed
         } else {
           S.approvals.set(a.id, a);
         }
@@ -304,25 +306,18 @@
         }
         break;
       }
-      case 'agent_changed':
-        if ('tombstone' in d) {  // the whole row and tombstone: nothing to refetch
-          S.rowEvents = true;
-          if (d.agent) S.agents.set(d.name, d.agent);
-          else S.agents.delete(d.name);
-          S.tombstones = S.tombstones.filter((t) => t.name !== d.name);
-          if (d.tombstone) S.tombstones.push(d.tombstone);
-        } else if (d.agent) {
-          S.agents.set(d.name, d.agent);
-        } else {
-          refreshSoon();  // an older daemon: added or removed, the snapshot knows
-        }
+      case 'agent_changed':  // the whole row and tombstone: nothing to refetch
+        if (d.agent) S.agents.set(d.name, d.agent);
+        else S.agents.delete(d.name);
+        S.tombstones = S.tombstones.filter((t) => t.name !== d.name);
+        if (d.tombstone) S.tombstones.push(d.tombstone);
+        if (S.portCheck) S.conflicts = portConflicts();
         break;
       case 'transient': {
         if (d.transient) S.transients[d.name] = d.transient;
         else delete S.transients[d.name];
         const agent = S.agents.get(d.name);
         if (agent) S.agents.set(d.name, {...agent, transient: d.transient});
-        if (!d.transient) refreshSoon();
         break;
       }
       case 'messages_read':
