@@ -44,19 +44,28 @@ class Floor:
         self.n = 0
         self.calls: list[tuple[list[str], str | None]] = []
 
-    def run(self, repo: Path, *args: str, stdin: str | None = None) -> str:
-        argv = ["git", "--no-pager", "-C", str(repo), *args]
+    def exec(self, argv: list[str], stdin: str | None = None) -> str:
         self.calls.append((argv, stdin))
         return subprocess.run(argv, env=self.env, check=True, text=True, capture_output=True,
                               input=stdin).stdout
 
+    def run(self, repo: Path, *args: str, stdin: str | None = None) -> str:
+        from hivekit.git import Repo
+
+        # hivekit's argv (explicit --git-dir/--work-tree and its -c overrides): the same work
+        return self.exec(Repo(repo)._argv(*args), stdin)
+
     def deploy(self) -> None:
-        """request (resolve the commit, fetch it, tag the proposal) + approve (two tags in one
-        transaction, move main, sync the tree, tag deployed)."""
+        """request (read the proposed repo's config with git's parser, resolve the commit, fetch
+        it, tag the proposal) + approve (two tags in one transaction, move main, sync the tree,
+        tag deployed)."""
         self.n += 1
         n, a = self.n, self.applied
+        self.exec(["git", "config", "--file", str(self.proposed / ".git" / "config"),
+                   "--no-includes", "--name-only", "--list"])
         sha = self.run(self.proposed, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").strip()
-        self.run(a, "fetch", "--quiet", "--no-tags", str(self.proposed), sha)
+        self.run(a, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
+                 str(self.proposed / ".git"), sha)
         self.run(a, "tag", f"proposal/{n}", sha)
         self.run(a, "update-ref", "--stdin", stdin=(
             f"start\ncreate refs/tags/approved/{n} {sha}\ncreate refs/tags/building/{n} {sha}\n"

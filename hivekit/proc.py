@@ -20,6 +20,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +33,8 @@ TAIL_LINES = 32
 #: The longest line kept for the tail or ``on_line`` (longer ones keep their end).
 MAX_LINE = 64 * 1024
 DEFAULT_TIMEOUT = 120.0
+#: Seconds between looks at a ``cancel`` event.
+CANCEL_POLL = 0.2
 
 
 class ProgramMissing(HiveError):
@@ -57,17 +60,22 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     on_line: Callable[[str, str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> str:
     """Run ``argv`` and return its stdout (text).
 
     :param env: the *whole* environment of the child; default: inherited.
     :param on_line: called as ``on_line(stream, line)`` for each stdout/stderr line as it comes
         ("stdout"/"stderr"), for live logs of long builds; stdout is still returned.
-    :raises CommandFailed: non-zero exit or timeout (the child's process group is killed).
+    :param cancel: when this event is set (``hive.stopping``, say) the child's process group is
+        killed, within a fraction of a second, and the call fails as cancelled.
+    :raises CommandFailed: non-zero exit, timeout or cancel (the child's process group is
+        killed).
     :raises ProgramMissing: ``argv[0]`` is not found.
     """
     out = _Head(None)
-    _run(argv, out, cwd=cwd, timeout=timeout, env=env, stdin=stdin, on_line=on_line)
+    _run(argv, out, cwd=cwd, timeout=timeout, env=env, stdin=stdin, on_line=on_line,
+         cancel=cancel)
     return out.data().decode(errors="replace")
 
 
@@ -107,7 +115,8 @@ class _Head:
 
 def _run(argv: Sequence[str | os.PathLike[str]], out: _Head, *, cwd: Path | str | None = None,
          timeout: float | None, env: Mapping[str, str] | None, stdin: str | None = None,
-         on_line: Callable[[str, str], None] | None = None) -> None:
+         on_line: Callable[[str, str], None] | None = None,
+         cancel: threading.Event | None = None) -> None:
     args = [os.fspath(a) for a in argv]
     path = (env if env is not None else os.environ).get("PATH", os.defpath)
     if "/" not in args[0] and shutil.which(args[0], path=path) is None:
@@ -120,7 +129,9 @@ def _run(argv: Sequence[str | os.PathLike[str]], out: _Head, *, cwd: Path | str 
     except (FileNotFoundError, PermissionError):
         raise _missing(args[0]) from None
     err_tail: deque[str] = deque(maxlen=TAIL_LINES)
-    timed_out = not _pump(proc, stdin, timeout, out, err_tail, on_line)
+    timed_out = not _pump(proc, stdin, timeout, out, err_tail, on_line, cancel)
+    if cancel is not None and cancel.is_set() and (timed_out or proc.returncode != 0):
+        raise CommandFailed(tuple(args), None, "\n".join(err_tail), cancelled=True)
     if timed_out:
         raise CommandFailed(tuple(args), None, "\n".join(err_tail), True)
     if proc.returncode != 0:
@@ -184,8 +195,10 @@ def follow(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | str | None = N
 
 def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | None,
           out: _Head, err_tail: deque[str],
-          on_line: Callable[[str, str], None] | None) -> bool:
-    """Feed stdin, collect stdout, keep stderr's tail, stream lines; False if it timed out."""
+          on_line: Callable[[str, str], None] | None,
+          cancel: threading.Event | None = None) -> bool:
+    """Feed stdin, collect stdout, keep stderr's tail, stream lines; False if it timed out
+    (or was cancelled)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     if stdin is not None and proc.stdin is not None:
         with contextlib.suppress(BrokenPipeError):
@@ -199,9 +212,11 @@ def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | Non
     try:
         while sel.get_map():
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            if (left is not None and left <= 0) or (cancel is not None and cancel.is_set()):
                 _kill(proc)
                 return False
+            if cancel is not None:  # wake up now and then to look at it
+                left = CANCEL_POLL if left is None else min(left, CANCEL_POLL)
             for key, _ in sel.select(left):
                 chunk = os.read(key.fd, 65536)
                 stream = key.data
@@ -221,13 +236,18 @@ def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | Non
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
-    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-    try:
-        proc.wait(left)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        return False
-    return True
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if cancel is not None:
+            left = CANCEL_POLL if left is None else min(left, CANCEL_POLL)
+        try:
+            proc.wait(left)
+            return True
+        except subprocess.TimeoutExpired:
+            if (cancel is not None and cancel.is_set()) or (
+                    deadline is not None and time.monotonic() >= deadline):
+                _kill(proc)
+                return False
 
 
 def _lines(stream: str, data: bytes, final: bool, on_line: Callable[[str, str], None] | None,

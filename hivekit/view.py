@@ -224,7 +224,26 @@ class HiveView:
             row = self._rows.get(name)
             if row is None or row.status == AgentStatus.SPAWNING:
                 return  # remembered for the row the spawn's end makes
+            # A crash: it was up, and it went down on its own (an operation's own reports,
+            # and a stopping daemon's, are the operation's outcome, not a crash).
+            crashed = (row.status == AgentStatus.RUNNING and known.status != row.status
+                       and row.transient is None and name not in self.hive.transients()
+                       and not self.hive.stopping.is_set())
             self._set(name, _with_status(row, known), self._tombstones.get(name))
+        if crashed:
+            self._tell_crashed(name, known)
+
+    def _tell_crashed(self, name: str, known: Known) -> None:
+        """``agent_crashed``, off the reporting (backend's) thread."""
+        reason = known.detail or ("it stopped on its own" if known.status == "stopped"
+                                  else "it is failing")
+        if known.exit_code is not None and not known.detail:
+            reason += f" (exit code {known.exit_code})"
+        spec = self.hive.agent(name)
+        threading.Thread(target=self.hive.call_each, name=f"agent_crashed-{name}", daemon=True,
+                         args=("agent_crashed",),
+                         kwargs={"hive": self.hive, "agent": spec, "status": known.status,
+                                 "reason": reason}).start()
 
     # --- making rows -----------------------------------------------------------------------------
 

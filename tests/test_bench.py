@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED: dict[str, list[str]] = {
     "deploy": ["request + approve -> deployed/<id>", "git subprocesses per deploy (hivekit)",
                "git commands hivekit ran that the floor does not"],
-    "state": ["long history", "hivekit vs a bare handler", "snapshot after an event",
+    "state": ["long history", "hivekit vs a bare handler", "4 dashboards polling vs 1",
               "POST /api/messages while", "payload size",
               "nixos_container, 10 agents: stand-in programs run per snapshot"],
     "broker": ["time per round trip", "server CPU per round trip", "delivery latency p50",

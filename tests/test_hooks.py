@@ -12,7 +12,7 @@ import pytest
 from hivekit.client import ApiError
 from hivekit.errors import CommandFailed
 from hivekit.git import Repo
-from hivekit.testing import control
+from hivekit.testing import control, fake
 
 NOTIFIER = '[hive]\nbackend = "fake"\nenable = ["notifier"]\n'
 
@@ -107,6 +107,29 @@ def test_a_notifier_hears_every_request_and_lifecycle_change(make_hive):
                   what="tester brought back by the restart")
     assert [r["agent"] for r in heard(proc, "agent_started")
             if r["reason"] == "the hive started"] == ["tester"]
+
+
+def test_a_notifier_hears_each_crash_once_and_no_operators_stop(make_hive):
+    proc = started(make_hive(NOTIFIER))
+    proc.spawn("coder")
+    proc.spawn("tester")
+    proc.post("/api/agents/tester/stop")  # an operation's own "stopped": not a crash
+    fake.report(proc, "tester", "stopped", detail="still stopped")  # was not running
+    fake.report(proc, "coder", "failing", detail="crashed, restarting (restart 1)")
+    proc.wait_for(lambda: heard(proc, "agent_crashed"), what="the first crash")
+    row = fake.report(proc, "coder", "failing", detail="crashed, restarting (restart 2)")
+    assert row["status"] == "failing" and row["detail"] == "crashed, restarting (restart 2)"
+    fake.report(proc, "coder", "running")  # it came up again, then dies
+    fake.crash(proc, "coder")
+    proc.wait_for(lambda: len(heard(proc, "agent_crashed")) == 2, what="the second crash")
+    fake.report(proc, "manager", "failing")  # no detail: the core's words, with no exit code
+    proc.wait_for(lambda: len(heard(proc, "agent_crashed")) == 3, what="the manager's crash")
+    proc.stop()
+    assert [(r["agent"], r["status"], r["reason"]) for r in heard(proc, "agent_crashed")] == [
+        ("coder", "failing", "crashed, restarting (restart 1)"),
+        ("coder", "stopped", "h-coder died (killed)"),
+        ("manager", "failing", "it is failing")]
+    assert [r["agent"] for r in heard(proc, "agent_stopped")] == ["tester"]
 
 
 def test_hive_log_takes_a_spec_and_a_bad_event_breaks_no_stream(make_hive):

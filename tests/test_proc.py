@@ -60,3 +60,19 @@ def test_follow_reports_a_failure_with_stderr():
     with pytest.raises(CommandFailed) as info:
         list(follow(["sh", "-c", "echo partial; echo broken >&2; exit 4"]))
     assert info.value.exit_code == 4 and "broken" in info.value.stderr_tail
+
+
+def test_a_cancelled_run_kills_its_program_and_says_so():
+    import threading
+
+    from hivekit.proc import run
+
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    began = time.monotonic()
+    with pytest.raises(CommandFailed) as err:
+        run(["sh", "-c", "sleep 30 & sleep 30"], timeout=60, cancel=cancel)
+    assert time.monotonic() - began < 30  # it did not wait for the program to end
+    assert err.value.cancelled and not err.value.timed_out
+    assert "was cancelled (the hive is stopping)" in str(err.value)
+    assert run(["echo", "ok"], cancel=threading.Event()) == "ok\n"  # not set: runs as usual

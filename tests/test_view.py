@@ -181,6 +181,20 @@ def test_a_report_updates_the_row_until_an_operation_learns_anew(local):
     assert (row.status, row.detail, row.exit_code, row.output) == ("running", None, None, [])
 
 
+def test_a_report_replaces_the_last_as_a_whole_and_takes_the_enum(local):
+    # docs/plugin-hooks.md promises both: an AgentStatus member is a status, and a report
+    # without a detail clears the one before it.
+    hive, _counter, _running = local
+    spawn(hive, "alpha")
+    hive.report_status("alpha", AgentStatus.FAILING, detail="restarting", exit_code=1)
+    hive.report_status("alpha", AgentStatus.FAILING)
+    row = hive.view.row("alpha")
+    assert (row.status, row.detail, row.exit_code) == ("failing", None, None)
+    [encoded] = [a for a in json.loads(state.encoded_snapshot(hive))["agents"]
+                 if a["name"] == "alpha"]
+    assert (encoded["status"], encoded["detail"]) == ("failing", None)
+
+
 @pytest.mark.parametrize(("args", "error"), [
     (("alpha", "crashed"), ValueError),
     (("alpha", None), ValueError),

@@ -4,6 +4,10 @@
   every call and can be told to fail, hang or crash a build.
 * :mod:`hivekit.testing.harness`: :class:`HiveProcess`, a real ``hivekit serve`` in a child
   process, with helpers to talk to it.
+* :mod:`hivekit.testing.pytest_plugin`: pytest fixtures over it (``make_hive``, ``hive``,
+  ``short_tmp``): ``pytest_plugins = ["hivekit.testing.pytest_plugin"]`` in a conftest.
+* :mod:`hivekit.testing.conformance`: the backend contract, ``BackendContract``, a backend's
+  tests subclass; :mod:`hivekit.testing.probe` is the plugin it watches the backend through.
 
 The names below are re-exported so that ``from hivekit.testing import HiveProcess, control``
 keeps working.

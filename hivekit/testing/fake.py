@@ -21,6 +21,11 @@ A build also fails when the applied tree holds a file named ``FAIL``: its conten
 That lets a test commit a broken config the way a manager would. The file is read without
 following links (a ``FAIL`` that is a symbolic link fails the build, unread).
 
+Like every backend it gives each agent its identity (``hive.agent_env``), kept in the container
+file (:func:`environ` reads it back); :func:`kill` makes a container stop as if it crashed,
+behind the hive's back, and :func:`crash` also has the fake report it, as a backend that sees
+its agents die does. The conformance suite (:mod:`hivekit.testing.conformance`) uses them.
+
 The fake reports every status it sets through the hive's status channel
 (``hive.report_status``), as a real backend does when it learns one. A test makes it report
 something else — a crash, say — with ``POST /api/fake/agents/<name>/status`` on the admin socket
@@ -94,6 +99,32 @@ def calls(state_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def kill(state_dir: Path, name: str) -> None:
+    """Make agent ``name``'s fake container stop as if it crashed, behind the hive's back."""
+    path = Path(state_dir) / "fake" / f"{name}.json"
+    data = json.loads(path.read_text())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**data, "running": False}))
+    os.replace(tmp, path)
+
+
+def crash(hive: Any, name: str, exit_code: int = 137) -> None:
+    """Make agent ``name``'s fake container die on its own and the fake's "supervisor" report
+    it (``stopped``, with ``exit_code``), as a real backend reports a death it sees; ``hive``
+    is a :class:`hivekit.testing.HiveProcess`."""
+    kill(hive.state_dir, name)
+    report(hive, name, "stopped", detail=f"h-{name} died (killed)", exit_code=exit_code)
+
+
+def environ(state_dir: Path, name: str) -> dict[str, str] | None:
+    """The identity environment the fake gave agent ``name``'s container when it last ran it
+    (None when it has no container)."""
+    path = Path(state_dir) / "fake" / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("env")
 
 
 def control(state_dir: Path, **settings: Any) -> None:
@@ -213,7 +244,8 @@ def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
 def spawn(hive: Hive, agent: AgentSpec) -> None:
     _record(hive, "spawn", agent)
     sha = _build(hive, agent, "spawn")
-    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port})
+    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port,
+                             "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
 
 
@@ -222,7 +254,7 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     _record(hive, "rebuild", agent, approval=deploy.approval_id if deploy else None)
     sha = _build(hive, agent, "rebuild")
     _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
-                             "built_sha": sha})
+                             "built_sha": sha, "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
 
 
@@ -234,7 +266,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
     if message := _settings(hive).fail.get(agent.name):
         raise OperationFailed(message)
-    _save(hive, agent.name, {**state, "running": True})
+    _save(hive, agent.name, {**state, "running": True, "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
 
 
@@ -245,7 +277,8 @@ def restart(hive: Hive, agent: AgentSpec) -> bool:
     state = _load(hive, agent.name)
     if state is None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
-    _save(hive, agent.name, {**state, "running": True})
+    _save(hive, agent.name, {**state, "running": True, "env": hive.agent_env(agent)})
+    hive.report_status(agent, "running")
     return True
 
 

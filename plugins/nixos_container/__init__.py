@@ -161,15 +161,24 @@ def flake_ref(hive: Hive, agent: AgentSpec) -> str:
 def _run(hive: Hive, agent: AgentSpec, argv: list[str], container: str, timeout: float) -> str:
     """Run ``argv`` in the container's working directory, streaming its output to the log."""
     hive.log(agent, "$ " + " ".join(argv))
+    # Cancelled when the hive stops: a build can take many minutes, and a stop waits for none.
     return run(argv, cwd=work_dir(hive, container), timeout=timeout,
-                    on_line=hive.line_logger(agent.name))
+               on_line=hive.line_logger(agent), cancel=hive.stopping)
 
 
 def nixos_container(hive: Hive, agent: AgentSpec, *args: str, build: bool = False) -> str:
+    """Run ``nixos-container <args>``. A failed build (``build=True``: ``create``, ``update``)
+    is an :class:`OperationFailed` with the command and nix's error as its message, which the
+    operator reads in the approval and its ``failed/<id>`` tag."""
     cfg = settings(hive)
     argv = [_program(hive, cfg.nixos_container), *args]
     container = container_name(hive, agent.name)
-    return _run(hive, agent, argv, container, cfg.build_timeout if build else cfg.timeout)
+    if not build:
+        return _run(hive, agent, argv, container, cfg.timeout)
+    try:
+        return _run(hive, agent, argv, container, cfg.build_timeout)
+    except CommandFailed as exc:
+        raise OperationFailed(str(exc)) from exc
 
 
 def systemctl(hive: Hive, agent: AgentSpec, *args: str) -> str:

@@ -113,5 +113,10 @@ def agent_stopped(hive, agent, reason):
 
 
 @hookimpl
+def agent_crashed(hive, agent, status, reason):
+    _note(hive, hook="agent_crashed", agent=agent.name, status=status, reason=reason)
+
+
+@hookimpl
 def agent_destroyed(hive, agent, purge, reason):
     _note(hive, hook="agent_destroyed", agent=agent.name, purge=purge, reason=reason)

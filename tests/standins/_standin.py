@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,11 +150,17 @@ def run_sibling(prog: str, *args: str) -> subprocess.CompletedProcess:
 # reaches on disk: inputs given as `path:/dir` or `git+file:///dir` (with `?rev=` read from git),
 # and relative `./file.nix` references. Evaluation fails the way it fails for real when:
 # the flake has no flake.nix; the flake does not mention the attribute asked for; or a file it
-# reaches contains `throw "message"` (the way a test commits a broken config).
+# reaches contains `throw "message"` (the way a test commits a broken config), or has brackets
+# that do not pair up (nix's parser: "syntax error, unexpected end of file" when one is left
+# open, "unexpected '}'" for one closed too many; the bison messages of nix's parser.y).
+# Building takes no time, unless a file says `# standin: build-seconds N`: then the build takes
+# N seconds, as a real system build does (a test of what happens meanwhile).
 
 PATH_INPUT = re.compile(r"""(?:path:|git\+file://)(/[^"'?#\s;]+)(?:\?([^"'#\s;]*))?""")
 REL_FILE = re.compile(r"""(?<![\w/.])(\./[\w./-]+\.nix)""")
 THROW = re.compile(r"""throw\s+"((?:[^"\\]|\\.)*)\"""")
+BUILD_SECONDS = re.compile(r"#\s*standin:\s*build-seconds\s+(\d+(?:\.\d+)?)")
+_PAIRS = {"}": "{", "]": "[", ")": "("}
 
 
 class NixError(Exception):
@@ -224,6 +231,7 @@ def evaluate(flake: str, attr: str) -> str:
             f"'packages.x86_64-linux.{toplevel}', 'legacyPackages.x86_64-linux.{toplevel}' "
             f"or '{toplevel}'"])
     digest = hashlib.sha256(f"{flake}#{attr}".encode())
+    seconds = 0.0
     seen: set[tuple[str, str | None]] = set()
     todo: list[tuple[Path, str | None, Path | None]] = [(flake_nix, None, None)]
     while todo:
@@ -237,7 +245,10 @@ def evaluate(flake: str, attr: str) -> str:
                 continue
             raise NixError([f"error: path '{path}' does not exist"])
         digest.update(str(path).encode() + b"\0" + content.encode())
+        if m := BUILD_SECONDS.search(content):
+            seconds = max(seconds, float(m.group(1)))
         content = strip_comments(content)
+        _check_brackets(path, content)
         for lineno, line in enumerate(content.splitlines(), 1):
             m = THROW.search(line)
             if m:
@@ -257,7 +268,36 @@ def evaluate(flake: str, attr: str) -> str:
             todo.append((d / "flake.nix", sub_rev, d if sub_rev else None))
         for m in REL_FILE.finditer(content):
             todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
+    if seconds:
+        time.sleep(seconds)
     return digest.hexdigest()[:32]
+
+
+def _check_brackets(path: Path, text: str) -> None:
+    """Raise nix's parse error when ``text``'s brackets (outside strings) do not pair up."""
+    stack: list[tuple[str, int, int]] = []
+    lines = text.splitlines() or [""]
+    for lineno, line in enumerate(lines, 1):
+        in_string, escaped = False, False
+        for col, char in enumerate(line, 1):
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = not in_string
+            elif in_string:
+                continue
+            elif char in "{[(":
+                stack.append((char, lineno, col))
+            elif char in _PAIRS:
+                if not stack or stack[-1][0] != _PAIRS[char]:
+                    raise NixError([f"error: syntax error, unexpected '{char}'",
+                                    f"       at {path}:{lineno}:{col}:"])
+                stack.pop()
+    if stack:
+        raise NixError(["error: syntax error, unexpected end of file",
+                        f"       at {path}:{len(lines)}:{len(lines[-1]) + 1}:"])
 
 
 def build(flake: str, attr: str, out_link: Path) -> Path:
