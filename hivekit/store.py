@@ -24,7 +24,7 @@ from hivekit.errors import Conflict, HiveError, NotFound
 from hivekit.paths import private_file
 from hivekit.records import Approval, ApprovalKind, ApprovalStatus, Message, Question
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA_V1 = """
@@ -78,6 +78,13 @@ CREATE TABLE questions (
 CREATE INDEX questions_pending ON questions(status, deadline);
 """
 
+# v2 (issue 16, "a real hive of AI agents"): the template a spawn seeds its agent with
+# (``hivekit request spawn NAME --template claude``); NULL for the default seed and for applies.
+# ``commit_ref`` keeps what an apply's requester typed; ``sha`` what it resolved to.
+_SCHEMA_V2 = """
+ALTER TABLE approvals ADD COLUMN template TEXT;
+"""
+
 
 class Store:
     """The database at ``path``; safe to share between threads (each gets its own connection)."""
@@ -127,7 +134,12 @@ class Store:
             if version == 0:
                 conn.execute(_SCHEMA_V1)
                 conn.execute("PRAGMA user_version = 1")
-            # Future upgrades: `if version <= 1: ...; PRAGMA user_version = 2`, and so on.
+                version = 1
+            if version == 1:
+                conn.execute(_SCHEMA_V2)
+                conn.execute("PRAGMA user_version = 2")
+                version = 2
+            # Next: `if version == 2: ...; PRAGMA user_version = 3`, and so on.
 
     def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, args)
@@ -153,14 +165,13 @@ class Store:
 
     @staticmethod
     def _approval(row: dict[str, Any]) -> Approval:
-        # ``commit_ref`` holds what the request named: an apply's ref as typed, or a spawn's
-        # template (spawns have no commit; the column is reused rather than a schema version
-        # added). The record's ``commit`` is always the resolved sha.
-        named = row.pop("commit_ref")
+        # ``commit_ref`` is what an apply's requester typed; the record's ``commit`` is always
+        # the sha it resolved to (None for spawns).
+        ref = row.pop("commit_ref")
         if row["kind"] == ApprovalKind.APPLY.value:
-            row["commit"], row["ref"] = row["sha"], named
+            row["commit"], row["ref"] = row["sha"], ref
         else:
-            row["commit"], row["template"] = None, named
+            row["commit"], row["ref"] = None, None
         return converter.structure(row, Approval)
 
     def add_approval(self, kind: ApprovalKind, agent: str, *, ref: str | None = None,
@@ -168,12 +179,12 @@ class Store:
                      template: str | None = None) -> Approval:
         """A new pending approval: an apply of ``sha`` (requested as ``ref``), or a spawn of a
         new agent (seeded from ``template``, None for the backend's default)."""
-        named = ref if kind == ApprovalKind.APPLY else template
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO approvals(kind, agent, status, commit_ref, sha, description,"
-                " created_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (kind.value, agent, named, sha, description, time.time()),
+                " template, created_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (kind.value, agent, ref if kind == ApprovalKind.APPLY else None, sha,
+                 description, template if kind == ApprovalKind.SPAWN else None, time.time()),
             )
             new_id = conn.last_insert_rowid()
         return self.approval(new_id)

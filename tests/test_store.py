@@ -126,3 +126,25 @@ def test_an_approval_keeps_what_was_named_beside_the_resolved_sha(tmp_path):
     assert (spawn.commit, spawn.ref, spawn.template) == (None, None, "claude")
     assert (plain.commit, plain.template) == (None, None)
     assert store.approval(apply.id) == apply and store.approval(spawn.id) == spawn
+
+
+def test_a_version_1_database_is_upgraded_in_place_keeping_its_approvals(tmp_path):
+    from hivekit.store import _SCHEMA_V1
+
+    path = tmp_path / "hive.db"
+    conn = apsw.Connection(str(path))
+    with conn:  # what a hivekit of schema 1 left: an apply (its ref as typed) and a spawn
+        conn.execute(_SCHEMA_V1)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO approvals(kind, agent, status, commit_ref, sha, created_at) "
+                     "VALUES ('apply', 'coder', 'pending', 'HEAD', ?, 1.0)", ("ab" * 20,))
+        conn.execute("INSERT INTO approvals(kind, agent, status, created_at) "
+                     "VALUES ('spawn', 'b', 'pending', 2.0)")
+    conn.close()
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 2
+    apply, spawn = store.approvals()
+    assert (apply.commit, apply.ref, apply.template) == ("ab" * 20, "HEAD", None)
+    assert (spawn.kind, spawn.commit, spawn.template) == (ApprovalKind.SPAWN, None, None)
+    # The new column is written from now on.
+    assert store.add_approval(ApprovalKind.SPAWN, "c", template="claude").template == "claude"
