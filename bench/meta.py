@@ -1,10 +1,12 @@
 """The meta flake at 10, 100 and 300 agents, with real Nix: deploy, spawn and destroy through
 hivekit (fake backend, ``meta_flake`` enabled) against what Nix itself must do for each, on a
-copy of the same meta flake, interleaved in one run:
+copy of the same meta flake, interleaved in one run; what the floor locks is as new to Nix's
+fetcher cache as what hivekit locks (see :class:`Floor`):
 
-* deploy (request + approve of a commit) vs the **Nix relock** of that agent's input
-  (``nix flake update agent-<n>``, or ``flake lock --update-input`` before Nix 2.19);
-* spawn vs **adding one input**: ``flake.nix`` with one more agent, ``git add``, ``nix flake lock``;
+* deploy (request + approve of a commit) vs the **Nix relock** of an agent's input moved to a new
+  commit (``nix flake update agent-<n>``, or ``flake lock --update-input`` before Nix 2.19);
+* spawn vs **adding one input**: ``flake.nix`` with one more agent (a new repo), ``git add``,
+  ``nix flake lock``;
 * destroy vs **removing one input**: the same with that agent gone.
 
 Everything is local and offline: the agents' applied repos, and the test suite's stub of the
@@ -72,21 +74,38 @@ def populate(hive: Any, count: int) -> list[str]:
 
 
 class Floor:
-    """A copy of the hive's meta flake, changed by hand the way hivekit changes the real one."""
+    """A copy of the hive's meta flake, changed by hand the way hivekit changes the real one.
+
+    Every input the floor locks is new to Nix, as hivekit's are (a spawned agent's repo, a
+    deployed commit): Nix keeps what it fetched in its cache, so relocking a commit hivekit
+    has just fetched, or adding the same repo every round, would time a cache hit. The new
+    repo or commit is made before the timed part (:meth:`fresh_agent`, :meth:`fresh_commit`).
+    """
 
     def __init__(self, hive: Any, path: Path) -> None:
         from hivekit_plugins.meta_flake.meta import meta_for
 
+        self.hive = hive
         self.meta = meta_for(hive)
         self.path = path
         shutil.copytree(self.meta.path, path)
         self.base = list(self.meta.agent_names())
         self.relock_args = self.meta.nix.update_args("PLACEHOLDER")
-        # The agent the floor adds and removes: a repo like any spawned agent's.
-        self.extra = hive.agent("zfloor")
+        self.extra = ""
+
+    def fresh_agent(self, name: str) -> None:
+        """The agent the next :meth:`add_one` adds: a repo like any spawned agent's (untimed)."""
         from hivekit.deploy import seed
 
-        seed(hive, self.extra)
+        seed(self.hive, self.hive.agent(name))
+        self.extra = name
+
+    def fresh_commit(self, agent: str, n: int) -> None:
+        """A new commit on ``agent``'s applied ``main``, as a deploy makes (untimed)."""
+        applied = self.hive.agent(agent).paths.applied
+        (applied / "agent.conf").write_text(f"floor = {n}\n")
+        git(applied, "add", "-A")
+        git(applied, "commit", "-qm", f"floor {n}")
 
     def _render(self, names: list[str]) -> str:
         from hivekit_plugins.meta_flake.meta import render
@@ -95,7 +114,7 @@ class Floor:
                       [self.meta.identity(n) for n in sorted(names)])
 
     def add_one(self) -> None:
-        (self.path / "flake.nix").write_text(self._render([*self.base, self.extra.name]))
+        (self.path / "flake.nix").write_text(self._render([*self.base, self.extra]))
         git(self.path, "add", "flake.nix")
         nix(self.path, "flake", "lock")
 
@@ -179,15 +198,20 @@ def measure(size: int, rounds: int) -> dict[str, Any]:
         # A warm-up round, not timed: the first calls fill caches on both sides.
         spawn("warm")
         actions.destroy(hive, "warm")
+        floor.fresh_agent("zwarm")
         floor.add_one()
         floor.remove_one()
         for r in range(rounds):  # interleaved: hivekit, floor, hivekit, floor...
             timed("spawn", lambda r=r: spawn(f"s{r}"))
+            floor.fresh_agent(f"z{r}")
             timed("add", floor.add_one)
             timed("destroy", lambda r=r: actions.destroy(hive, f"s{r}"))
             timed("remove", floor.remove_one)
             deploy(names[r % len(names)], r)
-            timed("relock", lambda r=r: floor.relock(names[r % len(names)]))
+            # An agent hivekit does not deploy here (the last ones), at a commit Nix never saw.
+            other = names[-1 - r % len(names)]
+            floor.fresh_commit(other, r)
+            timed("relock", lambda other=other: floor.relock(other))
         return {"times": times, "moved": moved, "growth": statistics.median(growth)}
     finally:
         hive.stopping.set()

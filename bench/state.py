@@ -5,8 +5,10 @@
 * against a **bare handler**: a Litestar app on uvicorn in a process of its own, answering
   ``/api/state`` with the very bytes the hive answered (what the framework and the socket cost
   anyway), one request to each in turn;
-* with 4 dashboards polling (a snapshot every 10 ms each, an event every 10 ms so nearly every
-  snapshot is encoded anew) against 1 (segments alternate); and, for comparison,
+* with 4 dashboards polling (each a process of its own: a snapshot every 10 ms each, an event
+  every 10 ms so nearly every snapshot is encoded anew) against 1 (segments alternate), and the
+  same polling of the bare handler (what 4 clients cost any server on this machine); hivekit's
+  CPU meanwhile; and, for comparison,
   4 clients of one process asking all at once right after an event, against hivekit and against
   the bare handler (what 4 clients cost any server: 4 writes of the snapshot, 4 reads); and
   what a ``POST /api/messages`` takes while 4 clients poll nonstop against while none does;
@@ -15,7 +17,8 @@
 
 The clients are this process (asyncio, :mod:`bench.wire`: httpx costs more than the servers).
 
-Run the floor alone: ``python -m bench.state SOCKET BODY_FILE``.
+Run the floor alone: ``python -m bench.state SOCKET BODY_FILE``; one polling client:
+``python -m bench.state --poll SOCKET COUNT``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.broker import cpu_seconds
 from bench.common import Result, load_average, percentile, ratio_range, short_tmp
 from bench.wire import Conn
 
@@ -188,23 +192,29 @@ async def poll_loop(path: str, count: int, interval: float) -> list[float]:
     return out
 
 
-def polling(path: str, clients: int, count: int) -> list[float]:
-    """``clients`` dashboards polling (a snapshot every :data:`POLL_INTERVAL` each, their
-    phases random) while an event is made as often, so nearly every snapshot is encoded anew;
-    every client's latencies. The clients are tasks of this process: the daemon is another."""
-    async def go() -> list[float]:
-        loops = [asyncio.create_task(poll_loop(path, count, POLL_INTERVAL))
-                 for _ in range(clients)]
+def polling(path: str, clients: int, count: int, pid: int,
+            events: bool = True) -> tuple[list[float], float]:
+    """``clients`` dashboards polling, each a process of its own (as browsers are): a snapshot
+    every :data:`POLL_INTERVAL` each, their phases random, while (with ``events``) this process
+    makes an event as often, so nearly every snapshot is encoded anew. Returns every client's
+    latencies and the CPU the server ``pid`` spent per second meanwhile."""
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.state", "--poll", path, str(count)],
+                              stdout=subprocess.PIPE, cwd=ROOT) for _ in range(clients)]
+
+    async def make_events() -> None:
         conn = await Conn(path).open()
         try:
-            while not all(t.done() for t in loops):
+            while any(p.poll() is None for p in procs):
                 await conn.request("POST", "/api/messages", {"to": "a1", "body": "ping"})
                 await asyncio.sleep(POLL_INTERVAL)
         finally:
             await conn.close()
-        return [x for t in loops for x in t.result()]
 
-    return asyncio.run(go())
+    cpu, wall = cpu_seconds(pid), time.perf_counter()
+    if events:
+        asyncio.run(make_events())
+    latencies = [x for p in procs for x in json.loads(p.communicate()[0])]
+    return latencies, (cpu_seconds(pid) - cpu) / (time.perf_counter() - wall)
 
 
 def posts(path: str, pollers: int, count: int) -> list[float]:
@@ -321,14 +331,22 @@ def run(quick: bool = False) -> Result:
         paths = {"long": str(long_.socket), "short": str(short.socket),
                  "bare": str(floor_sock)}
         times = alternate(paths, rounds)
-        polled: dict[int, list[float]] = {1: [], 4: []}
+        polled: dict[tuple[str, int], list[float]] = {(k, n): [] for k in ("long", "bare")
+                                                      for n in (1, 4)}
+        cpu: dict[int, list[float]] = {1: [], 4: []}
+        pids = {"long": long_.proc.pid, "bare": floor_proc.pid}
         burst: dict[tuple[str, int], list[float]] = {(k, n): [] for k in ("long", "bare")
                                                      for n in (1, 4)}
         post_idle: list[float] = []
         post_busy: list[float] = []
-        for _ in range(segments):  # 1 client, 4 clients, 1, 4... on the long-history hive
-            for n in (1, 4):
-                polled[n] += polling(paths["long"], n, per_client * 2)
+        for _ in range(segments):  # 1 client, 4 clients, 1, 4... on the hive, then the floor
+            for key in ("long", "bare"):
+                for n in (1, 4):
+                    latencies, share = polling(paths[key], n, per_client * 2, pids[key],
+                                               events=key == "long")
+                    polled[key, n] += latencies
+                    if key == "long":
+                        cpu[n].append(share)
             for key in ("long", "bare"):
                 for n in (1, 4):
                     burst[key, n] += fanout(paths[key], n, per_client, post=key == "long")
@@ -348,8 +366,12 @@ def run(quick: bool = False) -> Result:
                med(times["long"]), med(times["short"]), target=1.2)
     result.add("hivekit vs a bare handler with the same JSON", med(times["long"]),
                med(times["bare"]), target=2.0)
-    result.add("4 dashboards polling vs 1 (an event every 10 ms)", med(polled[4]),
-               med(polled[1]), target=1.5)
+    result.add("4 dashboards polling vs 1 (an event every 10 ms)", med(polled["long", 4]),
+               med(polled["long", 1]), target=1.5)
+    result.add("  the same polling against the bare handler", med(polled["bare", 4]),
+               med(polled["bare", 1]))
+    result.add("  hivekit's CPU, 4 dashboards vs 1 (share of a core)", med(cpu[4]) * 100,
+               med(cpu[1]) * 100, unit="%")
     result.add("  all 4 asking at once after an event vs 1", med(burst["long", 4]),
                med(burst["long", 1]))
     result.add("  the same against the bare handler", med(burst["bare", 4]),
@@ -377,4 +399,7 @@ def run(quick: bool = False) -> Result:
 
 
 if __name__ == "__main__":
-    serve_floor(Path(sys.argv[1]), Path(sys.argv[2]))
+    if sys.argv[1] == "--poll":  # one polling dashboard: its latencies, as JSON
+        print(json.dumps(asyncio.run(poll_loop(sys.argv[2], int(sys.argv[3]), POLL_INTERVAL))))
+    else:
+        serve_floor(Path(sys.argv[1]), Path(sys.argv[2]))

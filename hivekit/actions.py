@@ -5,13 +5,13 @@ with an operator-facing message when they refuse. Bad input changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from hivekit import creds, deploy, events
+from hivekit import creds, deploy, events, teardown
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, Hive
@@ -252,6 +252,76 @@ def deny(hive: Hive, approval_id: int, note: str = "") -> Approval:
     return deploy.deny(hive, approval, note)
 
 
+#: The longest one wait request waits, in seconds (a client waiting longer asks again).
+MAX_WAIT = 3600.0
+#: How often a waiter re-reads the store, in case it lost an event (a full queue).
+_RECHECK = 5.0
+
+
+def _wait_seconds(seconds: float) -> float:
+    if not 0 <= seconds <= MAX_WAIT:  # also refuses NaN
+        raise BadRequest(f"timeout must be between 0 and {MAX_WAIT:.0f} seconds, got {seconds}")
+    return seconds
+
+
+async def wait_approval(hive: Hive, approval_id: int, timeout: float = MAX_WAIT) -> Approval:
+    """The approval once it reached a terminal state (approved, denied, failed), or as it is
+    when ``timeout`` seconds passed or the daemon began to stop. Waits without a thread."""
+    import anyio.to_thread
+
+    wanted = check_id(approval_id, "approval")
+    seconds = _wait_seconds(timeout)
+    loop = asyncio.get_running_loop()
+    sub = hive.bus.subscribe()  # before reading the store: no change slips in between
+    try:
+        approval = await anyio.to_thread.run_sync(hive.store.approval, wanted)
+        deadline = loop.time() + seconds
+        while not approval.status.terminal and not hive.stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            env = await sub.get(min(remaining, _RECHECK))
+            if env is None:
+                approval = await anyio.to_thread.run_sync(hive.store.approval, wanted)
+            elif (isinstance(env.event, events.ApprovalChanged)
+                  and env.event.approval.id == wanted):
+                approval = env.event.approval
+        return approval
+    finally:
+        sub.close()
+
+
+async def wait_agent(hive: Hive, name: str, timeout: float = MAX_WAIT) -> AgentView:
+    """The agent once no lifecycle operation runs on it (a deploy, a rebuild, a start...), or
+    as it is when ``timeout`` seconds passed or the daemon began to stop.
+
+    :raises NotFound: there is no such agent (also when the operation waited for destroyed it).
+    """
+    spec = existing_agent(hive, name)
+    seconds = _wait_seconds(timeout)
+    loop = asyncio.get_running_loop()
+    sub = hive.bus.subscribe()
+
+    def busy() -> bool:
+        # The row is remade just after the operation's end: wait for that too.
+        row = hive.view.row(spec.name)
+        return spec.name in hive.transients() or (row is not None and row.transient is not None)
+
+    try:
+        deadline = loop.time() + seconds
+        while busy() and not hive.stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await sub.get(min(remaining, _RECHECK))
+        row = hive.view.row(spec.name)
+        if row is None:
+            raise NotFound(f"no agent named {spec.name!r}")
+        return row
+    finally:
+        sub.close()
+
+
 # --- lifecycle -------------------------------------------------------------------------------
 
 
@@ -302,26 +372,18 @@ def restart(hive: Hive, name: str) -> AgentView:
 
 
 def rebuild(hive: Hive, name: str) -> AgentView:
-    """Rebuild the agent from its applied ``main`` (outside any approval)."""
-    def work(a: AgentSpec) -> None:
-        try:
-            hive.hook.rebuild(hive=hive, agent=a, deploy=None)
-        except Exception as exc:
-            hive.notify_manager(events.RebuiltHelper(agent=a.name, ok=False, sha=None, tag=None,
-                                                     note=deploy.describe(exc)))
-            raise
-        hive.notify_manager(events.RebuiltHelper(
-            agent=a.name, ok=True, sha=Repo(a.paths.applied).ref(deploy.MAIN), tag=None,
-            note=None))
-
-    return _lifecycle(hive, name, Transient.REBUILDING, "running", work,
+    """Rebuild the agent from its applied ``main`` (outside any approval). It clears the agent's
+    ``needs rebuild`` mark when it succeeds; the manager hears ``rebuilt`` either way."""
+    return _lifecycle(hive, name, Transient.REBUILDING, "running",
+                      lambda a: deploy.rebuild_agent(hive, a),
                       ("agent_started", "rebuilt by the operator"))
 
 
 def destroy(hive: Hive, name: str, purge: bool = False) -> None:
     """Remove the agent's container; its state stays as a tombstone unless ``purge``.
 
-    Purging a tombstone removes its kept state. The manager cannot be destroyed.
+    Purging a tombstone removes its kept state. The manager cannot be destroyed. A crash part
+    way is finished by the next start (see :mod:`hivekit.teardown`).
     """
     name = check_name(name)
     if name == hive.manager:
@@ -334,23 +396,15 @@ def destroy(hive: Hive, name: str, purge: bool = False) -> None:
             raise Conflict(f"agent {name!r} is already destroyed (a tombstone); "
                            "use --purge to remove its kept state")
         raise NotFound(f"no agent named {name!r}")
-    note = "agent purged" if purge else "agent destroyed"
     with hive.begin(name, Transient.DESTROYING):
         # Purging a tombstone calls the hooks too (its container is gone, which a backend
         # ignores): plugins with state of their own about the agent remove it then.
         try:
-            hive.hook.destroy(hive=hive, agent=spec, purge=purge)
+            teardown.destroy(hive, spec, purge=purge)
+        except HiveError:
+            raise
         except Exception as exc:
             raise OperationFailed(f"destroy {name}: {deploy.describe(exc)}") from exc
-        if active:
-            hive.store.remove_agent(name)
-        deploy.fail_pending(hive, name, note, tag=not purge)
-        shutil.rmtree(spec.paths.runtime, ignore_errors=True)
-        if purge:
-            deploy.remove_state(spec)
-            hive.history.forget(name)
-    # The operation's end removed the row (leaving a tombstone unless purged) and announced it.
-    hive.notify_manager(events.DestroyedHelper(agent=name, purge=purge))
     if active:
         hive.call_each("agent_destroyed", hive=hive, agent=spec, purge=purge,
                        reason="purged by the operator" if purge else "destroyed by the operator")

@@ -155,6 +155,12 @@ class InboxQuery:
 
 
 @frozen
+class WaitQuery:
+    #: Seconds to wait at most (up to an hour); then the answer is the thing as it is.
+    timeout: float = 3600.0
+
+
+@frozen
 class QuestionsQuery:
     all: bool = False
     #: ``operator``, an agent's name, or ``any``.
@@ -267,6 +273,19 @@ async def list_approvals(hive: HiveDep, request: Request) -> Response:
 @get("/api/approvals/{approval_id:str}")
 async def show_approval(hive: HiveDep, request: Request) -> Response:
     return _json(await _run(hive, actions.get_approval, path_id(request, "approval_id")))
+
+
+@get("/api/approvals/{approval_id:str}/wait", opt={"query": WaitQuery})
+async def wait_approval(hive: HiveDep, request: Request) -> Response:
+    """The approval once it is approved, denied or failed (or as it is after ``timeout``)."""
+    return _json(await actions.wait_approval(hive, path_id(request, "approval_id"),
+                                             query(request).timeout))
+
+
+@get("/api/agents/{name:str}/wait", opt={"query": WaitQuery})
+async def wait_agent(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    """The agent once no operation runs on it (or as it is after ``timeout``)."""
+    return _json(await actions.wait_agent(hive, name, query(request).timeout))
 
 
 @post("/api/approvals/{approval_id:str}/approve", status_code=200)
@@ -482,10 +501,10 @@ def _frame(env: Envelope) -> bytes:
     return _sse(type(env.event).TYPE, data, env.seq)
 
 
-ROUTES = [get_state, list_agents, list_approvals, show_approval, approve, deny, request_spawn,
-          request_apply, *LIFECYCLE_ROUTES, destroy, inbox, ack_inbox, send_message,
-          list_questions, answer_question, stream_events, list_templates, list_creds, set_cred,
-          remove_cred, plan_exec, agent_logs, live_log]
+ROUTES = [get_state, list_agents, list_approvals, show_approval, wait_approval, wait_agent,
+          approve, deny, request_spawn, request_apply, *LIFECYCLE_ROUTES, destroy, inbox,
+          ack_inbox, send_message, list_questions, answer_question, stream_events,
+          list_templates, list_creds, set_cred, remove_cred, plan_exec, agent_logs, live_log]
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:

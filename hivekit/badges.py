@@ -20,6 +20,9 @@ log = logging.getLogger("hivekit")
 
 #: Shown when the agent has no model credentials: it cannot work until someone logs it in.
 NEEDS_LOGIN = "needs login"
+#: Shown when the agent's container may not run its applied ``main`` (a rollback's rebuild
+#: failed): until an operator's rebuild succeeds.
+NEEDS_REBUILD = "needs rebuild"
 #: Seconds between two looks at every agent's creds dir.
 CREDS_INTERVAL = 3.0
 
@@ -111,7 +114,16 @@ class Badges:
 
     @hookimpl
     def agent_badges(self, hive: Hive, agent: AgentSpec) -> list[Badge]:
-        if not needs_login(agent):
-            return []
-        return [Badge(label=NEEDS_LOGIN, level=BadgeLevel.WARNING,
-                      detail=login_help(agent.name))]
+        badges = []
+        mark = hive.store.rebuild_mark(agent.name)
+        if mark is not None and mark[0] == "needed":
+            badges.append(Badge(
+                label=NEEDS_REBUILD, level=BadgeLevel.ERROR,
+                detail=f"its container may not run the deployed config: {mark[1]}".rstrip()
+                + ("" if "hivekit rebuild" in (mark[1] or "")
+                   else f"; run `hivekit rebuild {agent.name}`")))
+        if needs_login(agent):
+            badges.append(Badge(
+                label=NEEDS_LOGIN, level=BadgeLevel.WARNING,
+                detail=login_help(agent.name)))
+        return badges

@@ -166,8 +166,9 @@ def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
     first argument (``client.get(path)``, ``client.post(path, body)``, ``client.events()``,
     ``client.watch(...)``), and an error (no daemon running, a refusal) ends it with
     ``error: <message>`` and exit code 1, as does an answer of a shape the command cannot read
-    (check one with :func:`expect`): never a traceback. Put it under ``@cli.command()``; build
-    paths with :func:`api_path` and take names and ids as :data:`AGENT_NAME` and :data:`ID`."""
+    (check one with :func:`expect`): never a traceback; Ctrl-C ends it with ``interrupted``
+    and exit code 130. Put it under ``@cli.command()``; build paths with :func:`api_path` and
+    take names and ids as :data:`AGENT_NAME` and :data:`ID`."""
 
     @functools.wraps(func)
     @click.pass_obj
@@ -179,6 +180,9 @@ def api_command(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(client, *args, **kwargs)
         except HiveError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:  # Ctrl-C: say so, exit 130 (no click "Aborted!")
+            click.echo("\ninterrupted", err=True)
+            raise SystemExit(130) from None
         except (UnexpectedAnswer, KeyError, IndexError, TypeError, AttributeError,
                 ValueError) as exc:
             what = str(exc) if isinstance(exc, UnexpectedAnswer) else \

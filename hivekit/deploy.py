@@ -13,21 +13,26 @@ The applied repo's tags are the audit trail (DESIGN.md, "Approvals and the git-a
 Crash safety: the approval's status is ``running`` (with ``main``'s previous sha) before the first
 tag is planted, so startup recovery (:func:`recover`) finds every interrupted deploy and finishes
 it honestly: ``deployed/<id>`` present means the build succeeded, anything less means it failed.
+Before the backend's build starts, the agent is marked ``building`` in the store: a deploy that
+fails after that point (interrupted, or its ``deployed/<id>`` tag unwritable) brings the
+container back to the restored ``main`` with a rebuild, or marks the agent ``needs rebuild`` when
+that fails too. Every terminal status is written with the messages it owes in one transaction
+(:mod:`hivekit.outbox`), and every durable step is a declared crash point
+(:mod:`hivekit.crashpoints`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import threading
 from pathlib import Path
 
-from hivekit import events, hookimpl
+from hivekit import events, hookimpl, outbox
 from hivekit.errors import BadRequest, HiveError, OperationFailed, describe
 from hivekit.git import Repo, check_proposed
-from hivekit.hive import Hive
+from hivekit.hive import SYSTEM, Hive
 from hivekit.paths import private_dir
 from hivekit.records import (
     AgentSpec,
@@ -42,6 +47,9 @@ log = logging.getLogger("hivekit.deploy")
 
 MAIN = "refs/heads/main"
 INTERRUPTED = "interrupted: the daemon stopped during the deploy; the previous config is kept"
+SPAWN_INTERRUPTED = "interrupted: the daemon stopped during the spawn"
+#: The store's rebuild marks (``agents.rebuild``).
+BUILDING, NEEDED = "building", "needed"
 
 
 # --- repos -----------------------------------------------------------------------------------
@@ -141,24 +149,33 @@ def approve_apply(hive: Hive, approval: Approval) -> Approval:
     """Deploy an apply approval (synchronously, under the agent's lock); returns it resolved."""
     agent = hive.agent(approval.agent)
     with hive.begin(agent.name, Transient.REBUILDING):
-        resolved = _deploy(hive, agent, approval)
+        repo = Repo(agent.paths.applied)
+        prev = repo.ref(MAIN)
+        # Written before the first tag: from here on, a crash is found and finished at startup.
+        approval = hive.store.claim(approval.id, prev_sha=prev)
+        if prev:
+            hive.deploying[agent.name] = prev
+        try:
+            hive.bus.publish(events.ApprovalChanged(approval=approval))
+            hive.checkpoint("apply.running", agent.name)
+            deploy = Deploy(approval_id=approval.id, agent=agent, sha=approval.sha or "",
+                            prev_sha=prev or "")
+            resolved = _deploy(hive, repo, approval, deploy)
+        finally:
+            hive.deploying.pop(agent.name, None)
     if resolved.status == ApprovalStatus.APPROVED:
         hive.call_each("agent_started", hive=hive, agent=agent,
                        reason=f"deployed approval #{approval.id}")
     return resolved
 
 
-def _deploy(hive: Hive, agent: AgentSpec, approval: Approval) -> Approval:
-    repo = Repo(agent.paths.applied)
-    prev = repo.ref(MAIN)
-    # Written before the first tag: from here on, a crash is found and finished at startup.
-    approval = hive.store.claim(approval.id, prev_sha=prev)
-    hive.bus.publish(events.ApprovalChanged(approval=approval))
-    deploy = Deploy(approval_id=approval.id, agent=agent, sha=approval.sha or "",
-                    prev_sha=prev or "")
+def _deploy(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy) -> Approval:
+    agent = deploy.agent
+    restore = None
+    built = False
     try:
         proposal = repo.ref(f"refs/tags/proposal/{approval.id}")
-        if proposal is None or prev is None:
+        if proposal is None or not deploy.prev_sha:
             raise OperationFailed(
                 f"the applied repo of {agent.name!r} lacks proposal/{approval.id} or main")
         repo.create_refs({f"refs/tags/approved/{approval.id}": proposal,
@@ -169,13 +186,23 @@ def _deploy(hive: Hive, agent: AgentSpec, approval: Approval) -> Approval:
         _step(hive, deploy, "main-moved")
         _step(hive, deploy, "prepare")
         hive.hook.prepare_deploy(hive=hive, deploy=deploy)
+        # From here the container may change: a failure must bring it back to main.
+        restore = hive.store.rebuild_mark(agent.name) or (None, None)
+        hive.store.set_rebuild(agent.name, BUILDING, f"the deploy of approval #{approval.id}")
         _step(hive, deploy, "build")
         hive.hook.rebuild(hive=hive, agent=agent, deploy=deploy)
+        built = True
+        hive.checkpoint("apply.built", agent.name)
+        repo.tag(deploy.deployed_tag, proposal)
     except Exception as exc:
         if not isinstance(exc, HiveError):
             log.exception("deploy of approval #%s failed", approval.id)
-        return _fail(hive, repo, approval, deploy, describe(exc))
-    repo.tag(deploy.deployed_tag, proposal)
+        reason = describe(exc)
+        if built:
+            reason = f"the build succeeded, but {deploy.deployed_tag} could not be tagged: {reason}"
+        # A build that failed leaves the container as it was (the backend said so); one that
+        # succeeded runs the proposal, which the tags will call failed: rebuild it from main.
+        return _fail(hive, repo, approval, deploy, reason, reconverge=built, restore=restore)
     _step(hive, deploy, "deployed")
     return _succeed(hive, approval, deploy)
 
@@ -184,50 +211,110 @@ def _step(hive: Hive, deploy: Deploy, step: str) -> None:
     hive.log_event(deploy.agent.name, events.DeployStep(
         approval_id=deploy.approval_id, agent=deploy.agent.name, step=step))
     hive.call_each("deploy_step", hive=hive, deploy=deploy, step=step)
+    hive.checkpoint(step, deploy.agent.name)
 
 
 def _succeed(hive: Hive, approval: Approval, deploy: Deploy) -> Approval:
     hive.call_each("finalize_deploy", hive=hive, deploy=deploy)
-    resolved = hive.store.resolve(approval.id, ApprovalStatus.APPROVED,
-                                  expect=ApprovalStatus.RUNNING, tag=deploy.deployed_tag)
+    with outbox.record(hive) as out:
+        resolved = hive.store.resolve(approval.id, ApprovalStatus.APPROVED,
+                                      expect=ApprovalStatus.RUNNING, tag=deploy.deployed_tag)
+        hive.store.set_rebuild(approval.agent, None)
+        _tell(out, resolved)
+        out.send(SYSTEM, approval.agent,
+                 f"config update applied: approval #{approval.id} deployed "
+                 f"{(approval.sha or '')[:12]} ({deploy.deployed_tag})")
     _step(hive, deploy, "finalized")
-    _announce(hive, resolved)
-    hive.send("system", approval.agent,
-              f"config update applied: approval #{approval.id} deployed "
-              f"{(approval.sha or '')[:12]} ({deploy.deployed_tag})")
+    out.deliver()
+    hive.checkpoint("apply.delivered", approval.agent)
     return resolved
 
 
-def _fail(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy, note: str) -> Approval:
-    tag = f"failed/{approval.id}"
-    if repo.ref(f"refs/tags/proposal/{approval.id}") and not repo.has_tag(tag):
-        repo.tag(tag, f"refs/tags/proposal/{approval.id}", note)
+def _fail(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy, reason: str, *,
+          reconverge: bool, restore: tuple[str | None, str | None] | None = None) -> Approval:
+    """Roll a failed (or interrupted) apply back: ``main``, ``abort_deploy``, the container when
+    ``reconverge`` (else the rebuild mark this deploy set goes back to ``restore``),
+    ``failed/<id>``, the status with its messages. Each step is a crash point; recovery repeats
+    what is left."""
+    name = deploy.agent.name
+    hive.store.set_note(approval.id, reason)
+    hive.checkpoint("apply.failing", name)
     if deploy.prev_sha:
         repo.update_ref(MAIN, deploy.prev_sha)
         repo.sync_worktree()
-    hive.call_each("abort_deploy", hive=hive, deploy=deploy, reason=note)
-    resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
-                                  expect=ApprovalStatus.RUNNING, note=note,
-                                  tag=tag if repo.has_tag(tag) else None)
-    _announce(hive, resolved)
+    hive.checkpoint("apply.rolled-back", name)
+    hive.call_each("abort_deploy", hive=hive, deploy=deploy, reason=reason)
+    hive.checkpoint("apply.aborted", name)
+    note = reason
+    if reconverge:
+        note = reason + "\n\n" + reconverge_container(hive, deploy.agent, approval_id=approval.id)
+        hive.checkpoint("apply.reconverged", name)
+    elif restore is not None:
+        hive.store.set_rebuild(name, *restore)
+    tag = f"failed/{approval.id}"
+    proposal = f"refs/tags/proposal/{approval.id}"
+    if repo.ref(proposal) and not repo.has_tag(tag):
+        try:
+            repo.tag(tag, proposal, note)
+        except Exception as exc:  # the status must still end: failed, without its tag
+            log.error("could not tag %s for approval #%s: %s", tag, approval.id, describe(exc))
+    hive.checkpoint("apply.failed-tagged", name)
+    with outbox.record(hive) as out:
+        resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
+                                      expect=ApprovalStatus.RUNNING, note=note,
+                                      tag=tag if repo.has_tag(tag) else None)
+        _tell(out, resolved)
+    hive.checkpoint("apply.failed", name)
+    out.deliver()
+    hive.checkpoint("apply.failed-delivered", name)
     return resolved
 
 
-def _announce(hive: Hive, approval: Approval) -> None:
-    """Tell the bus, the manager (helper events) and the observers that ``approval`` ended."""
-    hive.log_event(approval.agent, events.ApprovalChanged(approval=approval))
+def reconverge_container(hive: Hive, agent: AgentSpec, *, approval_id: int | None = None) -> str:
+    """Rebuild ``agent``'s container from its applied ``main`` (the backend's rebuild with
+    ``deploy=None``) because it may run something else; returns what happened, in words.
+
+    The store's rebuild mark and the note that says what became of the container are written in
+    one transaction: cleared when the rebuild succeeded, ``needed`` (with the error and the fix)
+    when it failed.
+    """
+    sha = (Repo(agent.paths.applied).ref(MAIN) or "")[:12]
+    hive.store.set_rebuild(agent.name, BUILDING,
+                           f"rolling back approval #{approval_id}" if approval_id
+                           else "re-running an interrupted rebuild")
+    hive.log(agent.name, f"rebuilding {agent.name} from main ({sha}): it may run another config")
+    try:
+        hive.hook.rebuild(hive=hive, agent=agent, deploy=None)
+    except Exception as exc:
+        if not isinstance(exc, HiveError):
+            log.exception("rebuilding %r from main failed", agent.name)
+        error = describe(exc)
+        what = (f"the rebuild from main ({sha}) to bring the container back failed: {error}\n"
+                f"{agent.name} is marked `needs rebuild`; run `hivekit rebuild {agent.name}`")
+        hive.store.set_rebuild(agent.name, NEEDED, what)
+        hive.refresh(agent)  # its badge (recovery runs in no operation that would remake it)
+        return what
+    hive.store.set_rebuild(agent.name, None)
+    hive.refresh(agent)
+    return f"rolled back: {agent.name} was rebuilt from main ({sha}) and runs it again"
+
+
+def _tell(out: outbox.Outcome, approval: Approval) -> None:
+    """What every party is owed when ``approval`` ended: the bus, the manager's helper events
+    and the ``approval_resolved`` observers (written with the transition, in ``out``)."""
+    out.publish(events.ApprovalChanged(approval=approval))
     ok = approval.status == ApprovalStatus.APPROVED
-    hive.notify_manager(events.ApprovalResolvedHelper(
+    out.notify_manager(events.ApprovalResolvedHelper(
         id=approval.id, kind=approval.kind.value, agent=approval.agent,
         status=approval.status.value, commit=approval.commit, sha=approval.sha,
         tag=approval.tag, note=approval.note, ref=approval.ref))
     if approval.kind == ApprovalKind.SPAWN and approval.status != ApprovalStatus.DENIED:
-        hive.notify_manager(events.SpawnedHelper(agent=approval.agent, ok=ok, sha=approval.sha,
-                                                 note=approval.note))
+        out.notify_manager(events.SpawnedHelper(agent=approval.agent, ok=ok, sha=approval.sha,
+                                                note=approval.note))
     elif approval.kind == ApprovalKind.APPLY and approval.status != ApprovalStatus.DENIED:
-        hive.notify_manager(events.RebuiltHelper(agent=approval.agent, ok=ok, sha=approval.sha,
-                                                 tag=approval.tag, note=approval.note))
-    hive.call_each("approval_resolved", hive=hive, approval=approval)
+        out.notify_manager(events.RebuiltHelper(agent=approval.agent, ok=ok, sha=approval.sha,
+                                                tag=approval.tag, note=approval.note))
+    out.approval_resolved(approval)
 
 
 # --- approving a spawn -----------------------------------------------------------------------
@@ -239,20 +326,25 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     The ``spawning`` transient shows from before this returns until the spawn ends.
     """
     op = hive.begin(approval.agent, Transient.SPAWNING)
+    agent = hive.agent(approval.agent)
     try:
-        approval = hive.store.claim(approval.id)
+        # A tombstone's repos stay whatever happens; a new agent's go if the spawn fails. Which
+        # it is, is recorded with the claim (for recovery): prev_sha is the tombstone's sha.
+        approval = hive.store.claim(approval.id, prev_sha=_tombstone_sha(agent))
     except BaseException:
         op.release()
         raise
     hive.bus.publish(events.ApprovalChanged(approval=approval))
+    hive.checkpoint("spawn.running", approval.agent)
+    respawn = approval.prev_sha is not None
 
     def work() -> None:
-        agent = hive.agent(approval.agent)
-        respawn = agent.paths.config.exists()  # a tombstone: its repos stay whatever happens
         with op:  # its end makes the new agent's row (or removes the spawning one)
-            result = _run_spawn(hive, approval, agent, respawn)
-        _announce(hive, result)
-        if result.status == ApprovalStatus.APPROVED:
+            result, out = _run_spawn(hive, approval, agent, respawn)
+        out.deliver()
+        ok = result.status == ApprovalStatus.APPROVED
+        hive.checkpoint("spawn.delivered" if ok else "spawn.failed-delivered", approval.agent)
+        if ok:
             hive.call_each("agent_started", hive=hive, agent=agent, reason="spawned")
         else:
             hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=not respawn,
@@ -262,21 +354,48 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
     return approval
 
 
-def _run_spawn(hive: Hive, approval: Approval, agent: AgentSpec, respawn: bool) -> Approval:
+def _run_spawn(hive: Hive, approval: Approval, agent: AgentSpec,
+               respawn: bool) -> tuple[Approval, outbox.Outcome]:
     try:
         fresh = seed(hive, agent, approval.template)
+        hive.checkpoint("spawn.seeded", agent.name)
         hive.hook.spawn(hive=hive, agent=agent)
+        hive.checkpoint("spawn.built", agent.name)
     except Exception as exc:
         if not isinstance(exc, HiveError):
             log.exception("spawn of %r failed", agent.name)
-        clean_failed_spawn(hive, agent, purge=not respawn)
-        return hive.store.resolve(approval.id, ApprovalStatus.FAILED,
-                                  expect=ApprovalStatus.RUNNING, note=describe(exc))
-    hive.store.add_agent(agent.name)
+        return _spawn_failed(hive, approval, agent, describe(exc), respawn=respawn)
     sha = Repo(agent.paths.applied).ref(MAIN)
-    return hive.store.resolve(approval.id, ApprovalStatus.APPROVED,
-                              expect=ApprovalStatus.RUNNING, sha=sha,
-                              tag="deployed/0" if fresh else None)
+    with outbox.record(hive) as out:
+        hive.store.add_agent(agent.name)
+        resolved = hive.store.resolve(approval.id, ApprovalStatus.APPROVED,
+                                      expect=ApprovalStatus.RUNNING, sha=sha,
+                                      tag="deployed/0" if fresh else None)
+        _tell(out, resolved)
+    hive.checkpoint("spawn.approved", agent.name)
+    return resolved, out
+
+
+def _tombstone_sha(agent: AgentSpec) -> str | None:
+    """The sha a tombstone's applied (else proposed) repo is at; None for a new agent."""
+    if not agent.paths.config.exists():
+        return None
+    return Repo(agent.paths.applied).ref(MAIN) or Repo(agent.paths.config).ref(MAIN) or ""
+
+
+def _spawn_failed(hive: Hive, approval: Approval, agent: AgentSpec, reason: str, *,
+                  respawn: bool) -> tuple[Approval, outbox.Outcome]:
+    """Fail a spawn: its reason recorded, what it half-made removed (see
+    :func:`clean_failed_spawn`), then the status with its messages."""
+    hive.store.set_note(approval.id, reason)
+    clean_failed_spawn(hive, agent, purge=not respawn)
+    hive.checkpoint("spawn.cleaned", agent.name)
+    with outbox.record(hive) as out:
+        resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
+                                      expect=ApprovalStatus.RUNNING, note=reason)
+        _tell(out, resolved)
+    hive.checkpoint("spawn.failed", agent.name)
+    return resolved, out
 
 
 def clean_failed_spawn(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
@@ -289,22 +408,10 @@ def clean_failed_spawn(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
     except Exception:
         log.exception("cleaning up the failed spawn of %r failed", agent.name)
     if purge:
-        remove_state(agent, keep_own_dirs=True)
+        from hivekit import teardown
+
+        teardown.discard_seeded(hive, agent)
     shutil.rmtree(agent.paths.runtime, ignore_errors=True)
-
-
-def remove_state(agent: AgentSpec, *, keep_own_dirs: bool = False) -> None:
-    """Delete the agent's repos, and its notes and creds unless ``keep_own_dirs`` (then they
-    go only when empty: a failed spawn leaves what the operator put there, such as creds)."""
-    p = agent.paths
-    if not keep_own_dirs:
-        shutil.rmtree(p.root, ignore_errors=True)
-    else:
-        shutil.rmtree(p.config, ignore_errors=True)
-        for d in (p.state, p.creds, p.root):
-            with contextlib.suppress(OSError):
-                d.rmdir()  # only when empty
-    shutil.rmtree(p.applied, ignore_errors=True)
 
 
 def spawn_manager(hive: Hive) -> None:
@@ -337,37 +444,48 @@ def spawn_manager(hive: Hive) -> None:
 def deny(hive: Hive, approval: Approval, note: str) -> Approval:
     """Deny a pending approval; an apply's proposal gets the annotated ``denied/<id>`` tag."""
     tag = f"denied/{approval.id}" if approval.kind == ApprovalKind.APPLY else None
-    # The status moves first (exactly once, racing approve safely); the tag follows, and
-    # recovery plants it if the daemon died in between.
-    resolved = hive.store.resolve(approval.id, ApprovalStatus.DENIED,
-                                  expect=ApprovalStatus.PENDING, note=note, tag=tag)
+    # The status moves first (exactly once, racing approve safely), with the messages it owes;
+    # the tag follows, and startup plants it if the daemon died in between (see repair_tags).
+    with outbox.record(hive) as out:
+        resolved = hive.store.resolve(approval.id, ApprovalStatus.DENIED,
+                                      expect=ApprovalStatus.PENDING, note=note, tag=tag)
+        _tell(out, resolved)
+    hive.checkpoint("deny.denied", approval.agent)
     if tag:
-        _plant_denied(hive, resolved)
-    _announce(hive, resolved)
+        plant_tag(hive, resolved)
+        hive.checkpoint("deny.tagged", approval.agent)
+    out.deliver()
+    hive.checkpoint("deny.delivered", approval.agent)
     return resolved
 
 
-def _plant_denied(hive: Hive, approval: Approval) -> None:
+def plant_tag(hive: Hive, approval: Approval) -> None:
+    """Plant the annotated ``denied/<id>`` or ``failed/<id>`` tag a resolved apply records
+    (body = its note) at its proposal, unless it is there or the repo is gone."""
+    tag = approval.tag
+    if not tag or approval.kind != ApprovalKind.APPLY or tag.startswith("deployed/"):
+        return
     repo = Repo(hive.agent(approval.agent).paths.applied)
     proposal = f"refs/tags/proposal/{approval.id}"
-    if repo.exists() and repo.ref(proposal) and not repo.has_tag(f"denied/{approval.id}"):
-        repo.tag(f"denied/{approval.id}", proposal, approval.note or "")
+    if repo.exists() and repo.ref(proposal) and not repo.has_tag(tag):
+        repo.tag(tag, proposal, approval.note or "")
 
 
-def fail_pending(hive: Hive, agent: str, note: str, *, tag: bool) -> list[Approval]:
-    """Fail every pending approval of ``agent`` (its agent was destroyed)."""
+def fail_pending(hive: Hive, out: outbox.Outcome, agent: str, note: str, *,
+                 tag: bool) -> list[Approval]:
+    """Fail every pending approval of ``agent`` (it is being destroyed), inside ``out``'s
+    transaction; with ``tag``, each apply records ``failed/<id>``, planted by the caller after
+    the commit (:func:`plant_tag`)."""
     failed = []
     repo = Repo(hive.agent(agent).paths.applied)
     for approval in hive.store.approvals(ApprovalStatus.PENDING, agent=agent):
         name = None
-        if tag and approval.kind == ApprovalKind.APPLY and repo.exists():
-            proposal = f"refs/tags/proposal/{approval.id}"
-            if repo.ref(proposal):
-                name = f"failed/{approval.id}"
-                repo.tag(name, proposal, note)
+        if (tag and approval.kind == ApprovalKind.APPLY and repo.exists()
+                and repo.ref(f"refs/tags/proposal/{approval.id}")):
+            name = f"failed/{approval.id}"
         resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
                                       expect=ApprovalStatus.PENDING, note=note, tag=name)
-        _announce(hive, resolved)
+        _tell(out, resolved)
         failed.append(resolved)
     return failed
 
@@ -375,8 +493,22 @@ def fail_pending(hive: Hive, agent: str, note: str, *, tag: bool) -> list[Approv
 # --- recovery --------------------------------------------------------------------------------
 
 
+def repair_tags(hive: Hive, out: outbox.Outcome) -> None:
+    """Before an undelivered outcome is delivered at startup: plant the tags its approvals
+    record (the daemon may have died between the status and the tag)."""
+    for approval_id in out.resolved:
+        try:
+            plant_tag(hive, hive.store.approval(approval_id))
+        except Exception:
+            log.exception("could not plant the tag of approval #%s", approval_id)
+
+
 def recover(hive: Hive) -> list[Approval]:
-    """Finish every approval a previous daemon left ``running``; returns them resolved."""
+    """Finish every approval a previous daemon left ``running``; returns them resolved.
+
+    Then re-run every rebuild left under way (an operator's, interrupted): the container is
+    brought back to ``main`` or the agent marked as needing a rebuild.
+    """
     finished = []
     for approval in hive.store.approvals(ApprovalStatus.RUNNING):
         log.warning("recovering approval #%s (%s %s), interrupted by a stop",
@@ -385,9 +517,10 @@ def recover(hive: Hive) -> list[Approval]:
             finished.append(_recover_apply(hive, approval))
         else:
             finished.append(_recover_spawn(hive, approval))
-    for approval in hive.store.approvals(ApprovalStatus.DENIED):
-        if approval.tag:
-            _plant_denied(hive, approval)
+    for name, (state, _note) in hive.store.rebuild_marks().items():
+        if state == BUILDING and hive.store.has_agent(name):
+            log.warning("re-running the rebuild of %r, interrupted by a stop", name)
+            rebuild_agent(hive, hive.agent(name), rerun=True)
     return finished
 
 
@@ -398,22 +531,68 @@ def _recover_apply(hive: Hive, approval: Approval) -> Approval:
                     prev_sha=approval.prev_sha or "")
     if repo.has_tag(deploy.deployed_tag):
         return _succeed(hive, approval, deploy)
-    return _fail(hive, repo, approval, deploy, INTERRUPTED)
+    mark = hive.store.rebuild_mark(agent.name)
+    # Marked building: the backend's build may have started (and may even have finished after
+    # the daemon died), so the container is brought back to main.
+    return _fail(hive, repo, approval, deploy, approval.note or INTERRUPTED,
+                 reconverge=mark is not None and mark[0] == BUILDING)
 
 
 def _recover_spawn(hive: Hive, approval: Approval) -> Approval:
+    # A half-made container would otherwise linger unseen; a new agent's repos go too.
     agent = hive.agent(approval.agent)
-    if not hive.store.has_agent(agent.name):
-        # A half-made container would otherwise linger unseen; the repos stay (a tombstone).
-        try:
-            hive.hook.destroy(hive=hive, agent=agent, purge=False)
-        except Exception:
-            log.exception("cleaning up the interrupted spawn of %r failed", agent.name)
-    resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
-                                  expect=ApprovalStatus.RUNNING,
-                                  note="interrupted: the daemon stopped during the spawn")
-    _announce(hive, resolved)
+    respawn = approval.prev_sha is not None
+    resolved, out = _spawn_failed(hive, approval, agent, approval.note or SPAWN_INTERRUPTED,
+                                  respawn=respawn)
+    out.deliver()
+    hive.checkpoint("spawn.failed-delivered", approval.agent)
+    hive.call_each("agent_destroyed", hive=hive, agent=agent, purge=not respawn,
+                   reason=f"its spawn failed: {resolved.note}")
     return resolved
+
+
+# --- the operator's rebuild ------------------------------------------------------------------
+
+
+def rebuild_agent(hive: Hive, agent: AgentSpec, *, rerun: bool = False) -> None:
+    """Rebuild ``agent`` from its applied ``main`` outside any approval (the operator's rebuild,
+    or startup re-running one a crash interrupted); the manager hears ``rebuilt`` once.
+
+    Success clears the agent's rebuild mark. A failure puts back the mark it had (an operator's
+    rebuild that fails changes nothing) and raises; a re-run that fails marks it ``needed``.
+    """
+    mark_before = None if rerun else hive.store.rebuild_mark(agent.name)
+    hive.store.set_rebuild(agent.name, BUILDING, "an operator's rebuild")
+    hive.checkpoint("rebuild.marked", agent.name)
+    try:
+        hive.hook.rebuild(hive=hive, agent=agent, deploy=None)
+    except Exception as exc:
+        error = describe(exc)
+        with outbox.record(hive) as out:
+            if rerun:
+                hive.store.set_rebuild(
+                    agent.name, NEEDED,
+                    f"an interrupted rebuild was re-run at startup and failed: {error}\n"
+                    f"run `hivekit rebuild {agent.name}`")
+            else:
+                hive.store.set_rebuild(agent.name, *(mark_before or (None, None)))
+            out.notify_manager(events.RebuiltHelper(agent=agent.name, ok=False, sha=None,
+                                                    tag=None, note=error))
+        out.deliver()
+        if rerun:
+            hive.refresh(agent)  # its badge: a startup re-run is no operation
+            log.error("re-running the rebuild of %r failed: %s", agent.name, error)
+            return
+        raise
+    hive.checkpoint("rebuild.built", agent.name)
+    with outbox.record(hive) as out:
+        hive.store.set_rebuild(agent.name, None)
+        out.notify_manager(events.RebuiltHelper(
+            agent=agent.name, ok=True, sha=Repo(agent.paths.applied).ref(MAIN), tag=None,
+            note=None))
+    hive.checkpoint("rebuild.done", agent.name)
+    out.deliver()
+    hive.checkpoint("rebuild.delivered", agent.name)
 
 
 class Recovery:
@@ -421,5 +600,10 @@ class Recovery:
 
     @hookimpl(tryfirst=True)
     def startup(self, hive: Hive) -> None:
+        from hivekit import teardown
+
         hive.ensure_dirs()
+        outbox.drain(hive, before=lambda out: repair_tags(hive, out))
+        teardown.recover(hive)
         recover(hive)
+        teardown.sweep(hive)

@@ -173,6 +173,9 @@ class Hive:
         self.view = HiveView(self)
         #: Set when the daemon is stopping; background work checks it.
         self.stopping = threading.Event()
+        #: Agent → the sha deployed before the apply now running on it: what the agent is shown
+        #: as running until that apply succeeds (its ``main`` moves before the build).
+        self.deploying: dict[str, str] = {}
 
     # --- plugins ---------------------------------------------------------------------------
 
@@ -346,6 +349,20 @@ class Hive:
     def notify_manager(self, event: events.HelperEvent) -> None:
         """A helper event (JSON, tagged by ``type``) into the manager's inbox."""
         self.notify(self.manager, event)
+
+    # --- crash points ------------------------------------------------------------------------
+
+    def checkpoint(self, point: str, agent: str) -> None:
+        """Durable state of ``agent`` just changed at ``point`` (declared in
+        :mod:`hivekit.crashpoints`): the ``checkpoint`` observers hear it.
+
+        :raises KeyError: ``point`` is not declared (a bug: every point must be in the table).
+        """
+        from hivekit.crashpoints import POINTS
+
+        if point not in POINTS:
+            raise KeyError(f"crash point {point!r} is not declared in hivekit.crashpoints")
+        self.call_each("checkpoint", hive=self, agent=agent, point=point)
 
     # --- misc ------------------------------------------------------------------------------
 

@@ -55,10 +55,12 @@ it runs before anything exists.
 * ``is_running`` is asked seldom (see "the status channel" below: never per snapshot), from
   any thread: answer from what you know, cheaply; False for an agent you never heard of; False
   once the agent died on its own.
-* A daemon restart calls no ``spawn`` or ``rebuild``: ``startup`` runs, then every agent the
-  operator last wanted running whose row does not say ``running`` gets a ``start``; agents the
-  operator stopped get nothing. Whether agents keep running while no daemon runs is the
-  backend's choice (containers do; the process backend's children stop in ``shutdown``).
+* A daemon restart calls no ``spawn``, and ``rebuild`` (with ``deploy=None``) only to bring back
+  to ``main`` a container whose build a crash interrupted (see "After a crash" below):
+  ``startup`` runs, then every agent the operator last wanted running whose row does not say
+  ``running`` gets a ``start``; agents the operator stopped get nothing. Whether agents keep
+  running while no daemon runs is the backend's choice (containers do; the process backend's
+  children stop in ``shutdown``).
 * Long work (a build, waiting for a port) checks ``hive.stopping`` and gives up when it is set:
   the daemon is stopping and waits for no one.
 * The agent's identity environment comes from ``hive.agent_env(agent, mounts=...)``; the
@@ -89,6 +91,15 @@ Every change to a row reaches clients as one ``agent_changed`` event carrying th
 
 A plugin whose badges for an agent changed outside any operation calls
 ``hive.refresh(agent)`` (see :func:`agent_badges`).
+
+**After a crash** (the daemon killed at any instant; README "How a deploy works"), the next start
+finishes what was under way, so some hooks are called again for the same thing and must be
+idempotent: ``finalize_deploy`` (a deploy whose ``deployed/<id>`` exists), ``abort_deploy`` (an
+interrupted deploy, whether or not ``prepare_deploy`` ran), ``destroy`` (a destroy or purge
+under way, or an interrupted spawn's cleanup), ``rebuild`` with ``deploy=None`` (an interrupted
+deploy's container brought back to ``main``, or an interrupted rebuild run again), and the
+observers ``approval_resolved`` (with the same ``outbox_id``), ``agent_destroyed`` and
+``checkpoint``. ``spawn`` and ``prepare_deploy`` are never repeated for the same approval.
 """
 
 from __future__ import annotations
@@ -112,7 +123,7 @@ PER_PLUGIN = frozenset({
     "register_commands", "register_routes", "shutdown", "initial_config_files", "deploy_step",
     "finalize_deploy", "abort_deploy", "approval_requested", "approval_resolved",
     "agent_started", "agent_stopped", "agent_crashed", "agent_destroyed", "agent_badges",
-    "state_extras", "agent_templates",
+    "state_extras", "checkpoint", "agent_templates",
 })
 
 # ------------------------------------------------------------------------------------------------
@@ -248,14 +259,21 @@ def approval_requested(hive: Hive, approval: Approval) -> None:
 
 
 @hookspec
-def approval_resolved(hive: Hive, approval: Approval) -> None:
+def approval_resolved(hive: Hive, approval: Approval, outbox_id: int) -> None:
     """An approval reached a terminal state (approved, denied or failed). Observers only.
 
     Called plugin by plugin after the store, the tags and the manager's helper events are
-    written. Exceptions are logged and ignored.
+    written: the terminal status and every message it owes are written in one transaction with
+    an outbox entry for this call, and the entry is marked delivered after it. **Called at least
+    once**: when the daemon dies between this call and that mark, the next start calls it again
+    (for the same approval, with the same ``outbox_id``), possibly before your ``startup`` hook
+    runs. A plugin that must act exactly once keeps the ``outbox_id`` values it handled.
+    Exceptions are logged and ignored.
 
     :param hive: the running hive.
     :param approval: the approval as the store holds it now (its ``status``, ``tag``, ``note``).
+    :param outbox_id: the outbox entry's id: the same for every call about this outcome, never
+        reused for another.
     """
 
 
@@ -507,8 +525,8 @@ def agent_crashed(hive: Hive, agent: AgentSpec, status: str, reason: str) -> Non
     It was running, and the backend reported it ``failing`` or ``stopped`` while no operation
     ran on it and the hive was not stopping. Called plugin by plugin once per such change (a
     crash-looping agent that never comes up again is told once; one that ran again and crashed
-    again, twice), on a thread of its own, soon after the backend's ``hive.report_status``:
-    the backend's thread is never held up.
+    again, twice), soon after the backend's ``hive.report_status``, on the core's one thread
+    for crashes (in the order they were reported): the backend's thread is never held up.
     The agent's wanted state is unchanged (the backend, or the operator, brings it back).
     Exceptions are logged and ignored.
 
@@ -595,6 +613,26 @@ def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
     :param hive: the running hive.
     :param deploy: the deploy that failed.
     :param reason: why, as the ``failed/<id>`` tag records it.
+    """
+
+
+# ------------------------------------------------------------------------------------------------
+# Crash points
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def checkpoint(hive: Hive, agent: str, point: str) -> None:
+    """Durable state just changed at a declared crash point (:mod:`hivekit.crashpoints`).
+
+    Called at every point of the deploy, spawn, deny, destroy, purge and rebuild paths, on the
+    thread doing the work (also during startup recovery), right after what the point's table
+    entry names became durable. For tests and tracing: the fake backend's crash control SIGKILLs
+    the daemon here. Observers only: do nothing slow. Exceptions are logged and ignored.
+
+    :param hive: the running hive.
+    :param agent: the name of the agent the operation works on.
+    :param point: the point's name, a key of ``hivekit.crashpoints.POINTS``.
     """
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from hivekit import events, hookimpl
+from hivekit import events, hookimpl, outbox
 from hivekit.errors import BadRequest, Conflict, Forbidden, NotFound
 from hivekit.hive import OPERATOR, SYSTEM
 from hivekit.names import check_id, check_name
@@ -105,14 +105,17 @@ def ask(hive: Hive, asker: str, question: str, *, to: str | None = OPERATOR,
     choices = _options(options, multi)
     if multi and not choices:
         raise BadRequest("a multi-select question needs options")
-    asked = hive.store.add_question(asker, target, question.strip(), options=choices,
-                                    multi=multi, deadline=_deadline(timeout))
-    if target == OPERATOR:
-        hive.bus.publish(events.QuestionAdded(question=asked))
-    else:
-        hive.notify(target, events.QuestionAskedHelper(
-            id=asked.id, asker=asker, question=asked.question, options=asked.options,
-            multi=asked.multi, deadline=asked.deadline))
+    # The question and the helper event telling its target are written together (an outbox).
+    with outbox.record(hive) as out:
+        asked = hive.store.add_question(asker, target, question.strip(), options=choices,
+                                        multi=multi, deadline=_deadline(timeout))
+        if target == OPERATOR:
+            out.publish(events.QuestionAdded(question=asked))
+        else:
+            out.notify(target, events.QuestionAskedHelper(
+                id=asked.id, asker=asker, question=asked.question, options=asked.options,
+                multi=asked.multi, deadline=asked.deadline))
+    out.deliver()
     return asked
 
 
@@ -164,15 +167,24 @@ def _selected(question: Question) -> list[str]:
     return question.answer.split(SEPARATOR) if question.multi else [question.answer]
 
 
-def _resolved(hive: Hive, question: Question) -> Question:
-    """Tell the dashboard (operator questions) and the asker that ``question`` ended."""
-    if question.target == OPERATOR:
-        hive.bus.publish(events.QuestionResolved(question=question))
-    if hive.store.has_agent(question.asker):
-        hive.notify(question.asker, events.QuestionAnsweredHelper(
-            id=question.id, question=question.question, target=question.target,
-            status=question.status, answer=question.answer, answered_by=question.answered_by,
-            selected=_selected(question)))
+def _resolve(hive: Hive, question_id: int, status: str, *, answer: str | None = None,
+             answered_by: str | None = None) -> Question:
+    """Resolve a pending question and tell the dashboard (operator questions) and the asker,
+    in one transaction with the helper event (an outbox): told exactly once, crash or not.
+
+    :raises Conflict: it is no longer pending.
+    """
+    with outbox.record(hive) as out:
+        question = hive.store.resolve_question(question_id, status, answer=answer,
+                                               answered_by=answered_by)
+        if question.target == OPERATOR:
+            out.publish(events.QuestionResolved(question=question))
+        if hive.store.has_agent(question.asker):
+            out.notify(question.asker, events.QuestionAnsweredHelper(
+                id=question.id, question=question.question, target=question.target,
+                status=question.status, answer=question.answer,
+                answered_by=question.answered_by, selected=_selected(question)))
+    out.deliver()
     return question
 
 
@@ -193,8 +205,7 @@ def answer(hive: Hive, question_id: int, text: str | list[str], *, by: str) -> Q
     if question.status != PENDING:
         raise Conflict(f"question #{question.id} is {question.status}, not pending")
     stored, _ = selection(question, text)
-    return _resolved(hive, hive.store.resolve_question(question.id, ANSWERED, answer=stored,
-                                                       answered_by=by))
+    return _resolve(hive, question.id, ANSWERED, answer=stored, answered_by=by)
 
 
 def cancel(hive: Hive, question_id: int, *, by: str) -> Question:
@@ -206,7 +217,7 @@ def cancel(hive: Hive, question_id: int, *, by: str) -> Question:
     if by != question.asker:
         raise Forbidden(f"question #{question.id} was asked by {question.asker!r}; only the "
                         "asker can cancel it")
-    return _resolved(hive, hive.store.resolve_question(question.id, CANCELLED, answered_by=by))
+    return _resolve(hive, question.id, CANCELLED, answered_by=by)
 
 
 def expire_due(hive: Hive, now: float | None = None) -> list[Question]:
@@ -214,10 +225,9 @@ def expire_due(hive: Hive, now: float | None = None) -> list[Question]:
     expired = []
     for question in hive.store.due_questions(time.time() if now is None else now):
         try:
-            resolved = hive.store.resolve_question(question.id, EXPIRED, answered_by=SYSTEM)
+            expired.append(_resolve(hive, question.id, EXPIRED, answered_by=SYSTEM))
         except Conflict:  # answered or cancelled just now: that outcome stands
             continue
-        expired.append(_resolved(hive, resolved))
     return expired
 
 
@@ -226,10 +236,9 @@ def forget_agent(hive: Hive, agent: str) -> list[Question]:
     cancelled = []
     for question in hive.store.questions_of(agent):
         try:
-            resolved = hive.store.resolve_question(question.id, CANCELLED, answered_by=SYSTEM)
+            cancelled.append(_resolve(hive, question.id, CANCELLED, answered_by=SYSTEM))
         except Conflict:
             continue
-        cancelled.append(_resolved(hive, resolved))
     return cancelled
 
 

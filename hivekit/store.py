@@ -24,8 +24,10 @@ from hivekit.errors import Conflict, HiveError, NotFound
 from hivekit.paths import private_file
 from hivekit.records import Approval, ApprovalKind, ApprovalStatus, Message, Question
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
+#: Delivered outbox entries are kept this long (for inspection), then pruned at startup.
+OUTBOX_KEEP_SECONDS = 7 * 86400
 
 _SCHEMA_V1 = """
 CREATE TABLE approvals (
@@ -78,10 +80,33 @@ CREATE TABLE questions (
 CREATE INDEX questions_pending ON questions(status, deadline);
 """
 
-# v2 (issue 16, "a real hive of AI agents"): the template a spawn seeds its agent with
+# v2 (issue "outcomes survive any crash"): the outbox, and what hivekit knows about each agent's
+# container. ``agents.wanted`` also takes ``destroying`` and ``purging`` from v2 on: the intent
+# of a destroy in progress, which startup finishes.
+_SCHEMA_V2 = """
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: observers deduplicate by it
+    payload    TEXT NOT NULL,                       -- JSON: events, doorbells, observer calls
+    created_at REAL NOT NULL,
+    done_at    REAL
+);
+CREATE INDEX outbox_undelivered ON outbox(id) WHERE done_at IS NULL;
+
+-- NULL: the container runs applied main (as far as hivekit knows); 'building': a build from
+-- main is under way (a crash leaves it unknown: startup rebuilds); 'needed': it may not run
+-- main, and only an operator rebuild clears it. ``rebuild_note`` says why.
+ALTER TABLE agents ADD COLUMN rebuild TEXT;
+ALTER TABLE agents ADD COLUMN rebuild_note TEXT;
+"""
+
+#: ``agents.wanted`` values of an agent being destroyed: it is no longer one of the hive's agents.
+DOOMED = ("destroying", "purging")
+_LIVE = "wanted NOT IN ('destroying', 'purging')"
+
+# v3 (issue 16, "a real hive of AI agents"): the template a spawn seeds its agent with
 # (``hivekit request spawn NAME --template claude``); NULL for the default seed and for applies.
 # ``commit_ref`` keeps what an apply's requester typed; ``sha`` what it resolved to.
-_SCHEMA_V2 = """
+_SCHEMA_V3 = """
 ALTER TABLE approvals ADD COLUMN template TEXT;
 """
 
@@ -139,7 +164,11 @@ class Store:
                 conn.execute(_SCHEMA_V2)
                 conn.execute("PRAGMA user_version = 2")
                 version = 2
-            # Next: `if version == 2: ...; PRAGMA user_version = 3`, and so on.
+            if version == 2:
+                conn.execute(_SCHEMA_V3)
+                conn.execute("PRAGMA user_version = 3")
+                version = 3
+            # Next: `if version == 3: ...; PRAGMA user_version = 4`, and so on.
 
     def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, args)
@@ -156,6 +185,10 @@ class Store:
         Writers in this process take turns on a lock first: SQLite has one writer at a time
         anyway, and a writer that finds the database locked polls with sleeps growing to 100 ms,
         so under contention some waited most of a second (broker bench: p99 650 ms at p50 34).
+
+        Inside another transaction on the same thread it nests (a savepoint): what it writes
+        commits with the outermost one, or not at all. That is how a transition and the messages
+        it owes are written together (:mod:`hivekit.outbox`).
         """
         conn = self.conn
         with self._write_lock, conn:
@@ -253,6 +286,12 @@ class Store:
                            f"not {expect.value}")
         return self.approval(approval_id)
 
+    def set_note(self, approval_id: int, note: str) -> None:
+        """Record a running approval's failure reason before its rollback (recovery uses it)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE approvals SET note = ? WHERE id = ? AND status = 'running'",
+                         (note, approval_id))
+
     def pending_spawn(self, agent: str) -> Approval | None:
         rows = self._rows(
             "SELECT * FROM approvals WHERE agent = ? AND kind = 'spawn' "
@@ -260,18 +299,25 @@ class Store:
         return self._approval(rows[0]) if rows else None
 
     # --- agents ------------------------------------------------------------------------------
+    # A row whose ``wanted`` is ``destroying``/``purging`` is a destroy in progress (its intent,
+    # written before the backend is told): not one of the hive's agents any more, and finished
+    # by startup when the daemon died during it.
 
     def agent_names(self) -> list[str]:
-        return [r["name"] for r in self._rows("SELECT name FROM agents ORDER BY name")]
+        return [r["name"] for r in self._rows(
+            f"SELECT name FROM agents WHERE {_LIVE} ORDER BY name")]
 
     def has_agent(self, name: str) -> bool:
-        return bool(self._rows("SELECT 1 AS x FROM agents WHERE name = ?", (name,)))
+        return bool(self._rows(f"SELECT 1 AS x FROM agents WHERE name = ? AND {_LIVE}",
+                               (name,)))
 
     def add_agent(self, name: str) -> None:
+        """Register ``name`` (a new container: nothing is known to be stale about it)."""
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO agents(name, wanted, created_at) VALUES (?, 'running', ?) "
-                "ON CONFLICT(name) DO UPDATE SET wanted = 'running'", (name, time.time()))
+                "ON CONFLICT(name) DO UPDATE SET wanted = 'running', rebuild = NULL, "
+                "rebuild_note = NULL", (name, time.time()))
 
     def remove_agent(self, name: str) -> None:
         with self.transaction() as conn:
@@ -279,10 +325,72 @@ class Store:
 
     def set_wanted(self, name: str, wanted: str) -> None:
         with self.transaction() as conn:
-            conn.execute("UPDATE agents SET wanted = ? WHERE name = ?", (wanted, name))
+            conn.execute(f"UPDATE agents SET wanted = ? WHERE name = ? AND {_LIVE}",
+                         (wanted, name))
 
     def wanted(self) -> dict[str, str]:
-        return {r["name"]: r["wanted"] for r in self._rows("SELECT name, wanted FROM agents")}
+        return {r["name"]: r["wanted"] for r in self._rows(
+            f"SELECT name, wanted FROM agents WHERE {_LIVE}")}
+
+    def doom(self, name: str, *, purge: bool) -> None:
+        """Record that ``name`` is being destroyed (purged): the intent startup finishes.
+
+        A tombstone being purged gets a row for the purpose.
+        """
+        wanted = "purging" if purge else "destroying"
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO agents(name, wanted, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET wanted = excluded.wanted",
+                (name, wanted, time.time()))
+
+    def doomed(self) -> dict[str, bool]:
+        """Destroys in progress: agent name → whether it is a purge."""
+        return {r["name"]: r["wanted"] == "purging" for r in self._rows(
+            "SELECT name, wanted FROM agents WHERE wanted IN ('destroying', 'purging')")}
+
+    def set_rebuild(self, name: str, state: str | None, note: str | None = None) -> None:
+        """What is known about ``name``'s container: None (it runs applied ``main``),
+        ``building`` (a build is under way) or ``needed`` (it may not run ``main``)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE agents SET rebuild = ?, rebuild_note = ? WHERE name = ?",
+                         (state, note if state else None, name))
+
+    def rebuild_marks(self) -> dict[str, tuple[str, str | None]]:
+        """Agents whose container may not run applied ``main``: name → (state, note)."""
+        return {r["name"]: (r["rebuild"], r["rebuild_note"]) for r in self._rows(
+            "SELECT name, rebuild, rebuild_note FROM agents WHERE rebuild IS NOT NULL")}
+
+    def rebuild_mark(self, name: str) -> tuple[str, str | None] | None:
+        rows = self._rows("SELECT rebuild, rebuild_note FROM agents WHERE name = ? "
+                          "AND rebuild IS NOT NULL", (name,))
+        return (rows[0]["rebuild"], rows[0]["rebuild_note"]) if rows else None
+
+    # --- outbox ------------------------------------------------------------------------------
+    # What a transition owes outside the database (observer hooks, bus events, doorbells),
+    # written in the transition's own transaction and delivered after it: see hivekit.outbox.
+
+    def add_outbox(self, payload: str) -> int:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO outbox(payload, created_at) VALUES (?, ?)",
+                         (payload, time.time()))
+            return conn.last_insert_rowid()
+
+    def undelivered(self) -> list[tuple[int, str]]:
+        """Outbox entries not yet delivered, oldest first: ``(id, payload)``."""
+        return [(r["id"], r["payload"]) for r in self._rows(
+            "SELECT id, payload FROM outbox WHERE done_at IS NULL ORDER BY id")]
+
+    def delivered(self, ids: list[int]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE outbox SET done_at = ? WHERE id = ?",
+                             [(time.time(), i) for i in ids])
+
+    def prune_outbox(self, before: float) -> None:
+        """Forget entries delivered before ``before`` (UNIX time)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < ?",
+                         (before,))
 
     # --- messages ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -102,6 +103,9 @@ class HiveView:
         self._installed: dict[str, int] = {}
         self._seeded = False
         self._seed_lock = threading.Lock()
+        # Crashes to tell the agent_crashed observers, in order, on one thread of the view's.
+        self._crashes: queue.SimpleQueue[tuple[AgentSpec, str, str]] = queue.SimpleQueue()
+        self._teller: threading.Thread | None = None
 
     # --- reading (never calls a plugin once seeded) ---------------------------------------------
 
@@ -234,16 +238,25 @@ class HiveView:
             self._tell_crashed(name, known)
 
     def _tell_crashed(self, name: str, known: Known) -> None:
-        """``agent_crashed``, off the reporting (backend's) thread."""
+        """``agent_crashed``, off the reporting (backend's) thread: queued for the view's one
+        teller thread, so that observers hear crashes in the order they were reported, and a
+        storm of them (every container of a host failing at once) costs one thread."""
         reason = known.detail or ("it stopped on its own" if known.status == "stopped"
                                   else "it is failing")
         if known.exit_code is not None and not known.detail:
             reason += f" (exit code {known.exit_code})"
-        spec = self.hive.agent(name)
-        threading.Thread(target=self.hive.call_each, name=f"agent_crashed-{name}", daemon=True,
-                         args=("agent_crashed",),
-                         kwargs={"hive": self.hive, "agent": spec, "status": known.status,
-                                 "reason": reason}).start()
+        self._crashes.put((self.hive.agent(name), known.status, reason))
+        with self._lock:
+            if self._teller is None:
+                self._teller = threading.Thread(target=self._tell, name="agent_crashed",
+                                                daemon=True)
+                self._teller.start()
+
+    def _tell(self) -> None:
+        while True:
+            spec, status, reason = self._crashes.get()
+            self.hive.call_each("agent_crashed", hive=self.hive, agent=spec, status=status,
+                                reason=reason)
 
     # --- making rows -----------------------------------------------------------------------------
 
@@ -269,7 +282,7 @@ class HiveView:
                     known = self._known.setdefault(name, known)
             row = _with_status(
                 AgentView(name=name, status=known.status, port=spec.port,
-                          deployed_sha=read_ref(spec.paths.applied), transient=transient,
+                          deployed_sha=self._deployed_sha(spec), transient=transient,
                           badges=badges, is_manager=spec.is_manager), known)
         elif spec.paths.config.is_dir():
             tomb = Tombstone(name=name, deployed_sha=read_ref(spec.paths.applied))
@@ -290,6 +303,10 @@ class HiveView:
                 if current != row.transient and current != Transient.SPAWNING:
                     row = evolve(row, transient=current)
             self._set(name, row, tomb, publish)
+
+    def _deployed_sha(self, spec: AgentSpec) -> str | None:
+        # While an apply runs, main is the proposal already: not deployed until it succeeds.
+        return self.hive.deploying.get(spec.name) or read_ref(spec.paths.applied)
 
     def _badges(self, spec: AgentSpec) -> list[Badge]:
         badges: list[Badge] = []

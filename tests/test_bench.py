@@ -20,6 +20,7 @@ EXPECTED: dict[str, list[str]] = {
     "deploy": ["request + approve -> deployed/<id>", "git subprocesses per deploy (hivekit)",
                "git commands hivekit ran that the floor does not"],
     "state": ["long history", "hivekit vs a bare handler", "4 dashboards polling vs 1",
+              "the same polling against the bare handler", "hivekit's CPU, 4 dashboards",
               "POST /api/messages while", "payload size",
               "nixos_container, 10 agents: stand-in programs run per snapshot"],
     "broker": ["time per round trip", "server CPU per round trip", "delivery latency p50",

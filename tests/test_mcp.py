@@ -5,6 +5,7 @@ stdio client (every tool's conventions, results and errors), and the MCP Inspect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -117,7 +118,9 @@ def test_the_bridge_sends_receives_and_explains_errors_to_the_agent(hive: HivePr
     denied = next(e for e in events if e["type"] == "approval_resolved" and e["id"] == got[
         "spawn"]["id"])
     assert (denied["agent"], denied["status"], denied["note"]) == ("gamma", "denied", "not now")
-    assert got["again"] == []  # the bridge's cursor: handed out once per connection
+    # Not acknowledged yet: offered again, marked so (a recv the client gave up on hides none).
+    assert [m["id"] for m in got["again"]] == [m["id"] for m in got["first"]]
+    assert all(m["again"] for m in got["again"]) and not any("again" in m for m in got["first"])
     assert got["acked"] == {"acked": len(got["first"])}
     unknown = _text(got["unknown"])
     assert got["unknown"].isError and "no approval #999" in unknown
@@ -148,6 +151,53 @@ def test_the_mcp_inspector_lists_and_calls_the_tools(hive: HiveProcess) -> None:
     inbox = hive.get("/api/agents/operator/inbox")
     assert [(m["id"], m["body"]) for m in inbox] == [(sent["structuredContent"]["id"],
                                                       "hello from the inspector")]
+
+
+def test_a_recv_the_client_gave_up_on_hides_nothing(hive: HiveProcess) -> None:
+    """The MCP client cancels one recv and times out on another after the socket answered them:
+    the next recv still hands out the message."""
+    from datetime import timedelta
+
+    import anyio
+    from mcp.shared.exceptions import McpError
+    from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
+
+    hive.spawn("alpha")
+
+    async def as_alpha(session: ClientSession, _init: Any) -> list[Any]:
+        seen = []
+        # 1. Cancelled: a long-polling recv, given up on while a message arrives.
+        async with anyio.create_task_group() as tg:
+            async def polling() -> None:
+                # The server answers a cancelled request with an error (MCP's cancellation).
+                with anyio.CancelScope() as scope, contextlib.suppress(McpError):
+                    tasks["scope"] = scope
+                    await session.call_tool("recv", {"wait_seconds": 30})
+
+            tasks: dict[str, Any] = {}
+            tg.start_soon(polling)
+            await anyio.to_thread.run_sync(
+                lambda: hive.post("/api/messages", {"to": "alpha", "body": "first"}))
+            # As an MCP client gives up: it tells the server (notifications/cancelled, for
+            # request 1: the recv; 0 was initialize) and stops waiting itself.
+            await session.send_notification(ClientNotification(CancelledNotification(
+                params=CancelledNotificationParams(requestId=1, reason="gave up"))))
+            tasks["scope"].cancel()
+        await session.call_tool("whoami", {})  # the cancelled call has been dealt with
+        seen.append((await session.call_tool("recv", {})).structuredContent["messages"])
+        # 2. Timed out: the answer comes after the client stopped waiting for it.
+        await anyio.to_thread.run_sync(
+            lambda: hive.post("/api/messages", {"to": "alpha", "body": "second"}))
+        with contextlib.suppress(McpError):
+            await session.call_tool("recv", {}, read_timeout_seconds=timedelta(microseconds=1))
+        await session.call_tool("whoami", {})
+        seen.append((await session.call_tool("recv", {})).structuredContent["messages"])
+        return seen
+
+    after_cancel, after_timeout = asyncio.run(_session(hive, "alpha", as_alpha))
+    assert [m["body"] for m in after_cancel] == ["first"]
+    assert [m["body"] for m in after_timeout] == ["first", "second"]
+    assert after_timeout[0]["again"]
 
 
 def test_mcp_tools_refuse_arguments_of_the_wrong_type(hive: HiveProcess) -> None:

@@ -671,3 +671,23 @@ def test_dumps_writes_what_nix_writes(small_meta) -> None:
     meta, _ = small_meta
     text = (meta / "flake.lock").read_text()
     assert lockfile.dumps(lockfile.loads(text)) == text
+
+
+def test_head_files_read_from_loose_objects_are_what_git_show_says(short_tmp: Path) -> None:
+    # meta.loose_file answers for HEAD without a subprocess when its objects are loose; when
+    # one is packed it says so (the caller then asks git); a file not in the commit is None.
+    from hivekit_plugins.meta_flake.meta import _PACKED, loose_file
+
+    files = {"flake.nix": "{ }\n", "flake.lock": '{\n  "nodes": {}\n}\n', "é.txt": "naïve\n"}
+    repo = git_repo(short_tmp / "r", files)
+    head = repo.rev("HEAD")
+    assert head
+    for rel, content in files.items():
+        assert loose_file(repo.git_dir, head, rel) == content == repo("show", f"HEAD:{rel}")
+    assert loose_file(repo.git_dir, head, "absent") is None
+    (short_tmp / "r" / "sub").mkdir()
+    (short_tmp / "r" / "sub" / "x").write_text("x\n")
+    repo.commit_all("a directory")
+    assert loose_file(repo.git_dir, repo.rev("HEAD"), "sub") is _PACKED  # git decides
+    repo("gc", "--quiet")
+    assert loose_file(repo.git_dir, repo.rev("HEAD"), "flake.nix") is _PACKED

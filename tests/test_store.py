@@ -21,6 +21,54 @@ def test_schema_version_and_wal(tmp_path):
     Store(tmp_path / "hive.db")
 
 
+def test_a_v1_database_is_upgraded_in_place(tmp_path):
+    from hivekit.store import _SCHEMA_V1
+
+    path = tmp_path / "hive.db"
+    conn = apsw.Connection(str(path))
+    with conn:
+        conn.execute(_SCHEMA_V1)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO agents(name, wanted, created_at) VALUES ('coder', 'stopped', 1)")
+        conn.execute("INSERT INTO approvals(kind, agent, status, created_at) "
+                     "VALUES ('spawn', 'coder', 'approved', 1)")
+        conn.execute("INSERT INTO messages(sender, recipient, body, created_at) "
+                     "VALUES ('system', 'manager', 'hi', 1)")
+    conn.close()
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 3
+    # What v1 held is kept...
+    assert store.wanted() == {"coder": "stopped"}
+    assert store.approval(1).status == ApprovalStatus.APPROVED
+    assert [m.body for m in store.inbox("manager")] == ["hi"]
+    # ...and v2's parts work on it.
+    assert store.rebuild_marks() == {}
+    store.set_rebuild("coder", "needed", "why")
+    assert store.rebuild_mark("coder") == ("needed", "why")
+    entry = store.add_outbox("{}")
+    assert store.undelivered() == [(entry, "{}")]
+    store.delivered([entry])
+    assert store.undelivered() == []
+    store.doom("coder", purge=True)
+    assert store.doomed() == {"coder": True} and store.agent_names() == []
+
+
+def test_a_transition_and_its_messages_commit_together(tmp_path):
+    from hivekit.store import Store as S
+
+    store = S(tmp_path / "hive.db")
+    a = store.add_approval(ApprovalKind.SPAWN, "coder")
+    store.claim(a.id)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.resolve(a.id, ApprovalStatus.APPROVED, expect=ApprovalStatus.RUNNING)
+        store.add_message("system", "manager", "approved")
+        store.add_outbox("{}")
+        raise RuntimeError("the daemon dies here")
+    # Nothing of it happened: the status, the message and the entry went together.
+    assert store.approval(a.id).status == ApprovalStatus.RUNNING
+    assert store.inbox("manager") == [] and store.undelivered() == []
+
+
 def test_newer_database_is_refused(tmp_path):
     conn = apsw.Connection(str(tmp_path / "hive.db"))
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -142,7 +190,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_approvals(tmp_pat
                      "VALUES ('spawn', 'b', 'pending', 2.0)")
     conn.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 2
+    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 3
     apply, spawn = store.approvals()
     assert (apply.commit, apply.ref, apply.template) == ("ab" * 20, "HEAD", None)
     assert (spawn.kind, spawn.commit, spawn.template) == (ApprovalKind.SPAWN, None, None)

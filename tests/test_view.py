@@ -72,7 +72,14 @@ def spawn(hive: Hive, name: str) -> None:
     approval = actions.request_spawn(hive, name)
     actions.approve(hive, approval.id)
     deadline = time.monotonic() + 30
-    while hive.store.approval(approval.id).status.value == "running":
+
+    def busy() -> bool:
+        # The status is written under the agent's lock; its row is made once that is released.
+        row = hive.view.row(name)
+        return hive.store.approval(approval.id).status.value == "running" or \
+            name in hive.transients() or row is None or row.transient is not None
+
+    while busy():
         assert time.monotonic() < deadline, "the spawn did not finish"
         time.sleep(0.01)
 

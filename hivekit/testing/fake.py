@@ -8,14 +8,26 @@ call), both with the same keys::
 
     [fake]
     fail = { coder = "nix: attribute 'foo' missing" }   # spawn/rebuild/start raise this
-    delay = { coder = 3.0 }                             # spawn/rebuild take this many seconds
-    hang = ["coder"]                                    # spawn/rebuild never finish
+    delay = { coder = 3.0 }                             # spawn/rebuild/start take this long
+    hang = ["coder"]                                    # spawn/rebuild/start wait until the
+                                                        # agent leaves this list (or shutdown)
     crash = { coder = "main-moved" }                    # SIGKILL the daemon at that point
+    detach = { coder = 2.0 }                            # builds outlive the daemon (seconds)
 
-``crash`` names a deploy step (``tagged``, ``main-moved``, ``prepare``, ``build``, ``deployed``,
-``finalized``) or a deploy-phase hook (``prepare_deploy``, ``finalize_deploy``): when a deploy of
-that agent reaches it, the fake kills the whole daemon with SIGKILL, once (the entry is removed
-from control.json first), so crash recovery can be tested against a real process.
+``crash`` names a crash point (any key of ``hivekit.crashpoints.POINTS``: the deploy steps
+``tagged`` … ``finalized`` and the points of the spawn, deny, destroy, purge and rebuild paths)
+or a hook (``prepare_deploy``, ``finalize_deploy``, ``approval_resolved``, after recording the
+call): when an operation on that agent
+reaches it, the fake kills the whole daemon with SIGKILL, once (the entry is removed from
+control.json first), so crash recovery can be tested against a real process.
+
+``detach`` makes a rebuild do its building in a child process (started through
+``hivekit.proc.run``, in its own session, as a real backend's build program is) that takes that
+many seconds and then records what it built in the container, whether or not the daemon that
+started it is still alive: the case of ``nixos-container update`` finishing after hivekit died.
+While it builds, ``<state_dir>/fake/<agent>.building`` holds the sha it builds. Every build of
+an agent (spawn, rebuild, detached or not) first takes that agent's build lock, as the child
+holds it, so a build started later waits for an orphaned one instead of racing it.
 
 A build also fails when the applied tree holds a file named ``FAIL``: its content is the error.
 That lets a test commit a broken config the way a manager would. The file is read without
@@ -41,11 +53,14 @@ and ``README.md``: a plugin test can seed what its plugin expects (a ``flake.nix
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +73,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Deploy, ExecPlan
+    from hivekit.records import AgentSpec, Approval, Deploy, ExecPlan
 
 #: The marker file whose presence in an applied tree fails the fake build.
 FAIL_MARKER = "FAIL"
@@ -70,10 +85,12 @@ class FakeConfig:
     fail: dict[str, str] = field(factory=dict)
     #: agent name → seconds its spawn/rebuild take.
     delay: dict[str, float] = field(factory=dict)
-    #: agents whose spawn/rebuild hang until the daemon stops.
+    #: agents whose spawn/rebuild/start hang until they leave this list or the daemon stops.
     hang: list[str] = field(factory=list)
-    #: agent name → deploy step or hook at which the daemon SIGKILLs itself (once).
+    #: agent name → crash point or hook at which the daemon SIGKILLs itself (once).
     crash: dict[str, str] = field(factory=dict)
+    #: agent name → seconds its rebuild takes in a child process that outlives the daemon.
+    detach: dict[str, float] = field(factory=dict)
     #: relative path → content: extra files every new agent's repo is seeded with.
     files: dict[str, str] = field(factory=dict)
 
@@ -87,15 +104,18 @@ def fake_dir(hive: Hive) -> Path:
 _lock = threading.Lock()
 
 
-def _record(hive: Hive, call: str, agent: AgentSpec, **extra: Any) -> None:
+def _record(hive: Hive, call: str, agent: AgentSpec, *, log: str = "calls",
+            **extra: Any) -> None:
     entry = {"call": call, "agent": agent.name, "time": time.time(), **extra}
-    with _lock, open(fake_dir(hive) / "calls.jsonl", "a") as f:
+    with _lock, open(fake_dir(hive) / f"{log}.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
 
 
-def calls(state_dir: Path) -> list[dict[str, Any]]:
-    """Every call the fake backend received in the hive at ``state_dir``, oldest first."""
-    path = Path(state_dir) / "fake" / "calls.jsonl"
+def calls(state_dir: Path, log: str = "calls") -> list[dict[str, Any]]:
+    """Every call the fake backend received in the hive at ``state_dir``, oldest first: the
+    lifecycle and deploy-phase hooks; with ``log="observed"``, the observer hooks it heard
+    (``deploy_step``, ``approval_resolved``) instead."""
+    path = Path(state_dir) / "fake" / f"{log}.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -128,7 +148,8 @@ def environ(state_dir: Path, name: str) -> dict[str, str] | None:
 
 
 def control(state_dir: Path, **settings: Any) -> None:
-    """Tell a running fake backend how to misbehave (``fail=``, ``delay=``, ``hang=``)."""
+    """Tell a running fake backend how to misbehave (``fail=``, ``delay=``, ``hang=``,
+    ``crash=``, ``detach=``); replaces what it was told before."""
     d = Path(state_dir) / "fake"
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / "control.json.tmp"
@@ -146,7 +167,8 @@ def _settings(hive: Hive) -> FakeConfig:
     # The same keys as the table, as strictly: a test's typo is an error, not a no-op.
     told = structure(json.loads(path.read_text() or "{}"), FakeConfig)
     return FakeConfig(fail={**base.fail, **told.fail}, delay={**base.delay, **told.delay},
-                      hang=[*base.hang, *told.hang], crash={**base.crash, **told.crash})
+                      hang=[*base.hang, *told.hang], crash={**base.crash, **told.crash},
+                      detach={**base.detach, **told.detach})
 
 
 def _maybe_crash(hive: Hive, agent: str, point: str) -> None:
@@ -181,9 +203,9 @@ def _misbehave(hive: Hive, agent: AgentSpec, what: str) -> None:
     settings = _settings(hive)
     if agent.name in settings.hang:
         hive.log(agent, f"fake: {what} hangs (told to)")
-        while not hive.stopping.wait(0.2):
-            pass
-        raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
+        while agent.name in _settings(hive).hang:  # until told otherwise, or the daemon stops
+            if hive.stopping.wait(0.2):
+                raise OperationFailed(f"fake: {what} of {agent.name} interrupted by shutdown")
     if delay := settings.delay.get(agent.name):
         hive.log(agent, f"fake: {what} takes {delay}s")
         hive.stopping.wait(delay)
@@ -226,6 +248,50 @@ def _build(hive: Hive, agent: AgentSpec, what: str) -> str:
     return sha
 
 
+@contextlib.contextmanager
+def _build_lock(hive: Hive, name: str) -> Iterator[None]:
+    """Wait for any other build of ``name`` (a detached one may outlive its daemon)."""
+    with open(fake_dir(hive) / f"{name}.build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# The detached build: takes the agent's build lock, says what it builds, takes its time, then
+# records the container as built at that sha (whether or not its daemon still lives).
+_DETACHED = """
+import fcntl, json, os, sys, time
+lock_path, marker, container, sha, seconds = sys.argv[1:]
+with open(lock_path, "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(marker + ".tmp", "w") as f:
+        f.write(sha)
+    os.replace(marker + ".tmp", marker)
+    time.sleep(float(seconds))
+    state = json.load(open(container)) if os.path.exists(container) else {}
+    state.update(running=True, built_sha=sha)
+    with open(container + ".tmp", "w") as f:
+        json.dump(state, f)
+    os.replace(container + ".tmp", container)
+    os.unlink(marker)
+"""
+
+
+def _detached_build(hive: Hive, agent: AgentSpec, seconds: float) -> None:
+    import sys
+
+    from hivekit.proc import run
+
+    sha = _build(hive, agent, "rebuild")
+    d = fake_dir(hive)
+    hive.log(agent.name, f"fake: building {agent.name} at {sha[:12]} in a child process")
+    run([sys.executable, "-c", _DETACHED, str(d / f"{agent.name}.build.lock"),
+         str(d / f"{agent.name}.building"), str(_container(hive, agent.name)), sha,
+         str(seconds)], timeout=seconds + 60)
+
+
 @hookimpl
 def config_schema() -> type:
     return FakeConfig
@@ -243,18 +309,25 @@ def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
 @hookimpl
 def spawn(hive: Hive, agent: AgentSpec) -> None:
     _record(hive, "spawn", agent)
-    sha = _build(hive, agent, "spawn")
-    _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port,
-                             "env": hive.agent_env(agent)})
+    with _build_lock(hive, agent.name):
+        sha = _build(hive, agent, "spawn")
+        _save(hive, agent.name, {"running": True, "built_sha": sha, "port": agent.port,
+                                 "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
 
 
 @hookimpl
 def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
     _record(hive, "rebuild", agent, approval=deploy.approval_id if deploy else None)
-    sha = _build(hive, agent, "rebuild")
-    _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
-                             "built_sha": sha, "env": hive.agent_env(agent)})
+    seconds = _settings(hive).detach.get(agent.name)
+    if seconds is not None:
+        # The child takes the build lock itself (it must hold it after this daemon died).
+        _detached_build(hive, agent, seconds)
+    else:
+        with _build_lock(hive, agent.name):
+            sha = _build(hive, agent, "rebuild")
+            _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
+                                     "built_sha": sha, "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
 
 
@@ -264,8 +337,7 @@ def start(hive: Hive, agent: AgentSpec) -> None:
     state = _load(hive, agent.name)
     if state is None:
         raise OperationFailed(f"fake: container h-{agent.name} does not exist")
-    if message := _settings(hive).fail.get(agent.name):
-        raise OperationFailed(message)
+    _misbehave(hive, agent, "start")
     _save(hive, agent.name, {**state, "running": True, "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
 
@@ -294,12 +366,19 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
 @hookimpl
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     _record(hive, "destroy", agent, purge=purge)
-    _container(hive, agent.name).unlink(missing_ok=True)
+    with _build_lock(hive, agent.name):  # an orphaned build must not bring it back
+        _container(hive, agent.name).unlink(missing_ok=True)
 
 
 @hookimpl
 def deploy_step(hive: Hive, deploy: Deploy, step: str) -> None:
-    _maybe_crash(hive, deploy.agent.name, step)
+    _record(hive, "deploy_step", deploy.agent, log="observed", approval=deploy.approval_id,
+            step=step)
+
+
+@hookimpl
+def checkpoint(hive: Hive, agent: str, point: str) -> None:
+    _maybe_crash(hive, agent, point)
 
 
 @hookimpl
@@ -330,6 +409,13 @@ def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> Exec
     env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(p.creds),
            "HIVE_LABEL": agent.name, "HIVE_NOTES": str(p.state), "HIVE_CREDS": str(p.creds)}
     return ExecPlan(argv=list(argv), env=env, cwd=str(p.state))
+
+
+@hookimpl
+def approval_resolved(hive: Hive, approval: Approval, outbox_id: int) -> None:
+    _record(hive, "approval_resolved", hive.agent(approval.agent), log="observed",
+            approval=approval.id, status=approval.status.value, outbox_id=outbox_id)
+    _maybe_crash(hive, approval.agent, "approval_resolved")
 
 
 @hookimpl

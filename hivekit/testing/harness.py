@@ -167,12 +167,16 @@ class HiveProcess:
             timeout, f"approval #{approval_id} to resolve")
 
     def spawn(self, name: str) -> dict[str, Any]:
-        """Request and approve a spawn of ``name``; wait until it is approved."""
+        """Request and approve a spawn of ``name``; wait until it is approved and its row has
+        settled (no longer ``spawning``: the approval's status moves a moment before)."""
         approval = self.post("/api/requests/spawn", {"name": name})
         self.post(f"/api/approvals/{approval['id']}/approve")
         result = self.wait_resolved(approval["id"])
         if result["status"] != "approved":
             raise RuntimeError(f"spawn of {name} {result['status']}: {result['note']}")
+        self.wait_for(lambda: any(a["name"] == name and a.get("transient") is None
+                                  for a in self.get("/api/agents")),
+                      what=f"{name}'s row to settle after its spawn")
         return result
 
     def commit(self, agent: str, files: dict[str, str], message: str = "change") -> str:

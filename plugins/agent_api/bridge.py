@@ -2,9 +2,10 @@
 
 Built on the official ``mcp`` SDK's FastMCP (imported only when the command runs). Each tool is
 one call to the socket; the socket decides who the caller is, so the bridge holds no identity or
-secret of its own. The bridge is one *connection* in the broker's sense: it keeps the ``recv``
-cursor, so it hands each message to its client once, and a new bridge (a restarted MCP client)
-is handed every message not yet acknowledged again.
+secret of its own. The bridge keeps no ``recv`` cursor: an MCP client may give up on a call
+(cancel it, time out) after the socket answered, and a result it never got must not move a
+cursor past its messages. So every ``recv`` offers every message not yet acknowledged, oldest
+first; one offered before is marked ``again``. Nothing reaches the agent only to be hidden.
 
 The tools follow MCP's conventions, so that a model (and the client showing it) knows what each
 does before calling it: a title and a description, every parameter described with its bounds
@@ -35,8 +36,8 @@ messages to and from other agents and the operator (send, recv, ack, broadcast),
 (ask the operator or a peer; answer the questions peers ask you), and, if you are the manager,
 requests for new agents and config changes that the operator approves or denies.
 Messages from `system` are hive events: recv gives them as an `event` object (its "type" says
-which). Acknowledge (ack) every message once you have handled it: unacknowledged messages come
-back after a restart.
+which). Acknowledge (ack) every message once you have handled it: until then every recv offers
+it again (marked "again").
 """
 
 #: An agent's name, as the hive checks it (hivekit.names).
@@ -150,7 +151,7 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
                 raise ToolError(explain(name, exc)) from None
 
     client = SocketClient(socket_path)
-    cursor = {"after": 0}
+    offered: set[int] = set()  # ids this bridge handed out before (marked "again")
     server = HiveMCP("hive", instructions=INSTRUCTIONS, log_level="WARNING")
     # serverInfo names hivekit's version, not the SDK's (FastMCP takes no version itself).
     server._mcp_server.version = __version__
@@ -173,24 +174,28 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         return {"id": m["id"], "to": m["recipient"]}
 
     async def recv(
-        wait_seconds: Annotated[StrictFloat, Field(description="With nothing new, wait up to this "
-                                                               "many seconds for a message.",
+        wait_seconds: Annotated[StrictFloat, Field(description="With no message to hand out, "
+                                                               "wait up to this many seconds "
+                                                               "for one.",
                                                    ge=0, le=MAX_WAIT)] = 0,
         limit: Annotated[StrictInt, Field(description="The most messages to return.", ge=1,
                                           le=MAX_BATCH)] = 20,
     ) -> dict[str, Any]:
-        """Receive new messages from your inbox, oldest first: each has an id, who it is from,
+        """Receive the messages in your inbox, oldest first: each has an id, who it is from,
         when it was sent, and its `body` (or, for a hive event from `system`, an `event`
         object whose "type" says which).
 
-        Returns at once with whatever has arrived; with nothing new, waits up to
-        `wait_seconds`. Each message is handed out once by this tool: call `ack` with the ids
-        you have handled, or they are handed out again after a restart.
+        Returns at once with every message you have not acknowledged; if there is none, waits
+        up to `wait_seconds` for one. Call `ack` with the ids you have handled: until then a
+        message is offered again by every recv (marked "again": true), so a recv that was
+        interrupted loses nothing.
         """
-        got = await client.call("GET", "/recv", after=cursor["after"], limit=limit,
-                                wait=wait_seconds)
-        cursor["after"] = max(cursor["after"], got["cursor"])
-        return {"messages": [message(m) for m in got["messages"]]}
+        got = await client.call("GET", "/recv", after=0, limit=limit, wait=wait_seconds)
+        messages = []
+        for m in got["messages"]:
+            messages.append({**message(m), **({"again": True} if m["id"] in offered else {})})
+            offered.add(m["id"])
+        return {"messages": messages}
 
     async def ack(
         ids: Annotated[list[MessageId], Field(description="Ids of messages you have handled "
@@ -314,7 +319,7 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
     tools: list[tuple[Any, Any]] = [
         (whoami, _annotations("Who am I", **read_only)),
         (send, _annotations("Send a message")),
-        # recv moves only this bridge's cursor: nothing of the hive changes.
+        # recv changes nothing of the hive (only ack does).
         (recv, _annotations("Receive messages", read_only=True)),
         (ack, _annotations("Acknowledge messages", destructive=True, idempotent=True)),
         (broadcast, _annotations("Broadcast a message")),

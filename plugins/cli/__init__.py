@@ -4,6 +4,8 @@ Every command talks to the running daemon over ``<runtime_dir>/admin.sock``. Lis
 ``--json``. Commands that wait for a deploy (``approve``, ``rebuild``, ``start``...) show its steps
 and the backend's output as they come (``--quiet`` hides them) and exit with the outcome: 0 when
 it succeeded, 1 when it failed, so the exit code, the git tag and the dashboard always agree.
+Ctrl-C stops only the following: the operation goes on in the hive, the command says how to
+follow it again (``hivekit wait ID``) and exits 130.
 
 Arguments are checked before any request is built: agent names by the agent-name rule, ids as
 integers from 1 to 2^63-1 (click types ``hivekit.AGENT_NAME`` and ``hivekit.ID``: bad usage, exit 2,
@@ -66,8 +68,12 @@ def _approval_line(a: dict[str, Any]) -> str:
 
 
 def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
-            call: Callable[[], Any]) -> Any:
-    """Run ``call`` while printing the agent's deploy steps and log lines; return its result."""
+            call: Callable[[], Any], interrupted: Callable[[], str]) -> Any:
+    """Run ``call`` while printing the agent's deploy steps and log lines; return its result.
+
+    Ctrl-C stops following, not the work: ``interrupted()`` says what goes on in the hive and
+    how to follow it again, and the command exits 130.
+    """
     final: dict[str, Any] = {}
 
     def on_event(kind: str, data: Any) -> bool:
@@ -81,9 +87,17 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
             return True
         return False
 
-    result = client.watch(
-        call, on_event,
-        finished=lambda r: approval_id is None or r.get("status") in TERMINAL)
+    try:
+        result = client.watch(
+            call, on_event,
+            finished=lambda r: approval_id is None or r.get("status") in TERMINAL)
+    except KeyboardInterrupt:
+        try:
+            message = interrupted()
+        except Exception:  # the hive cannot be asked now: say what is certain
+            message = "interrupted; `hivekit approvals` and `hivekit agents` show where it is"
+        click.echo(f"\n{message}", err=True)
+        raise SystemExit(130) from None
     if approval_id is not None and isinstance(result, dict):
         if result.get("status") in TERMINAL:
             return result
@@ -156,6 +170,50 @@ def complete_keys(ctx: click.Context, _param: click.Parameter, incomplete: str) 
     return _items([(k, "set") for k in (found or {}).get("keys", [])], incomplete)
 
 
+def _approval_goes_on(client: Any, approval_id: int) -> str:
+    """What Ctrl-C left of approval ``approval_id``, and how to follow it."""
+    a = client.get(api_path("api", "approvals", approval_id))["approval"]
+    if a["status"] == "pending":
+        return f"interrupted before approving: approval #{approval_id} is still pending"
+    if a["status"] in TERMINAL:
+        return f"interrupted; meanwhile {_approval_line(a)}"
+    return (f"interrupted: approval #{approval_id} goes on in the hive ({a['kind']} "
+            f"{a['agent']}); follow it with `hivekit wait {approval_id}`")
+
+
+def _operation_goes_on(client: Any, name: str, verb: str) -> str:
+    """What Ctrl-C left of ``verb`` on agent ``name``, and how to follow it."""
+    busy = client.get("/api/state")["transients"].get(name)
+    if busy:
+        return (f"interrupted: the {verb} of {name} goes on in the hive ({busy}); follow it "
+                f"with `hivekit wait {name}`")
+    return f"interrupted; {name} is not busy now (`hivekit agents` shows how it is)"
+
+
+def _wait_approval(client: Any, approval_id: int, loud: bool) -> dict[str, Any]:
+    """The approval once terminal, asking the hive's wait route as long as it takes."""
+    if loud:  # the event stream is open: what happens from here on is shown
+        a = client.get(api_path("api", "approvals", approval_id))["approval"]
+        click.echo(f"following approval #{approval_id} ({a['kind']} {a['agent']}: "
+                   f"{a['status']})", err=True)
+    while True:
+        a = client.get(api_path("api", "approvals", approval_id, "wait"))
+        if a["status"] in TERMINAL:
+            return a
+
+
+def _ended(result: dict[str, Any], as_json: bool) -> None:
+    """Print a resolved approval; exit 1 unless it was approved."""
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(_approval_line(result))
+    if result["status"] != "approved":
+        if result.get("note") and not as_json:
+            click.echo(f"error: {result['note']}", err=True)
+        raise SystemExit(1)
+
+
 # --- the commands -----------------------------------------------------------------------------
 
 
@@ -184,6 +242,9 @@ def agents(client: Any, as_json: bool) -> None:
         rows = [[a["name"] + (" (manager)" if a["is_manager"] else ""),
                  a["transient"] or a["status"], str(a["port"]), _short(a["deployed_sha"]),
                  ", ".join(b["label"] for b in a["badges"])] for a in state["agents"]]
+        # What the operator must act on, with the fix.
+        errors = [f"{a['name']}: {b['label']}: {b['detail']}" for a in state["agents"]
+                  for b in a["badges"] if b["level"] == "error"]
         stones = [f"tombstone: {t['name']} (destroyed; state kept at "
                   f"{_short(t['deployed_sha'])}; `hivekit request spawn {t['name']}` brings it "
                   "back)" for t in state["tombstones"]]
@@ -193,7 +254,7 @@ def agents(client: Any, as_json: bool) -> None:
     _table(rows, ["NAME", "STATUS", "PORT", "DEPLOYED", "BADGES"])
     if not rows:
         click.echo("no agents")
-    for line in stones:
+    for line in errors + stones:
         click.echo(line)
 
 
@@ -260,15 +321,67 @@ def approve(client: Any, approval_id: int, quiet: bool, as_json: bool) -> None:
                      ApprovalDetail)["approval"]
     result = expect(_follow(client, current["agent"], quiet or as_json, current["id"],
                             lambda: client.post(api_path("api", "approvals", approval_id,
-                                                         "approve"))), Approval)
+                                                         "approve")),
+                            lambda: _approval_goes_on(client, approval_id)), Approval)
+    _ended(result, as_json)
+
+
+class IdOrName(click.ParamType):
+    """An approval's id (digits) or an agent's name, each checked by its own rule."""
+
+    name = "ID|NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return ID.convert(value, param, ctx)
+        return AGENT_NAME.convert(value, param, ctx)
+
+
+@click.command()
+@click.argument("target", metavar="ID|NAME", type=IdOrName())
+@click.option("-q", "--quiet", is_flag=True, help="Don't show the progress.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@api_command
+def wait(client: Any, target: int | str, quiet: bool, as_json: bool) -> None:
+    """Follow approval ID (or agent NAME's running operation) until it ends.
+
+    For an approval: shows its deploy steps and the backend's output, as `approve` does, and
+    exits 0 when it was approved (deployed), 1 when it failed or was denied; a pending one is
+    waited for until someone approves or denies it. For an agent: follows whatever operation
+    runs on it (a deploy, rebuild, start...) and exits 0 once none does.
+    """
+    from hivekit import AgentView, Approval, ApprovalDetail
+
+    loud = not (quiet or as_json)
+    if isinstance(target, int):
+        current = expect(client.get(api_path("api", "approvals", target)),
+                         ApprovalDetail)["approval"]
+        if current["status"] not in TERMINAL:
+            if current["status"] == "pending" and loud:
+                click.echo(f"approval #{target} is pending: waiting for it to be approved or "
+                           "denied", err=True)
+            current = expect(_follow(
+                client, current["agent"], not loud, target,
+                lambda: _wait_approval(client, target, loud),
+                lambda: f"stopped waiting; `hivekit wait {target}` follows it again"), Approval)
+        _ended(current, as_json)
+        return
+
+    def wait_agent() -> Any:
+        if loud:
+            busy = client.get("/api/state")["transients"].get(target)
+            click.echo(f"following {target}" + (f" ({busy})" if busy else ": no operation "
+                                                "runs on it"), err=True)
+        return client.get(api_path("api", "agents", target, "wait"))
+
+    view = expect(_follow(client, target, not loud, None, wait_agent,
+                          lambda: f"stopped waiting; `hivekit wait {target}` follows it again"),
+                  AgentView)
     if as_json:
-        print_json(result)
+        print_json(view)
     else:
-        click.echo(_approval_line(result))
-    if result["status"] != "approved":
-        if result.get("note") and not as_json:
-            click.echo(f"error: {result['note']}", err=True)
-        raise SystemExit(1)
+        click.echo(f"{target}: {view['status']}")
 
 
 @click.command()
@@ -340,7 +453,8 @@ def _lifecycle_command(verb: str, doc: str) -> click.Command:
         from hivekit import AgentView
 
         view = expect(_follow(client, name, quiet or as_json, None,
-                              lambda: client.post(api_path("api", "agents", name, verb))),
+                              lambda: client.post(api_path("api", "agents", name, verb)),
+                              lambda: _operation_goes_on(client, name, verb)),
                       AgentView)
         if as_json:
             print_json(view)
@@ -685,8 +799,8 @@ def templates(client: Any, as_json: bool) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    for command in (agents, approvals, show, approve, deny, request, destroy, send, ack, inbox,
-                    questions, answer, creds, exec_command, logs, templates):
+    for command in (agents, approvals, show, approve, wait, deny, request, destroy, send, ack,
+                    inbox, questions, answer, creds, exec_command, logs, templates):
         cli.add_command(command)
     for verb, doc in (("start", "Start agent NAME."), ("stop", "Stop agent NAME."),
                       ("restart", "Restart agent NAME."),

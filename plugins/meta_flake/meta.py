@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import urllib.parse
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,57 @@ def render(hivekit_flake: str, agents: list[Identity]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: :func:`loose_file`'s answer when an object it needs is not a loose one: ask git.
+_PACKED = object()
+
+
+def _loose(git_dir: Path, sha: str) -> tuple[bytes, bytes] | None:
+    """A loose object's (type, content); None unless it is a readable loose object."""
+    try:
+        raw = zlib.decompress((git_dir / "objects" / sha[:2] / sha[2:]).read_bytes())
+    except (OSError, zlib.error, ValueError):
+        return None
+    head, sep, body = raw.partition(b"\0")
+    kind, _, size = head.partition(b" ")
+    if not sep or not size.isdigit() or int(size) != len(body):
+        return None
+    return kind, body
+
+
+def loose_file(git_dir: Path, commit: str, rel: str) -> str | object | None:
+    """The text of top-level file ``rel`` in ``commit`` (None: not in it), read from loose
+    objects as ``git show commit:rel`` would, without a subprocess; :data:`_PACKED` when an
+    object on the way is not loose (packed, or unreadable), so the caller asks git.
+
+    What a commit here just wrote is loose, so this answers for the HEAD each operation asks
+    about (two ``git show`` per deploy otherwise).
+    """
+    found = _loose(git_dir, commit)
+    if found is None or found[0] != b"commit" or not found[1].startswith(b"tree "):
+        return _PACKED
+    tree = _loose(git_dir, found[1][5:found[1].index(b"\n")].decode("ascii", "replace"))
+    if tree is None or tree[0] != b"tree":
+        return _PACKED
+    width = len(commit) // 2  # a hash's bytes in a tree entry: 20 (SHA-1) or 32 (SHA-256)
+    body, i, name = tree[1], 0, rel.encode()
+    while i < len(body):
+        space, nul = body.index(b" ", i), body.index(b"\0", i)
+        mode, entry = body[i:space], body[space + 1:nul]
+        sha = body[nul + 1:nul + 1 + width].hex()
+        i = nul + 1 + width
+        if entry == name:
+            if mode not in (b"100644", b"100755"):
+                return _PACKED  # a link, a directory: what git says of it
+            blob = _loose(git_dir, sha)
+            if blob is None or blob[0] != b"blob":
+                return _PACKED
+            try:
+                return blob[1].decode()
+            except UnicodeDecodeError:
+                return _PACKED
+    return None
+
+
 def _write(path: Path, text: str) -> None:
     """Replace ``path`` atomically: a concurrent reader (a build) never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -150,6 +202,13 @@ class MetaFlake:
         self._leaving: set[str] = set()
         #: (commit, path) → that file's content: what HEAD holds is asked for often.
         self._shown: dict[tuple[str, str], str | None] = {}
+        #: What the flake says of each agent (its name, port and the config fix it while the
+        #: daemon runs), and the last rendering: every operation syncs, at 300 agents.
+        self._identities: dict[str, Identity] = {}
+        self._rendered: tuple[tuple[str, ...], str] | None = None
+        #: The last few lock texts parsed (a 300-agent lock is ~150 KB of JSON, asked for
+        #: several times per operation). Shared: nothing here changes a lock in place.
+        self._parsed: dict[str, lockfile.Lock | None] = {}
 
     # --- the agent set ---------------------------------------------------------------------
 
@@ -162,14 +221,21 @@ class MetaFlake:
             return sorted((registered | self._spawning) - self._leaving)
 
     def identity(self, name: str) -> Identity:
-        spec = self.hive.agent(name)
-        return Identity(name=name, port=spec.port, is_manager=spec.is_manager,
-                        applied=spec.paths.applied, env=self.hive.agent_env(spec, mounts=()),
-                        git_email=f"{name}@{self.config.git_email_domain}")
+        found = self._identities.get(name)
+        if found is None:
+            spec = self.hive.agent(name)
+            found = self._identities[name] = Identity(
+                name=name, port=spec.port, is_manager=spec.is_manager,
+                applied=spec.paths.applied, env=self.hive.agent_env(spec, mounts=()),
+                git_email=f"{name}@{self.config.git_email_domain}")
+        return found
 
     def rendered(self) -> str:
-        return render(self.config.hivekit_flake,
-                      [self.identity(n) for n in self.agent_names()])
+        names = tuple(self.agent_names())
+        if self._rendered is None or self._rendered[0] != names:
+            self._rendered = (names, render(self.config.hivekit_flake,
+                                            [self.identity(n) for n in names]))
+        return self._rendered[1]
 
     def spawning(self, name: str) -> None:
         with self._mutex:
@@ -203,14 +269,27 @@ class MetaFlake:
         if key not in self._shown:
             if len(self._shown) > 64:
                 self._shown.clear()
-            try:
-                self._shown[key] = self.repo("show", f"{head}:{rel}")
-            except CommandFailed:
-                self._shown[key] = None
+            found = loose_file(self.repo.git_dir, head, rel)
+            if found is not _PACKED:
+                self._shown[key] = found
+            else:
+                try:
+                    self._shown[key] = self.repo("show", f"{head}:{rel}")
+                except CommandFailed:
+                    self._shown[key] = None
         return self._shown[key]
 
+    def _parse(self, text: str | None) -> lockfile.Lock | None:
+        if text is None:
+            return None
+        if text not in self._parsed:
+            if len(self._parsed) >= 4:
+                self._parsed.pop(next(iter(self._parsed)))
+            self._parsed[text] = lockfile.loads(text)
+        return self._parsed[text]
+
     def _head_lock(self) -> lockfile.Lock | None:
-        return lockfile.loads(self._head_text("flake.lock"))
+        return self._parse(self._head_text("flake.lock"))
 
     def _working_text(self, rel: str) -> str | None:
         try:
@@ -219,13 +298,13 @@ class MetaFlake:
             return None
 
     def _working_lock(self) -> lockfile.Lock | None:
-        return lockfile.loads(self._working_text("flake.lock"))
+        return self._parse(self._working_text("flake.lock"))
 
     def _text_for(self, lock: lockfile.Lock) -> str:
         """``lock`` as bytes, reusing the exact bytes of HEAD's or the working tree's lock when
         it is the same lock (what Nix wrote stays what Nix wrote)."""
         for text in (self._working_text("flake.lock"), self._head_text("flake.lock")):
-            if text is not None and lockfile.loads(text) == lock:
+            if text is not None and self._parse(text) == lock:
                 return text
         return lockfile.dumps(lock)
 
@@ -291,7 +370,7 @@ class MetaFlake:
             old_lock = self._working_text("flake.lock")
             wanted = {HIVEKIT_INPUT} | {input_name(n) for n in self.agent_names()}
             head_flake = self._head_text("flake.nix")
-            working = lockfile.loads(old_lock)
+            working = self._parse(old_lock)
             if (old_flake == text and head_flake == text and working is not None
                     and set(lockfile.root_inputs(working)) == wanted
                     and set(lockfile.root_inputs(self._head_lock())) == wanted):
@@ -365,9 +444,11 @@ class MetaFlake:
         entry = input_name(name)
         subject = f"deploy {name} {deploy.deployed_tag} {deploy.sha[:12]}"
         with self._mutex:
-            self._inflight.pop(name, None)
+            # A deploy this process prepared, finalized for the first time, has no commit yet;
+            # any other call (recovery after a restart, a retry) looks for it in the log.
+            prepared = self._inflight.pop(name, None) == deploy.approval_id
             self._ensure_repo()
-            if self._has_commit(subject):
+            if not prepared and self._has_commit(subject):
                 return False
             if lockfile.locked(self._working_lock(), entry).get("rev") != deploy.sha:
                 # Recovery after a crash before prepare's relock, or a lock that drifted: main
