@@ -73,8 +73,8 @@ _LAZY: dict[str, str] = {
     "Paths": "hivekit.paths",
     **dict.fromkeys(("AgentLog", "AgentPaths", "AgentSpec", "AgentStatus", "AgentView",
                      "Approval", "ApprovalKind", "ApprovalDetail", "ApprovalStatus", "Badge",
-                     "BadgeLevel", "Deploy", "ExecPlan", "Message", "Question", "Request",
-                     "Tombstone", "Transient"),
+                     "BadgeLevel", "Deploy", "ExecPlan", "Message", "Mount", "Question",
+                     "Request", "Tombstone", "Transient"),
                     "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
@@ -97,7 +97,8 @@ _LAZY: dict[str, str] = {
     "helper_event": "hivekit.convert",
     # operations and events: modules offered whole
     **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity",
-                     "creds"), "hivekit"),
+                     "creds", "wake"),
+                    "hivekit"),
     "OPERATOR": "hivekit.hive",
     "SYSTEM": "hivekit.hive",
     # HTTP

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hivekit import creds, deploy, events, teardown
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
@@ -28,6 +28,9 @@ from hivekit.records import (
     Request,
     Transient,
 )
+
+if TYPE_CHECKING:
+    from hivekit.broker import BroadcastResult
 
 log = logging.getLogger("hivekit")
 
@@ -418,6 +421,14 @@ def send(hive: Hive, to: str, body: str, sender: str = OPERATOR) -> Message:
     from hivekit import broker
 
     return broker.send(hive, sender, to, body)
+
+
+def broadcast(hive: Hive, body: str, sender: str = OPERATOR) -> BroadcastResult:
+    """Send ``body`` to every agent (but ``sender``), with the broadcast hint (see
+    :func:`hivekit.broker.broadcast`)."""
+    from hivekit import broker
+
+    return broker.broadcast(hive, sender, body)
 
 
 def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:

@@ -119,6 +119,11 @@ class AckRequest:
 
 
 @frozen
+class BroadcastRequest:
+    body: str
+
+
+@frozen
 class AnswerRequest:
     #: Free text; for an option question one option, and for a multi-select question a list of
     #: options or one string of them separated by commas.
@@ -425,6 +430,13 @@ async def send_message(hive: HiveDep, request: Request) -> Response:
     return _json(await _run(hive, actions.send, b.to, b.body), 201)
 
 
+@post("/api/broadcast", status_code=200, opt={"body": BroadcastRequest})
+async def broadcast(hive: HiveDep, request: Request) -> Response:
+    """The operator's message to every agent, with the broadcast hint: ``{sent: {agent: id},
+    failed: {agent: reason}}``."""
+    return _json(await _run(hive, actions.broadcast, body(request).body))
+
+
 @get("/api/questions", opt={"query": QuestionsQuery})
 async def list_questions(hive: HiveDep, request: Request) -> Response:
     """Questions asked of the operator, oldest first: pending ones (``all=true``: every one).
@@ -503,7 +515,7 @@ def _frame(env: Envelope) -> bytes:
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, wait_approval, wait_agent,
           approve, deny, request_spawn, request_apply, *LIFECYCLE_ROUTES, destroy, inbox,
-          ack_inbox, send_message, list_questions, answer_question, stream_events,
+          ack_inbox, send_message, broadcast, list_questions, answer_question, stream_events,
           list_templates, list_creds, set_cred, remove_cred, plan_exec, agent_logs, live_log]
 
 

@@ -47,9 +47,6 @@ MAX_BATCH = 100
 MAX_WAIT = 300.0
 #: The most ids one ack takes.
 MAX_ACK = 1000
-#: Appended to every broadcast message.
-BROADCAST_HINT = ("\n\n(hint: this was a broadcast to every agent in the hive; "
-                  "it may need no action from you)")
 
 
 @frozen
@@ -98,14 +95,21 @@ def send(hive: Hive, sender: str, to: str, body: str) -> Message:
 
 
 def broadcast(hive: Hive, sender: str, body: str) -> BroadcastResult:
-    """Send ``body`` to every registered agent (the sender included), with the broadcast hint.
+    """Send ``body`` to every registered agent but the sender, with ``[hive] broadcast_hint``
+    appended (by default hive-c0re's: "⚠️ _hint: this was a broadcast and may not need any
+    action from you_").
 
+    The manager is a recipient (unless it sent it): it coordinates the hive, so what one agent
+    tells every other, or the operator tells every agent, concerns it at least as much, and the
+    hint says it may need no action. The operator (``sender = "operator"``) reaches every agent.
     A bad body refuses the whole broadcast; a delivery that fails is reported per agent and
     does not stop the others.
     """
-    text = check_body(body) + BROADCAST_HINT
+    text = check_body(body) + hive.config.hive.broadcast_hint
     result = BroadcastResult()
-    for name in hive.store.agent_names():
+    for name in hive.agent_names():
+        if name == sender:
+            continue
         try:
             result.sent[name] = hive.send(sender, name, text).id
         except Exception as exc:

@@ -7,6 +7,7 @@ to the file's directory; with no file, to the current directory.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,35 @@ def _line(_inst: Any, att: attrs.Attribute, value: str) -> None:
                          "control characters")
 
 
+#: hive-c0re's wake-up (see hivekit.wake; kept there, with the placeholders it fills in).
+WAKE_TEMPLATE = (
+    "{reason}\n\nYou were just (re)started by the operator. If you were mid-task, check "
+    "`{notes}/` for your notes and pick up where you left off. claude's `--continue` session "
+    "is intact, so prior context is still in your window.")
+#: The reference daemon's broadcast hint, word for word.
+BROADCAST_HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
+
+
+def _text(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if len(value) > 4000 or any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise ValueError("must be at most 4000 characters, without control characters but "
+                         "newlines and tabs")
+
+
+def _template(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    from hivekit.wake import check_template
+
+    check_template(value)
+
+
+def _group(_inst: Any, att: attrs.Attribute, value: str | None) -> None:
+    # useradd(8)'s rule for names; existence is checked when the daemon starts (a config is
+    # also checked where the group need not exist, such as a Nix build).
+    if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        raise ValueError(f"{value!r} is not a group name (a lowercase letter or '_', then up "
+                         "to 31 lowercase letters, digits, '_' or '-')")
+
+
 @frozen
 class HiveConfig:
     """The ``[hive]`` table."""
@@ -76,6 +106,15 @@ class HiveConfig:
     #: The most of an approval's diff any answer carries, in bytes (1 MiB); a longer diff is
     #: cut at a line and ends with a marker saying how much was shown and how to see it all.
     max_diff_bytes: int = field(default=1024 * 1024, validator=positive)
+    #: What an agent is told when it comes back up (after an apply, an operator's start,
+    #: restart or rebuild, an update rebuild): ``{reason}``, ``{notes}`` (its notes dir as it
+    #: sees it) and ``{name}`` are filled in (hivekit.wake). Default: hive-c0re's.
+    wake_template: str = field(default=WAKE_TEMPLATE, validator=_template)
+    #: Appended to every broadcast message (what hive-c0re's agents' prompts know).
+    broadcast_hint: str = field(default=BROADCAST_HINT, validator=_text)
+    #: A group whose members may use the admin socket (and so the CLI): admin.sock gets mode
+    #: 0660 and this group, the runtime dir this group and 0750. None: the daemon's user only.
+    operator_group: str | None = field(default=None, validator=_group)
 
     def __attrs_post_init__(self) -> None:
         if self.port_base + self.port_range - 1 > 65535:

@@ -29,6 +29,7 @@ from hivekit.paths import private_dir, private_file
 from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
 from hivekit.records import AgentStatus, Transient
+from hivekit.remotes import Remotes
 from hivekit.sockets import bind_unix
 
 log = logging.getLogger("hivekit")
@@ -135,7 +136,36 @@ def build_hive(config: Config, loaded: Loaded) -> Hive:
     register(loaded.pm, "core-reconcile", Reconcile())
     register(loaded.pm, "core-questions", Watchdog())
     register(loaded.pm, "core-badges", Badges())
+    register(loaded.pm, "core-remotes", Remotes())
     return Hive(config, loaded)
+
+
+def operator_group(hive: Hive) -> int | None:
+    """The operator group's gid, with the runtime dir made theirs to enter (0750); None if the
+    config names none.
+
+    :raises HiveError: the group does not exist, or the daemon cannot give it the dir.
+    """
+    import grp
+
+    name = hive.config.hive.operator_group
+    if name is None:
+        return None
+    try:
+        gid = grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise HiveError(f"[hive] operator_group {name!r}: there is no such group on this host; "
+                        "create it (the NixOS module's services.hivekit.operatorGroup does) or "
+                        "remove the key") from None
+    runtime = hive.paths.runtime_dir
+    runtime.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chown(runtime, -1, gid)
+        os.chmod(runtime, 0o750)
+    except OSError as exc:
+        raise HiveError(f"[hive] operator_group {name!r}: cannot give {runtime} to the group "
+                        f"({exc.strerror}): the daemon's user must be a member of it") from None
+    return gid
 
 
 #: Open files the daemon wants: a socket per agent (up to 900), an agent's connections to it
@@ -173,10 +203,12 @@ def serve(config: Config, loaded: Loaded) -> int:
 
         # Built first: a route two plugins claim stops the start before any plugin started.
         app = create_app(hive)
+        # Before any plugin starts: a missing operator group stops the start with nothing begun.
+        group = operator_group(hive)
         hive.hook.startup(hive=hive)
         state.check_extras(hive)
         sock_path = hive.paths.admin_socket
-        sock = bind_unix(sock_path)
+        sock = bind_unix(sock_path, group=group)
         uv_config = uvicorn.Config(app, log_level="warning", lifespan="off",
                                    timeout_graceful_shutdown=GRACEFUL_SECONDS)
         server = Server(uv_config, hive)

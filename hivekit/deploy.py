@@ -29,7 +29,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from hivekit import events, hookimpl, outbox
+from hivekit import events, hookimpl, outbox, remotes
 from hivekit.errors import BadRequest, HiveError, OperationFailed, describe
 from hivekit.git import Repo, check_proposed
 from hivekit.hive import SYSTEM, Hive
@@ -99,7 +99,8 @@ def seed(hive: Hive, agent: AgentSpec, template: str | None = None) -> bool:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
         staging.commit_all("hivekit init")
-        staging("remote", "add", "applied", str(p.applied))
+        # Named as the manager sees the applied repo (see hivekit.remotes).
+        staging("remote", "add", remotes.REMOTE, remotes.url_for(hive, agent.name))
         # Renamed into place only when complete: a crash never leaves a half-seeded repo.
         tmp.rename(p.config)
     if not applied.exists():

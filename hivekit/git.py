@@ -144,6 +144,15 @@ class Repo:
         self("read-tree", "--reset", "-u", ref)
 
 
+def config_file(path: Path, *args: str) -> str:
+    """``git config --file <path> ARGS`` with hivekit's fixed environment: a config file read or
+    edited by git's own parser, outside any repository.
+
+    :raises CommandFailed: git's exit code and message (1 for a ``--get`` that finds nothing).
+    """
+    return run(["git", "config", "--file", str(path), *args], env=_ENV, timeout=TIMEOUT)
+
+
 def read_ref(repo: Path, ref: str = "refs/heads/main") -> str | None:
     """The sha of ``ref`` read straight from the repo's files (no subprocess: used per agent on
     every state snapshot). Loose ref first, then ``packed-refs``; None if absent."""
@@ -250,8 +259,7 @@ def _unsafe_config(config: Path) -> str | None:
         return None
     try:
         # git's own parser; --no-includes: an include is reported, never followed.
-        names = run(["git", "config", "--file", str(config), "--no-includes", "--name-only",
-                     "--list"], env=_ENV, timeout=TIMEOUT).split("\n")
+        names = config_file(config, "--no-includes", "--name-only", "--list").split("\n")
     except CommandFailed as exc:
         return f"its proposed repo's config cannot be read by git ({exc.stderr_tail.strip()})"
     for name in filter(None, names):

@@ -28,7 +28,7 @@ from hivekit.events import Envelope
 from hivekit.names import agent_port
 from hivekit.paths import Paths, private_dir
 from hivekit.plugins import Loaded
-from hivekit.records import AgentSpec, Message, Transient
+from hivekit.records import AgentSpec, Message, Mount, Transient
 from hivekit.store import Store
 from hivekit.view import HiveView
 
@@ -70,6 +70,12 @@ class Operation:
         except Exception:  # a plugin's badges are logged there; anything else must not escape
             log.exception("could not remake %r's row after its %s", self.name, self.kind.value)
 
+
+class Unset:
+    """The type of :data:`UNSET`: an argument that was not given (None means something)."""
+
+
+UNSET = Unset()
 
 #: Agent specs kept (far more than a hive has agents).
 MAX_SPECS = 10_000
@@ -249,16 +255,35 @@ class Hive:
                 self._specs[name] = spec
         return spec
 
+    def mounts(self, agent: AgentSpec) -> list[Mount] | None:
+        """The agent's mount table, as its backend gives it (hook ``agent_mounts``); None when
+        the agent sees the host's own filesystem."""
+        mounts = self.hook.agent_mounts(hive=self, agent=agent)
+        return None if mounts is None else list(mounts)
+
+    def inside(self, agent: AgentSpec, path: Path | str) -> str | None:
+        """Where ``agent`` sees host ``path``: under the mount with the longest matching host
+        path; ``path`` itself when the agent sees the host; None when nothing shows it."""
+        from hivekit.identity import inside
+
+        mounts = self.mounts(agent)
+        return inside(Path(path), None if mounts is None else
+                      [(m.host, m.inside) for m in mounts])
+
     def agent_env(self, agent: AgentSpec,
-                  mounts: Iterable[tuple[Path, str]] | None = None) -> dict[str, str]:
+                  mounts: Iterable[tuple[Path, str]] | Unset | None = UNSET) -> dict[str, str]:
         """The agent's identity environment (every ``HIVE_*`` variable, :mod:`hivekit.identity`).
 
         :param mounts: ``(host path, path inside)`` for each host directory the backend makes
             visible to the agent; paths are given as the agent sees them, and a variable whose
             path it cannot see is left out. None: the agent sees the host's paths as they are.
+            Left out: the backend's mount table (:meth:`mounts`).
         """
         from hivekit.identity import agent_env
 
+        if isinstance(mounts, Unset):
+            table = self.mounts(agent)
+            mounts = None if table is None else [(m.host, m.inside) for m in table]
         return agent_env(self, agent, mounts)
 
     def begin(self, name: str, kind: Transient) -> Operation:

@@ -114,7 +114,16 @@ if TYPE_CHECKING:
     import click
 
     from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, AgentView, Approval, Badge, Deploy, ExecPlan, Request
+    from hivekit.records import (
+        AgentSpec,
+        AgentView,
+        Approval,
+        Badge,
+        Deploy,
+        ExecPlan,
+        Mount,
+        Request,
+    )
 
 #: Hooks the core calls one plugin at a time (:meth:`hivekit.hive.Hive.each`): each plugin's
 #: result is its own, and one plugin's failure does not keep the others from their call.
@@ -383,6 +392,26 @@ def is_running(hive: Hive, agent: AgentSpec) -> bool | None:
     :param hive: the running hive.
     :param agent: the agent it is about.
     :returns: True or False.
+    """
+
+
+@hookspec(firstresult=True)
+def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount] | None:
+    """The agent's mount table: which host directories its sandbox or container shows, where.
+
+    Asked whenever hivekit writes a path for the agent to read: its identity environment
+    (``HIVE_NOTES``...), the notes path in its wake-ups, and, for the manager, the ``applied``
+    remote of every proposed repo (``hive.inside(agent, path)`` translates with it: the entry
+    with the longest matching host path wins). Answer from the agent's configuration alone, the
+    same before its container exists as while it runs; keep it cheap. Return None when the
+    agent sees the host's own filesystem (a plain process). Stops at first non-None result (the
+    backend's). Raising fails whatever asked (a spawn, a rebuild, a start); at startup the
+    failure is logged and the agent's remotes are left as they were.
+
+    :param hive: the running hive.
+    :param agent: the agent it is about.
+    :returns: a list of :class:`hivekit.records.Mount` (host path, path inside, read-only), or
+        None for the host's view.
     """
 
 

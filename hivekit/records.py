@@ -76,6 +76,18 @@ class AgentSpec:
     paths: AgentPaths
 
 
+@frozen
+class Mount:
+    """One entry of an agent's mount table: a host directory its sandbox or container shows."""
+
+    #: The directory on the host.
+    host: Path
+    #: Where the agent sees it (an absolute path inside its sandbox or container).
+    inside: str
+    #: Whether the agent may only read it.
+    read_only: bool = False
+
+
 class BadgeLevel(enum.StrEnum):
     """How much a badge asks of the operator: ``info`` (to know), ``warning`` (to act on soon),
     ``error`` (the agent cannot work until someone acts)."""

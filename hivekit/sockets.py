@@ -12,8 +12,11 @@ from hivekit.errors import HiveError
 from hivekit.paths import MAX_SOCKET_PATH, private_dir
 
 
-def bind_unix(path: Path) -> socket.socket:
+def bind_unix(path: Path, group: int | None = None) -> socket.socket:
     """A listening Unix socket at ``path`` with mode 0600 from the start (never world-writable).
+
+    With ``group`` (a gid: the operator group), the socket is that group's too, mode 0660, set
+    before it is renamed into place.
 
     The caller holds the state-dir lock, so a leftover socket file is a dead daemon's: removed.
     Safe to call from any thread: the socket is bound inside a fresh private (0700) directory,
@@ -36,6 +39,9 @@ def bind_unix(path: Path) -> socket.socket:
         sock.bind(str(tmp))
         os.chmod(tmp, 0o600)
         sock.listen(128)  # before it appears: a socket file that exists accepts connections
+        if group is not None:
+            os.chown(tmp, -1, group)
+            os.chmod(tmp, 0o660)
         os.rename(tmp, path)
     except BaseException:
         sock.close()

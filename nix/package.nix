@@ -1,5 +1,7 @@
 # hivekit itself, built from this repository with nixpkgs' Python packages.
 #   pkgs.python3Packages.callPackage ./package.nix { }
+# The dependencies are pyproject.toml's [project] dependencies, one nixpkgs package each (a test,
+# tests/test_nix.py, and the flake's `package-dependencies` check compare the two lists).
 {
   lib,
   buildPythonApplication,
@@ -9,10 +11,10 @@
   cattrs,
   litestar,
   uvicorn,
-  sh,
   apsw,
   click,
   httpx,
+  mcp,
   git,
   src ? ../.,
 }:
@@ -33,7 +35,7 @@ buildPythonApplication {
   };
 
   build-system = [ setuptools ];
-  dependencies = [ pluggy attrs cattrs litestar uvicorn sh apsw click httpx ];
+  dependencies = [ pluggy attrs cattrs litestar uvicorn apsw click httpx mcp ];
   # pyproject's lower bounds are what it was developed against; nixpkgs' versions are fine.
   pythonRelaxDeps = true;
 
@@ -42,7 +44,11 @@ buildPythonApplication {
 
   # The suite runs real daemons, git and bubblewrap (scripts/test); here, check it imports.
   doCheck = false;
-  pythonImportsCheck = [ "hivekit" "hivekit.daemon" "hivekit_plugins.process.backend" ];
+  pythonImportsCheck = [
+    "hivekit" "hivekit.daemon" "hivekit_plugins.process.backend"
+    # `hivekit mcp` (the agents' MCP bridge) imports the mcp SDK only when it runs.
+    "hivekit_plugins.agent_api.bridge" "mcp"
+  ];
 
   meta = {
     description = pyproject.project.description;

@@ -150,15 +150,26 @@ def test_long_poll_wakes_when_a_message_arrives(hive3: HiveProcess) -> None:
     assert [m["body"] for m in got[0]] == ["ping"]
 
 
-def test_broadcast_reaches_every_agent(hive3: HiveProcess) -> None:
+#: hive-c0re's broadcast hint (coordinator.rs), the default of [hive] broadcast_hint.
+HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
+
+
+def test_broadcast_reaches_every_other_agent_and_the_operators_every_agent(
+        hive3: HiveProcess) -> None:
     result = Agent(hive3, "alpha").call("POST", "/broadcast", {"body": "release at noon"})
-    assert sorted(result["sent"]) == ["alpha", "beta", "manager"]
+    assert sorted(result["sent"]) == ["beta", "manager"]  # the manager too, never the sender
     assert result["failed"] == {}
-    for name in ("manager", "alpha", "beta"):
+    for name in ("manager", "beta"):
         (m,) = Agent(hive3, name).recv()
-        assert m["sender"] == "alpha"
-        assert m["body"].startswith("release at noon")
-        assert "may need no action" in m["body"]
+        assert (m["sender"], m["body"]) == ("alpha", "release at noon" + HINT)
+    assert Agent(hive3, "alpha").recv() == []
+    out = hive3.cli("broadcast", "maintenance at six")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("sent to 3 agent(s): ")
+    for name in ("manager", "alpha", "beta"):
+        got = [m for m in Agent(hive3, name).recv() if m["sender"] == "operator"]
+        assert [m["body"] for m in got] == ["maintenance at six" + HINT]
+    assert hive3.cli("broadcast", "").returncode == 1  # an empty body changes nothing
 
 
 def test_peer_question_is_answered_and_the_asker_told(hive3: HiveProcess) -> None:

@@ -137,15 +137,25 @@ def test_receive_and_ack_check_their_values(local: Hive) -> None:
         questions.answer(local, 2**64, "x", by=OPERATOR)
 
 
-def test_broadcast_reaches_every_agent_with_the_hint(local: Hive) -> None:
+#: hive-c0re's hint, which its agents' prompts know (coordinator.rs broadcast_send).
+REFERENCE_HINT = "\n\n⚠️ _hint: this was a broadcast and may not need any action from you_"
+
+
+def test_broadcast_reaches_every_agent_but_the_sender_with_the_references_hint(
+        local: Hive) -> None:
     result = broker.broadcast(local, "alpha", "standup in 5")
-    assert sorted(result.sent) == ["alpha", "beta", "manager"]
+    assert sorted(result.sent) == ["beta", "manager"]  # the manager too; never the sender
     assert result.failed == {}
-    for name in ("alpha", "beta", "manager"):
+    assert local.store.inbox("alpha") == []
+    for name in ("beta", "manager"):
         (message,) = local.store.inbox(name)
         assert message.sender == "alpha"
-        assert message.body == "standup in 5" + broker.BROADCAST_HINT
+        assert message.body == "standup in 5" + REFERENCE_HINT
         assert message.id == result.sent[name]
+    from_manager = broker.broadcast(local, "manager", "new agent coming")
+    assert sorted(from_manager.sent) == ["alpha", "beta"]
+    from_operator = broker.broadcast(local, "operator", "the host reboots at six")
+    assert sorted(from_operator.sent) == ["alpha", "beta", "manager"]
     with pytest.raises(BadRequest):
         broker.broadcast(local, "alpha", "")
 

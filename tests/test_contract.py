@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from nixos_standins import NIXOS_CONTAINER, STANDINS, SYSTEMCTL, Host, write_flake
+from nixos_standins import STANDINS, Host, write_flake
 
 from hivekit.testing.conformance import AGENTS, BackendContract
 
@@ -31,14 +32,9 @@ class TestNixosContainer(BackendContract):
     from a host flake naming the suite's agents, as an operator without the meta flake would."""
 
     backend = "nixos_container"
-    config = f"""
-[nixos_container]
-nixos_container = "{NIXOS_CONTAINER}"
-systemctl = "{SYSTEMCTL}"
-containers_conf_dir = "{{root}}/host/etc/nixos-containers"
-systemd_run_dir = "{{root}}/host/run/systemd/system"
-flake = "{{root}}/flake"
-"""
+    # Host is paths only: its table with the suite's "{root}" placeholder left in.
+    config = "\n[nixos_container]\n" + Host(Path("{root}") / "host").backend_table(
+        "{root}/flake")
     env = {"NIXOS_STANDIN_ROOT": "{root}/host"}
 
     def prepare(self, root):

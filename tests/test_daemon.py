@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import signal
@@ -117,3 +118,58 @@ def test_help_lists_every_contract_command():
                     "deny", "request", "start", "stop", "restart", "rebuild", "destroy", "send",
                     "inbox"):
         assert f"  {command} " in result.stdout, command
+
+
+def _other_group() -> grp.struct_group:
+    """A group this process may give files to, other than its own primary group."""
+    mine = set(os.getgroups()) if os.geteuid() != 0 else {g.gr_gid for g in grp.getgrall()}
+    return next(g for g in grp.getgrall() if g.gr_gid in mine and g.gr_gid != os.getgid())
+
+
+def test_an_operator_group_may_use_the_admin_socket_and_nothing_else(make_hive, short_tmp):
+    group = _other_group()
+    run = short_tmp / "run"  # outside the state dir, which stays the daemon's alone
+    hive = make_hive(f'[hive]\nbackend = "fake"\nruntime_dir = "{run}"\n'
+                     f'operator_group = "{group.gr_name}"\n')
+    hive.wait_for(lambda: hive.get("/api/agents"), what="the manager")
+    sock = os.stat(hive.socket)
+    assert (stat.S_IMODE(sock.st_mode), sock.st_gid) == (0o660, group.gr_gid)
+    rundir = os.stat(run)
+    assert (stat.S_IMODE(rundir.st_mode), rundir.st_gid) == (0o750, group.gr_gid)
+    agent_sock = run / "agents" / "manager" / "hive.sock"
+    hive.wait_for(agent_sock.exists, what="the manager's socket")
+    agent = os.stat(agent_sock)  # an agent's: still its own
+    assert (stat.S_IMODE(agent.st_mode), agent.st_gid == group.gr_gid) == (0o600, False)
+    if os.geteuid() != 0:
+        return  # the rest runs a client as another user
+    os.chmod(short_tmp, 0o711)
+    # A member of the group who is nobody else: the admin API answers it...
+    ask = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+           "s.sendall(b'GET /api/agents HTTP/1.0\\r\\nHost: hive\\r\\n\\r\\n'); "
+           "print(s.recv(65536).decode().split()[1])")
+    member = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                             f"--groups={group.gr_gid}", "/usr/bin/python3", "-c", ask,
+                             str(hive.socket)], capture_output=True, text=True, timeout=30)
+    assert (member.returncode, member.stdout.strip()) == (0, "200"), member.stderr
+    # ...someone outside it is refused.
+    other = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "/usr/bin/python3", "-c", ask, str(hive.socket)],
+                           capture_output=True, text=True, timeout=30)
+    assert other.returncode != 0 and "Permission denied" in other.stderr
+
+
+def test_a_missing_operator_group_stops_the_start_saying_so(short_tmp):
+    (short_tmp / "hivekit.toml").write_text(
+        '[hive]\nbackend = "fake"\nstate_dir = "s"\noperator_group = "no-such-group"\n')
+    result = subprocess.run([sys.executable, "-m", "hivekit", "serve"], cwd=short_tmp,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "[hive] operator_group 'no-such-group': there is no such group" in result.stderr
+    assert not (short_tmp / "s" / "run" / "admin.sock").exists()
+    bad = subprocess.run([sys.executable, "-m", "hivekit", "config", "check"], cwd=short_tmp,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 0  # a well-formed name: checked for existence only when serving
+    (short_tmp / "hivekit.toml").write_text('[hive]\noperator_group = "Ops Team"\n')
+    bad = subprocess.run([sys.executable, "-m", "hivekit", "config", "check"], cwd=short_tmp,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "operator_group: 'Ops Team' is not a group name" in bad.stderr

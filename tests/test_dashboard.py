@@ -5,6 +5,7 @@ ports in use, remote binding, the event stream on TCP. (The page itself: test_da
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 from collections.abc import Iterator
@@ -209,3 +210,34 @@ def test_loopback_hosts_need_no_permission(host):
     assert DashboardConfig(host=host).host == host
     with pytest.raises(ValueError, match="allow_remote"):
         DashboardConfig(host="example.org")
+
+
+def test_a_token_file_given_by_the_operator_is_used_and_never_written(make_hive, short_tmp):
+    given = short_tmp / "credentials" / "dashboard-token"
+    given.parent.mkdir()
+    given.write_text("operator-chosen-token-0123456789abcdef\n")
+    os.chmod(given, 0o400)
+    hive = make_hive(f'[hive]\nbackend = "fake"\n\n[dashboard]\nport = 0\n'
+                     f'token_file = "{given}"\n')
+    url = dashboard_url(hive)
+    assert httpx.get(url, params={"token": "operator-chosen-token-0123456789abcdef"},
+                     timeout=20).status_code == 200
+    assert httpx.get(url, params={"token": "something-else"}, timeout=20).status_code == 401
+    assert not (hive.state_dir / "dashboard-token").exists()
+    assert given.read_text() == "operator-chosen-token-0123456789abcdef\n"
+    out = hive.cli("dashboard")
+    assert out.returncode == 0 and out.stdout.strip().endswith(
+        "?token=operator-chosen-token-0123456789abcdef"), out.stderr
+    hive.stop()
+    given.chmod(0o600)
+    given.write_text("")
+    hive.start(wait=False)
+    assert hive.proc.wait(60) == 1
+    assert f"[dashboard] token_file {given} holds no token" in hive.log()
+
+
+def test_a_relative_token_file_is_refused_by_config_check(short_tmp):
+    hive = HiveProcess(short_tmp / "h", '[hive]\nbackend = "fake"\n\n[dashboard]\n'
+                                        'token_file = "token"\n')
+    out = hive.cli("config", "check")
+    assert out.returncode == 1 and "token_file: must be an absolute path" in out.stderr

@@ -54,8 +54,9 @@ def test_scripted_session(hive):
     assert (hive.state_dir / "agents" / "coder" / "state").is_dir()
     init_sha = Repo(config_dir).rev("main")
     assert Repo(config_dir)("log", "-1", "--format=%s").strip() == "hivekit init"
+    # the applied repo's git dir as the manager sees it: the fake's agents see the host's paths
     assert Repo(config_dir)("remote", "get-url", "applied").strip() == str(
-        hive.state_dir / "applied" / "coder")
+        hive.state_dir / "applied" / "coder" / ".git")
     assert tags(hive, "coder")["deployed/0"] == init_sha
     assert agents["coder"]["deployed_sha"] == init_sha
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -18,6 +19,7 @@ import pytest
 from hivekit_plugins.meta_flake import lockfile
 from hivekit_plugins.meta_flake.meta import meta_for, render
 from hivekit_plugins.meta_flake.nix import Nix, parse_version
+from hivekit_plugins.nixos_container import FLAKES
 
 from hivekit import config as cfg
 from hivekit import daemon, deploy, plugins
@@ -25,6 +27,7 @@ from hivekit.errors import OperationFailed
 from hivekit.git import Repo
 from hivekit.records import Deploy
 from hivekit.testing import HiveProcess, control
+from hivekit.testing.fake import calls as fake_calls
 
 HERE = Path(__file__).parent / "meta_flake"
 AGENT_FLAKE = (HERE / "agent-flake.nix").read_text()
@@ -203,31 +206,114 @@ def test_spawn_apply_fail_destroy_leave_log_lock_and_flake_as_described(
     assert pinned(head_lock(meta), "coder") == sha
 
 
-def test_update_hive_relocks_hivekit_rebuilds_every_agent_and_reports_failures(
+def move_stub(stub: Repo, version: str) -> str:
+    """A new commit of the stub hivekit flake (``lib.version`` becomes ``version``)."""
+    flake = stub.path / "flake.nix"
+    flake.write_text(re.sub(r'lib.version = "[^"]*"', f'lib.version = "{version}"',
+                            flake.read_text()))
+    return stub.commit_all(f"hivekit {version}")
+
+
+def needs_update(hive: HiveProcess) -> dict[str, dict]:
+    """Each agent's "needs update" badge."""
+    return {a["name"]: b for a in hive.get("/api/state")["agents"] for b in a["badges"]
+            if b["label"] == "needs update"}
+
+
+def rebuilt(hive: HiveProcess, since: int) -> list[str]:
+    return [c["agent"] for c in fake_calls(hive.state_dir)[since:] if c["call"] == "rebuild"]
+
+
+def test_the_hive_input_moved_marks_the_lagging_agents_and_update_hive_rebuilds_exactly_them(
         make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
     stub = hivekit_stub(short_tmp)
     hive = make_hive(config_toml(stub.path), env=nixenv)
     wait_manager(hive)
     hive.spawn("coder")
+    hive.spawn("tester")
     meta = hive.state_dir / "meta"
+    assert needs_update(hive) == {}
 
-    (stub.path / "flake.nix").write_text(
-        (stub.path / "flake.nix").read_text().replace('lib.version = "1"', 'lib.version = "2"'))
-    new = stub.commit_all("hivekit 2")
+    # The hivekit flake moves; the startup check (auto_update = "check") relocks the meta
+    # flake's input, and every agent built before is left behind.
+    old = Repo(stub.path).rev("HEAD")
+    new = move_stub(stub, "2")
+    hive.stop()
+    hive.config_path.write_text(hive.config_path.read_text().replace(
+        "[meta_flake]\n", '[meta_flake]\nauto_update = "check"\n', 1))
+    hive.start()
+    wait_manager(hive)
+    hive.wait_for(lambda: subjects(meta)[0] == f"update-hive hivekit {new[:12]}",
+                  what="the startup check's relock")
+    hive.wait_for(lambda: set(needs_update(hive)) == {"manager", "coder", "tester"},
+                  what="every agent to need an update")
+    badge = needs_update(hive)["coder"]
+    assert badge["level"] == "warning"
+    assert f"built with hivekit {old[:12]}, the meta flake pins {new[:12]}" in badge["detail"]
+    assert "hivekit meta update-hive" in badge["detail"]
+
+    # One of them is rebuilt on its own: it is up to date from then on.
+    assert hive.cli("rebuild", "coder", "--quiet").returncode == 0
+    assert set(needs_update(hive)) == {"manager", "tester"}
+
+    since = len(fake_calls(hive.state_dir))
     out = hive.cli("meta", "update-hive")
     assert out.returncode == 0, out.stderr
-    assert "coder: rebuilt" in out.stdout and "manager: rebuilt" in out.stdout
-    assert subjects(meta)[0] == f"update-hive hivekit {new[:12]}"
-    assert lockfile.locked(head_lock(meta), "hivekit")["rev"] == new
-    assert nix_eval(meta, "nixosConfigurations.coder.hivekit", nixenv) == "2"
+    assert out.stdout.splitlines()[1:] == ["manager: rebuilt", "tester: rebuilt",
+                                           "up to date: coder"]
+    assert sorted(rebuilt(hive, since)) == ["manager", "tester"]
+    assert subjects(meta)[:2] == [f"update tester hivekit {new[:12]}",
+                                  f"update manager hivekit {new[:12]}"]
+    assert needs_update(hive) == {}
+    assert nix_eval(meta, "nixosConfigurations.tester.hivekit", nixenv) == "2"
+    data = json.loads(hive.cli("meta", "log", "--json").stdout)
+    assert {"kind": "update", "agent": "tester", "sha12": new[:12]}.items() <= \
+        data["commits"][0].items()
 
-    # nothing new: no commit, and a failing rebuild makes the command fail, naming the agent
-    head = Repo(meta).rev("HEAD")
+    # Nothing left behind: nothing rebuilt, nothing committed.
+    head, since = Repo(meta).rev("HEAD"), len(fake_calls(hive.state_dir))
+    out = hive.cli("meta", "update-hive", "--json")
+    assert json.loads(out.stdout)["agents"] == [] and rebuilt(hive, since) == []
+    assert Repo(meta).rev("HEAD") == head
+
+    # A rebuild that fails fails the command, naming the agent, which stays behind until a
+    # later update-hive rebuilds it alone.
+    newer = move_stub(stub, "3")
     control(hive.state_dir, fail={"coder": "fake: out of disk"})
     out = hive.cli("meta", "update-hive")
     assert out.returncode == 1
     assert "manager: rebuilt" in out.stdout and "coder: FAILED" in out.stdout
     assert "error: coder: fake: out of disk" in out.stderr
+    assert set(needs_update(hive)) == {"coder"}
+    control(hive.state_dir, fail={})
+    since = len(fake_calls(hive.state_dir))
+    out = hive.cli("meta", "update-hive")
+    assert out.returncode == 0, out.stderr
+    assert rebuilt(hive, since) == ["coder"]
+    assert subjects(meta)[0] == f"update coder hivekit {newer[:12]}"
+
+
+ROUND = "meta flake: auto_update round done"
+
+
+def test_auto_update_rebuilds_the_agents_left_behind_on_its_timer(
+        make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
+    stub = hivekit_stub(short_tmp)
+    hive = make_hive(config_toml(stub.path).replace(
+        "[meta_flake]\n", '[meta_flake]\nauto_update = "rebuild"\nupdate_interval = 1.0\n', 1),
+        env=nixenv)
+    wait_manager(hive)
+    hive.spawn("coder")
+    meta = hive.state_dir / "meta"
+    new = move_stub(stub, "2")
+    hive.wait_for(lambda: {f"update coder hivekit {new[:12]}",
+                           f"update manager hivekit {new[:12]}"} <= set(subjects(meta)),
+                  timeout=120, what="auto_update to rebuild both agents")
+    assert needs_update(hive) == {}
+    assert nix_eval(meta, "nixosConfigurations.coder.hivekit", nixenv) == "2"
+    # Rounds with nothing new rebuild and commit nothing.
+    head, rounds = Repo(meta).rev("HEAD"), hive.log().count(ROUND)
+    hive.wait_for(lambda: hive.log().count(ROUND) >= rounds + 2, what="two more rounds")
     assert Repo(meta).rev("HEAD") == head
 
 
@@ -307,24 +393,23 @@ def test_with_the_nixos_container_backend_every_container_is_built_from_the_meta
         make_hive, short_tmp: Path, nixenv: dict[str, str]) -> None:
     """The production pairing: nixos-container (its stand-in, which evaluates the flake it is
     given) builds ``<meta>#<name>``; the meta repo is locked by real Nix."""
-    from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host
+    from nixos_standins import Host
 
     host = Host(short_tmp / "host")
     stub = hivekit_stub(short_tmp).path
     hive = make_hive(
         '[hive]\nbackend = "nixos_container"\nenable = ["meta_flake"]\n\n'
         f'[meta_flake]\nhivekit_flake = "git+file://{stub}"\n\n'
-        f'[nixos_container]\nnixos_container = "{NIXOS_CONTAINER}"\nsystemctl = "{SYSTEMCTL}"\n'
-        f'containers_conf_dir = "{host.conf_dir}"\nsystemd_run_dir = "{host.run_dir}"\n',
+        f'[nixos_container]\n{host.backend_table()}',
         env={**nixenv, "NIXOS_STANDIN_ROOT": str(host.root)})
     wait_manager(hive)
     meta = (hive.state_dir / "meta").resolve()
     builds = lambda: [c["argv"] for c in host.calls("nixos-container")  # noqa: E731
                       if c["argv"][0] in ("create", "update")]
-    assert builds() == [["create", "manager", "--flake", f"{meta}#manager"]]
+    assert builds() == [["create", "manager", "--flake", f"{meta}#manager", *FLAKES]]
 
     hive.spawn("coder")
-    assert builds()[-1] == ["create", "h-coder", "--flake", f"{meta}#coder"]
+    assert builds()[-1] == ["create", "h-coder", "--flake", f"{meta}#coder", *FLAKES]
     assert subjects(meta)[:2] == ["sync: add coder", "sync: add manager"]
     # the seeded agent flake's module reaches mkAgent (evaluated by real Nix, offline)
     module = nix_eval(meta, "nixosConfigurations.coder.module", nixenv)
@@ -332,7 +417,7 @@ def test_with_the_nixos_container_backend_every_container_is_built_from_the_meta
 
     sha, result = apply(hive, "coder", {"agent.nix": "{ ... }: { networking.hostName = \"c\"; }\n"})
     assert result["status"] == "approved", result["note"]
-    assert builds()[-1] == ["update", "h-coder", "--flake", f"{meta}#coder"]
+    assert builds()[-1] == ["update", "h-coder", "--flake", f"{meta}#coder", *FLAKES]
     assert subjects(meta)[0] == f"deploy coder deployed/{result['id']} {sha[:12]}"
     assert pinned(head_lock(meta), "coder") == sha
 

@@ -1,13 +1,17 @@
-"""nix/: every file parses, and what services.hivekit renders is a config hivekit accepts.
+"""nix/: every file parses, the package's dependencies are pyproject.toml's, and the NixOS module
+(evaluated offline, with a stub of nixpkgs' lib: tests/nix/) keeps its dirs, secrets and
+assertions consistent and renders settings that `hivekit config check` accepts.
 
 Evaluated with Debian's nix-instantiate (scripts/setup installs nix-bin) in read-only mode:
-nothing here needs nixpkgs, a store or the network. settings.nix is the module's renderer and
-holds its option defaults, so these tests check exactly what the module writes.
+nothing here needs nixpkgs, a store or the network. The module's settings are rendered as nixpkgs'
+pkgs.formats.toml renders them: builtins.toJSON, then remarshal's json2toml.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NIX = REPO / "nix"
 SKIP_DIRS = {".git", ".venv", "node_modules"}
+JSON2TOML = shutil.which("json2toml", path=str(Path(sys.executable).parent))
 
 
 def nix_files() -> list[Path]:
@@ -36,9 +41,20 @@ def nix_value(expr: str):
     return json.loads(result.stdout)
 
 
-def render(cfg: str = "") -> str:
-    """The TOML the module writes for its defaults updated with ``cfg`` (a Nix attrset body)."""
-    return nix_value(f"let s = import ./nix/settings.nix; in s.render (s.defaults // {{ {cfg} }})")
+def module(services: str = "", host: str = "") -> dict:
+    """nix/module.nix evaluated for ``services.hivekit = { enable = true; <services> }``."""
+    return nix_value(f"import ./tests/nix/eval-module.nix {{ services = {{ enable = true; }} "
+                     f"// {{ {services} }}; host = {{ {host} }}; }}")
+
+
+def rendered(services: str = "") -> str:
+    """The hivekit.toml the module renders (with checkConfig off, its unchecked file)."""
+    value = module(f"checkConfig = false; {services}")["settingsValue"]
+    assert JSON2TOML, "remarshal's json2toml is missing: run scripts/setup test"
+    out = subprocess.run([JSON2TOML], input=json.dumps(value), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def config_check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
@@ -50,8 +66,7 @@ def config_check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
 
 def test_the_flake_and_modules_are_there():
     names = {p.name for p in NIX.glob("*.nix")}
-    assert {"flake.nix", "package.nix", "module.nix", "settings.nix", "agent-base.nix",
-            "mk-agent.nix"} <= names
+    assert {"flake.nix", "package.nix", "module.nix", "agent-base.nix", "mk-agent.nix"} <= names
 
 
 @pytest.mark.parametrize("path", nix_files(), ids=lambda p: str(p.relative_to(REPO)))
@@ -61,8 +76,71 @@ def test_every_nix_file_parses(path):
     assert result.returncode == 0, result.stderr
 
 
+# --- the package -----------------------------------------------------------------------------
+
+#: package.nix called with each of its arguments standing for itself (its name).
+CALLED = """let
+  lib = import ./tests/nix/stub-lib.nix;
+  package = import ./nix/package.nix;
+  stubs = builtins.mapAttrs (name: _: name) (builtins.functionArgs package);
+  called = package (stubs // { inherit lib; buildPythonApplication = args: args; src = ./.; });
+in """
+
+
+def pyproject_dependencies() -> list[str]:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    # PEP 503 names; nixpkgs' python packages use the same names, lowercase.
+    return sorted(re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower().replace("_", "-")
+                  for d in deps)
+
+
+def test_the_package_depends_on_exactly_what_pyproject_toml_does():
+    package = nix_value(CALLED + "called")
+    assert sorted(package["dependencies"]) == pyproject_dependencies()
+    assert package["build-system"] == ["setuptools"]
+    assert package["version"] == tomllib.loads(
+        (REPO / "pyproject.toml").read_text())["project"]["version"]
+    # `hivekit mcp` imports the SDK only when it runs: the import check says it is there.
+    assert "mcp" in package["pythonImportsCheck"]
+
+
+def test_the_flakes_checks_and_their_dependency_comparison():
+    """checks.<system>.package-dependencies (run by `nix flake check` where nixpkgs is), its
+    inputs evaluated here with the package called as above."""
+    flake = nix_value(CALLED + """let
+      pkgs = {
+        stdenv.hostPlatform.system = "x86_64-linux";
+        python3Packages.callPackage = _: _:
+          called // { dependencies = map (p: { pname = p; }) called.dependencies; };
+        runCommand = name: env: _: env;
+      };
+      nixpkgs = {
+        lib = lib // {
+          genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+          sort = builtins.sort;
+          lessThan = a: b: a < b;
+          nixosSystem = _: throw "not evaluated here";
+        };
+        legacyPackages = { x86_64-linux = pkgs; aarch64-linux = pkgs; };
+      };
+      outputs = (import ./nix/flake.nix).outputs {
+        inherit nixpkgs;
+        self = outputs // { sourceInfo.outPath = "/src"; };
+      };
+      checks = outputs.checks.x86_64-linux;
+    in { names = builtins.attrNames checks;
+         inherit (checks.package-dependencies) wanted packaged; }""")
+    assert set(flake["names"]) == {"package", "package-dependencies", "module-defaults",
+                                   "module-containers"}
+    assert json.loads(flake["wanted"]) == json.loads(flake["packaged"]) == \
+        pyproject_dependencies()
+
+
+# --- the NixOS module ------------------------------------------------------------------------
+
+
 def test_the_module_defaults_render_a_config_that_passes_config_check(tmp_path):
-    text = render()
+    text = rendered()
     assert tomllib.loads(text) == {"hive": {
         "state_dir": "/var/lib/hivekit", "runtime_dir": "/run/hivekit", "backend": "process",
         "enable": [], "disable": [], "dashboard_port": 7000}}
@@ -71,51 +149,126 @@ def test_the_module_defaults_render_a_config_that_passes_config_check(tmp_path):
     assert "ok (backend process" in result.stdout
 
 
-def test_settings_merge_over_the_options_and_render_as_toml(tmp_path):
-    text = render('''
-        dashboardPort = 7100;
-        settings = {
-          hive.operator_pronouns = "they/them";
-          hive.dashboard_port = 7200;
-          process = {
-            memory = "2G";
-            stop_timeout = 1.0;
-            restart_delay = 0.5;
-            sandbox = "none";
-            agents.coder = { memory = "8G"; cpu_seconds = 3600; };
-            log_max_bytes = null;
-          };
-        };''')
-    parsed = tomllib.loads(text)
-    assert parsed["hive"]["operator_pronouns"] == "they/them"
-    assert parsed["hive"]["dashboard_port"] == 7200  # settings win over the option
-    assert parsed["hive"]["state_dir"] == "/var/lib/hivekit"
-    assert parsed["process"] == {"memory": "2G", "stop_timeout": 1.0, "restart_delay": 0.5,
-                                 "sandbox": "none",
-                                 "agents": {"coder": {"memory": "8G", "cpu_seconds": 3600}}}
+def unit_paths(got: dict) -> set[str]:
+    """Every directory the unit and tmpfiles name."""
+    unit = got["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    named = {unit["WorkingDirectory"], *unit["ReadWritePaths"],
+             *(r.split("'")[1] for r in got["config"]["systemd"]["tmpfiles"]["rules"])}
+    if "StateDirectory" in unit:
+        named.add(f"/var/lib/{unit['StateDirectory']}")
+    if "RuntimeDirectory" in unit:
+        named.add(f"/run/{unit['RuntimeDirectory']}")
+    return named
+
+
+def test_default_dirs_are_the_units_own_and_others_follow_settings(tmp_path):
+    default = module()
+    unit = default["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    assert (unit["StateDirectory"], unit["RuntimeDirectory"]) == ("hivekit", "hivekit")
+    assert unit["RuntimeDirectoryPreserve"] == "yes"  # agents bind their socket dirs
+    assert unit["WorkingDirectory"] == "/var/lib/hivekit"
+    assert unit["ReadWritePaths"] == []
+    assert default["config"]["systemd"]["tmpfiles"]["rules"] == []
+    assert unit_paths(default) == {"/var/lib/hivekit", "/run/hivekit"}
+
+    dirs = 'settings.hive = { state_dir = "/srv/hive"; runtime_dir = "/run/hive-s"; };'
+    moved = module(dirs)
+    unit = moved["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    assert "StateDirectory" not in unit and "RuntimeDirectory" not in unit
+    assert unit["WorkingDirectory"] == "/srv/hive"
+    assert sorted(unit["ReadWritePaths"]) == ["/run/hive-s", "/srv/hive"]
+    assert moved["config"]["systemd"]["tmpfiles"]["rules"] == [
+        "d '/srv/hive' 0750 hivekit hivekit - -", "d '/run/hive-s' 0750 hivekit hivekit - -"]
+    assert moved["config"]["users"]["users"]["hivekit"]["home"] == "/srv/hive"
+    assert unit_paths(moved) == {"/srv/hive", "/run/hive-s"}
+    text = rendered(dirs)
+    settings = tomllib.loads(text)
+    assert (settings["hive"]["state_dir"], settings["hive"]["runtime_dir"]) == (
+        "/srv/hive", "/run/hive-s")
     result = config_check(tmp_path, text)
     assert result.returncode == 0, result.stderr
 
 
-def test_awkward_keys_and_strings_survive_rendering():
-    text = render(r'''settings.odd = { "a key" = "quote \" backslash \\ newline
-tab	end"; list = [ 1 "two" true 2.5 ]; empty = { }; };''')
-    assert tomllib.loads(text)["odd"] == {
-        "a key": 'quote " backslash \\ newline\ntab\tend', "list": [1, "two", True, 2.5],
-        "empty": {}}
+SECRETS = """
+    operatorGroup = "hivekit-ops";
+    environmentFile = "/run/secrets/hivekit.env";
+    credentials.dashboard-token = "/run/secrets/hivekit-dashboard-token";
+    settings.hive.enable = [ "meta_flake" ];
+    settings.meta_flake.hivekit_flake = "path:/srv/hivekit?dir=nix";
+"""
 
 
-def test_a_bad_setting_fails_config_check(tmp_path):
-    result = config_check(tmp_path, render('settings.process.sandbox = "maybe";'))
-    assert result.returncode == 1
-    assert "[process] sandbox: must be one of auto, bwrap, none" in result.stderr
+def test_secrets_and_the_operator_group(tmp_path):
+    got = module(SECRETS)
+    unit = got["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    assert unit["EnvironmentFile"] == "/run/secrets/hivekit.env"
+    assert unit["LoadCredential"] == ["dashboard-token:/run/secrets/hivekit-dashboard-token"]
+    assert unit["SupplementaryGroups"] == ["hivekit-ops"]
+    assert got["config"]["users"]["groups"] == {"hivekit": {}, "hivekit-ops": {}}
+    assert "/nix/store/stub-nix" in got["config"]["systemd"]["services"]["hivekit"]["path"]
+    text = rendered(SECRETS)
+    settings = tomllib.loads(text)
+    assert settings["hive"]["operator_group"] == "hivekit-ops"
+    assert settings["dashboard"] == {
+        "token_file": "/run/credentials/hivekit.service/dashboard-token"}
+    result = config_check(tmp_path, text)
+    assert result.returncode == 0, result.stderr
 
 
-def test_a_setting_that_is_not_a_table_is_refused():
-    result = nix_eval('let s = import ./nix/settings.nix; in s.render '
-                      '(s.defaults // { settings = { verbose = true; }; })')
-    assert result.returncode == 1
-    assert "services.hivekit.settings.verbose must be a table" in result.stderr
+def test_the_container_backend_gets_every_program_nixos_container_runs(tmp_path):
+    services = 'user = "root"; settings.hive.backend = "nixos_container";'
+    got = module(services)
+    service = got["config"]["systemd"]["services"]["hivekit"]
+    # nix build/nix-env (nix), systemctl/machinectl (systemd), nsenter/umount/mountpoint
+    # (util-linux), rm (coreutils), find (findutils), chattr (e2fsprogs): nixos-container.pl.
+    for program in ("nix", "systemd", "util-linux", "coreutils", "findutils", "e2fsprogs"):
+        assert f"/nix/store/stub-{program}" in service["path"]
+    assert "/nix/store/stub-bubblewrap" not in service["path"]
+    assert "NoNewPrivileges" not in service["serviceConfig"]  # root: no hardening
+    text = rendered(services)
+    assert tomllib.loads(text)["nixos_container"] == {
+        "nixos_container": "/run/current-system/sw/bin/nixos-container"}
+    result = config_check(tmp_path, text)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_built_config_is_checked_by_hivekit_config_check():
+    assert module()["configFile"] == "/nix/store/stub-run-hivekit.toml"
+    check = nix_value("(import ./tests/nix/eval-module.nix { services.enable = true; })"
+                      ".checkScript")
+    assert "hivekit --config /nix/store/stub-generated-hivekit.toml config check" in check
+
+
+#: Contradictory settings, and the assertion each must fail (generated into one test each).
+CONTRADICTIONS = {
+    "firewall-without-remote": ("openFirewall = true;", "opens port 7000, but the dashboard"),
+    "firewall-without-dashboard": (
+        'openFirewall = true; settings.dashboard.allow_remote = true; '
+        'settings.hive.disable = [ "dashboard" ];', "settings.hive.disable turns the dashboard"),
+    "containers-not-root": ('settings.hive.backend = "nixos_container";',
+                            'set services.hivekit.user = "root"'),
+    "containers-disabled": ('user = "root"; settings.hive.backend = "nixos_container";',
+                            "needs boot.enableContainers = true"),
+    "relative-state-dir": ('settings.hive.state_dir = "hive";', "must be absolute paths"),
+    "long-runtime-dir": (f'settings.hive.runtime_dir = "/run/{"x" * 80}";', "is too long"),
+    "operator-groups-disagree": ('operatorGroup = "ops"; settings.hive.operator_group = "x";',
+                                 "disagree: set one"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTRADICTIONS))
+def test_contradictory_settings_fail_an_assertion(case):
+    services, says = CONTRADICTIONS[case]
+    host = "boot.enableContainers = false;" if case == "containers-disabled" else ""
+    failed = module(services, host)["assertions"]
+    assert len(failed) == 1 and says in failed[0], failed
+
+
+def test_an_open_firewall_with_a_remote_dashboard_opens_its_port():
+    got = module('openFirewall = true; settings.dashboard = { allow_remote = true; '
+                 'host = "0.0.0.0"; port = 7443; };')
+    assert got["assertions"] == []
+    assert got["config"]["networking"]["firewall"]["allowedTCPPorts"] == [7443]
 
 
 MK_AGENT = """let mk = import ./nix/mk-agent.nix {
@@ -189,3 +342,23 @@ def test_the_agent_service_gets_each_credential_key_as_a_variable(tmp_path):
     bare = subprocess.run(["bash", str(NIX / "with-creds.sh"), "true"], timeout=30,
                           env={"PATH": "/usr/bin:/bin"})
     assert bare.returncode == 0
+
+
+def readme_services(readme: Path) -> str:
+    """The body of the first ``services.hivekit = { ... };`` in ``readme``'s Nix examples."""
+    text = readme.read_text()
+    m = re.search(r"^( *)services\.hivekit = \{\n(.*?)^\1\};", text, re.M | re.S)
+    assert m, f"no services.hivekit example in {readme}"
+    return m.group(2)
+
+
+@pytest.mark.parametrize("readme", ["README.md", "plugins/process/README.md"])
+def test_the_readmes_nixos_example_evaluates_and_its_config_passes_the_check(readme, tmp_path):
+    body = readme_services(REPO / readme)
+    assert "operatorGroup" in body and "credentials" in body and "environmentFile" in body
+    got = module(body)
+    assert got["assertions"] == []
+    unit = got["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    assert unit["LoadCredential"] and unit["SupplementaryGroups"]
+    result = config_check(tmp_path, rendered(body))
+    assert result.returncode == 0, result.stderr

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import hivekit_plugins.nixos_container as nc
 import pytest
-from nixos_standins import JOURNALCTL, NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
+from nixos_standins import NIXOS_CONTAINER, SYSTEMCTL, Host, write_flake
 
 from hivekit import deploy, hookimpl, plugins
 from hivekit.client import ApiError
@@ -22,13 +25,7 @@ def config(host: Host, flake, extra: str = "") -> str:
 backend = "nixos_container"
 
 [nixos_container]
-nixos_container = "{NIXOS_CONTAINER}"
-systemctl = "{SYSTEMCTL}"
-journalctl = "{JOURNALCTL}"
-containers_conf_dir = "{host.conf_dir}"
-systemd_run_dir = "{host.run_dir}"
-flake = "{flake}"
-cpu_quota = "100%"
+{host.backend_table(flake)}cpu_quota = "100%"
 
 [nixos_container.agents.coder]
 memory_max = "4G"
@@ -63,7 +60,7 @@ def test_the_manager_comes_up_in_its_own_container(nixos):
     host, state = nixos.host, nixos.state_dir
     assert host.containers() == ["manager"]  # no h- prefix for the manager
     assert calls(host, verb="create") == [["create", "manager", "--flake",
-                                           f"{nixos.flake}#manager"]]
+                                           f"{nixos.flake}#manager", *nc.FLAKES]]
     conf = host.conf("manager")
     assert "PRIVATE_NETWORK=0\n" in conf
     flags = conf.split('EXTRA_NSPAWN_FLAGS="')[1].split('"')[0].split()
@@ -115,7 +112,7 @@ def test_spawn_apply_fail_destroy(nixos):
     sequence = [c["argv"] for c in host.calls()
                 if (c["prog"] == "nixos-container" and "h-coder" in c["argv"])
                 or c["argv"] == ["daemon-reload"]]
-    assert sequence[-3:] == [["create", "h-coder", "--flake", f"{flake}#coder"],
+    assert sequence[-3:] == [["create", "h-coder", "--flake", f"{flake}#coder", *nc.FLAKES],
                              ["daemon-reload"], ["start", "h-coder"]]
     create = next(c for c in host.calls("nixos-container") if c["argv"][0] == "create"
                   and "h-coder" in c["argv"])
@@ -142,7 +139,7 @@ def test_spawn_apply_fail_destroy(nixos):
     result = nixos.post(f"/api/approvals/{approval['id']}/approve")
     assert result["status"] == "approved", result["note"]
     assert [c["argv"] for c in host.calls("nixos-container")[n_calls:]] == [
-        ["update", "h-coder", "--flake", f"{flake}#coder"],
+        ["update", "h-coder", "--flake", f"{flake}#coder", *nc.FLAKES],
         ["stop", "h-coder"], ["start", "h-coder"]]
     unit = host.unit("h-coder")
     assert unit["state"] == "active" and unit["starts"] == 2
@@ -185,6 +182,46 @@ def test_spawn_apply_fail_destroy(nixos):
     nixos.spawn("coder")
     assert host.containers() == ["h-coder", "manager"]
     assert host.unit("h-coder")["state"] == "active"
+
+
+def test_a_config_that_fails_to_activate_brings_the_container_back_before_failing(nixos):
+    """nixos-container update sets the profile, then the reload's switch-to-configuration
+    fails: the backend sets the profile back and restarts the container on the last deployed
+    system before the approval is marked failed, so no later start boots the failed one."""
+    host = nixos.host
+    nixos.spawn("coder")
+    good = host.profile("h-coder")
+    assert host.unit("h-coder")["system"] == str(good)
+    bad = nixos.commit("coder", {"agent.nix": '{ ... }: {\n  systemd.services.broken.'
+                                              'serviceConfig.ExecStart = "/run/current-system'
+                                              '/sw/bin/false";\n}\n'})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "failed"
+    body = Repo(nixos.state_dir / "applied" / "coder").tag_message(f"failed/{approval['id']}")
+    assert "failed to reload container" in body
+    assert "did not activate in h-coder (a unit failed to start)" in body
+    assert f"h-coder was brought back to its previous system {good} and restarted." in body
+    assert host.profile("h-coder") == good
+    unit = host.unit("h-coder")
+    assert (unit["state"], unit["system"], unit["failed_units"]) == ("active", str(good), [])
+    sets = [c["argv"] for c in host.calls("nix-env")]
+    assert sets == [["-p", str(host.profiles_dir / "h-coder" / "system"), "--set", str(good)]]
+    # and a later start (after a host reboot, say) boots the good system too
+    nixos.post("/api/agents/coder/restart")
+    assert host.unit("h-coder")["system"] == str(good)
+
+
+def test_a_failed_build_changes_no_profile(nixos):
+    host = nixos.host
+    nixos.spawn("coder")
+    good = host.profile("h-coder")
+    bad = nixos.commit("coder", {"agent.nix": '{ ... }: { x = throw "nope"; }\n'})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "failed" and "error: nope" in result["note"]
+    assert "brought back" not in result["note"]  # nothing to bring back
+    assert host.profile("h-coder") == good and host.calls("nix-env") == []
 
 
 def test_status_comes_from_one_list_units_per_poll_never_per_snapshot(short_tmp, make_hive):
@@ -436,3 +473,85 @@ def test_logs_read_the_containers_journal(local):
         assert next(line for line in follower if line is not None) == "line 10"
     finally:
         follower.close()  # kills journalctl -f
+
+
+# --- paths as the manager sees them ------------------------------------------------------------
+
+
+def binds_of(conf: str) -> list[tuple[str, str, str]]:
+    """The ``(bwrap option, source, target)`` of every bind the conf gives systemd-nspawn."""
+    flags = conf.split('EXTRA_NSPAWN_FLAGS="')[1].split('"')[0].split()
+    out = []
+    for flag in flags:
+        option, _, spec = flag.partition("=")
+        source, _, target = spec.partition(":")
+        out.append(({"--bind": "--bind", "--bind-ro": "--ro-bind"}[option], source, target))
+    return out
+
+
+def in_container(binds: list[tuple[str, str, str]], *argv: str) -> subprocess.CompletedProcess:
+    """``argv`` in a bubblewrap sandbox whose hive directories are exactly ``binds`` (the
+    container's own system: the host's /usr and friends, read-only; nothing else of the host's,
+    so a host path of the hive does not resolve)."""
+    system = [a for d in ("usr", "bin", "lib", "lib64", "lib32", "sbin", "etc")
+              if os.path.lexists(f"/{d}")
+              for a in (["--symlink", os.readlink(f"/{d}"), f"/{d}"] if os.path.islink(f"/{d}")
+                        else ["--ro-bind", f"/{d}", f"/{d}"])]
+    hive = [a for option, source, target in binds for a in (option, source, target)]
+    return subprocess.run(["bwrap", *system, "--dev", "/dev", "--proc", "/proc", "--tmpfs",
+                           "/tmp", *hive, "--setenv", "HOME", "/tmp", "--die-with-parent",
+                           "--", *argv], capture_output=True, text=True, timeout=60)
+
+
+def remote_of(proc, agent: str) -> str:
+    return Repo(proc.state_dir / "agents" / agent / "config")("config", "--get",
+                                                              "remote.applied.url").strip()
+
+
+def test_the_managers_applied_remote_resolves_in_its_container_and_is_repointed(nixos):
+    nixos.spawn("coder")
+    assert remote_of(nixos, "coder") == "/applied/coder/.git"  # the reference's path
+    binds = binds_of(nixos.host.conf("manager"))
+    assert ("--ro-bind", str(nixos.state_dir / "applied"), "/applied") in binds
+    deployed = Repo(nixos.state_dir / "applied" / "coder").rev("refs/heads/main")
+    fetched = in_container(binds, "git", "-C", "/agents/coder/config", "fetch", "applied")
+    assert fetched.returncode == 0, fetched.stderr
+    log = in_container(binds, "git", "-C", "/agents/coder/config", "log", "applied/main",
+                       "--format=%H", "-1")
+    assert (log.returncode, log.stdout.strip()) == (0, deployed), log.stderr
+    tags = in_container(binds, "git", "-C", "/agents/coder/config", "tag", "--list",
+                        "deployed/*")
+    assert tags.stdout.split() == ["deployed/0"]  # followed along with main
+    # The applied repos are read-only in there: the remote can only be fetched from.
+    pushed = in_container(binds, "git", "-C", "/agents/coder/config", "push", "applied",
+                          "HEAD:refs/heads/other")
+    assert pushed.returncode != 0
+    # The host path the remote used to hold does not resolve for the manager.
+    host_path = in_container(binds, "git", "-C", "/agents/coder/config", "fetch",
+                             str(nixos.state_dir / "applied" / "coder" / ".git"))
+    assert host_path.returncode != 0
+
+    # The manager may change the remote; the next start points it back.
+    repo = Repo(nixos.state_dir / "agents" / "coder" / "config")
+    repo("remote", "set-url", "applied", "/somewhere/else")
+    nixos.restart()
+    nixos.wait_for(lambda: remote_of(nixos, "coder") == "/applied/coder/.git",
+                   what="the drifted remote to be re-pointed")
+    assert "re-pointed the applied remote of 1 proposed repo(s)" in nixos.log()
+
+
+def test_the_mount_table_is_the_containers_binds(local):
+    hive = local
+    manager = hive.agent("manager")
+    table = hive.hook.agent_mounts(hive=hive, agent=manager)
+    assert [(m.inside, m.read_only) for m in table] == [
+        ("/run/hive", False), ("/root/.claude", False), ("/state", False), ("/shared", False),
+        ("/agents", False), ("/applied", True), ("/meta", True)]
+    assert hive.inside(manager, hive.paths.applied_root / "coder" / ".git") == \
+        "/applied/coder/.git"
+    assert hive.inside(manager, manager.paths.state) == "/state"  # the closest bind wins
+    assert hive.inside(manager, hive.paths.agents_root / "coder" / "state") == \
+        "/agents/coder/state"
+    coder = hive.agent("coder")
+    assert hive.inside(coder, coder.paths.state) == "/agents/coder/state"
+    assert hive.inside(coder, hive.paths.applied_root / "coder") is None  # not shown to it

@@ -7,7 +7,7 @@ stand-ins' comments); the backend's tests rely on them.
 from __future__ import annotations
 
 import pytest
-from nixos_standins import Host, write_flake
+from nixos_standins import IN_CONTAINER, NIX_ENV, Host, write_flake
 
 
 @pytest.fixture
@@ -21,7 +21,14 @@ def host(short_tmp):
     (applied / "flake.nix").write_text("{ outputs = _: { nixosModules.default = ./agent.nix; }; }")
     (applied / "agent.nix").write_text("{ ... }: { }\n")
     h.applied = applied
+    # Most tests are about something else: a host whose nix.conf turned flakes on.
+    h.nix_conf("experimental-features = nix-command flakes\n")
     return h
+
+
+FLAKES = ("--option", "extra-experimental-features", "nix-command flakes")
+FAILING = ('{ ... }: {\n  systemd.services.broken.serviceConfig.ExecStart = '
+           '"/run/current-system/sw/bin/false";\n}\n')
 
 
 def test_create_writes_the_conf_as_nixos_container_does(host):
@@ -114,6 +121,105 @@ def test_a_missing_bind_source_fails_the_start(host):
     assert host.unit("h-coder")["state"] == "failed"
     assert host.unit("h-coder")["journal"] == [
         f"Failed to stat {host.root}/nope: No such file or directory"]
+
+
+def test_flakes_are_off_unless_nix_conf_or_the_call_turns_them_on(host):
+    host.nix_conf("")  # stock NixOS: nix.settings.experimental-features is empty
+    off = host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder",
+                               cwd=host.work)
+    assert off.returncode == 1
+    assert ("error: experimental Nix feature 'nix-command' is disabled; add "
+            "'--extra-experimental-features nix-command' to enable it") in off.stderr
+    assert host.nixos_container("destroy", "h-coder").returncode == 0
+    half = host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder",
+                                "--option", "experimental-features", "nix-command",
+                                cwd=host.work)
+    assert "experimental Nix feature 'flakes' is disabled" in half.stderr
+    assert host.nixos_container("destroy", "h-coder").returncode == 0
+    on = host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder", *FLAKES,
+                              cwd=host.work)
+    assert on.returncode == 0, on.stderr
+    # nix.conf's setting replaced by a later `experimental-features`, kept by `extra-...`.
+    host.nix_conf("experimental-features = nix-command flakes\n")
+    replaced = host.nixos_container("update", "h-coder", "--flake", f"{host.flake}#coder",
+                                    "--option", "experimental-features", "flakes",
+                                    cwd=host.work)
+    assert "'nix-command' is disabled" in replaced.stderr
+
+
+def test_a_config_that_builds_but_fails_to_activate_fails_the_reload_and_keeps_the_profile(host):
+    assert host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder",
+                                cwd=host.work).returncode == 0
+    assert host.nixos_container("start", "h-coder").returncode == 0
+    good = host.profile("h-coder")
+    assert host.unit("h-coder")["failed_units"] == []
+    (host.applied / "agent.nix").write_text(FAILING)
+    r = host.nixos_container("update", "h-coder", "--flake", f"{host.flake}#coder",
+                             cwd=host.work)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-4:-1] == [
+        "reloading container...",
+        "Job for container@h-coder.service failed because the control process exited with "
+        "error code.",
+        'See "systemctl status container@h-coder.service" and "journalctl -xeu '
+        'container@h-coder.service" for details.']
+    assert r.stderr.splitlines()[-1].endswith("nixos-container: failed to reload container")
+    # The profile was set before the reload and stays there; the unit keeps running the new,
+    # half-activated system, and so does every later start.
+    bad = host.profile("h-coder")
+    assert bad != good
+    unit = host.unit("h-coder")
+    assert (unit["state"], unit["system"], unit["failed_units"]) == (
+        "active", str(bad), ["broken.service"])
+    assert "warning: the following units failed: broken.service" in unit["journal"]
+    host.nixos_container("restart", "h-coder")
+    assert host.unit("h-coder")["system"] == str(bad)
+    # nix-env sets it back (a new generation pointing at the old system).
+    back = host.run(NIX_ENV, "-p", str(host.profiles_dir / "h-coder" / "system"), "--set",
+                    str(good))
+    assert back.returncode == 0, back.stderr
+    host.nixos_container("restart", "h-coder")
+    assert host.unit("h-coder")["system"] == str(good)
+    gens = host.run(NIX_ENV, "-p", str(host.profiles_dir / "h-coder" / "system"),
+                    "--list-generations").stdout.splitlines()
+    assert [g.split()[0] for g in gens] == ["1", "2", "3"] and gens[-1].endswith("(current)")
+    missing = host.run(NIX_ENV, "-p", str(host.profiles_dir / "h-coder" / "system"), "--set",
+                       "/nix/store/nope")
+    assert (missing.returncode, missing.stderr) == (1, "error: path '/nix/store/nope' is not "
+                                                       "valid\n")
+
+
+def test_run_uses_the_containers_login_path(host):
+    croot = host.declare_container("hive-forge", users={"forgejo": "/var/lib/forgejo"},
+                                   links={"/nix/store/abc-hello/bin/hello": IN_CONTAINER})
+    missing = host.nixos_container("run", "hive-forge", "--", "hello")
+    assert (missing.returncode, missing.stderr) == (
+        127, "-bash: line 1: exec: hello: not found\n")
+    env = host.nixos_container("run", "hive-forge", "--", "env")
+    assert env.returncode == 0, env.stderr
+    seen = dict(line.split("=", 1) for line in env.stdout.splitlines())
+    assert seen["PATH"].endswith(":/nix/var/nix/profiles/default/bin:/run/current-system/sw/bin")
+    assert (seen["USER"], seen["HOME"]) == ("root", "/root")
+    as_user = host.nixos_container("run", "hive-forge", "--", "runuser", "-u", "forgejo", "--",
+                                   "env")
+    assert "HOME=/var/lib/forgejo" in as_user.stdout.splitlines()
+    nobody = host.nixos_container("run", "hive-forge", "--", "runuser", "-u", "ghost", "--", "x")
+    assert nobody.returncode == 1 and "user ghost does not exist" in nobody.stderr
+    unit = croot / "etc" / "systemd" / "system" / "forgejo.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text('[Service]\nUser=forgejo\nEnvironment="HOME=/var/lib/forgejo"\n'
+                    'Environment="PATH=/nix/store/abc-hello/bin:/x/bin"\n')
+    show = host.nixos_container("run", "hive-forge", "--", "systemctl", "show",
+                                "--property=User", "--property=Environment", "forgejo.service")
+    assert show.stdout == ("User=forgejo\nEnvironment=HOME=/var/lib/forgejo "
+                           "PATH=/nix/store/abc-hello/bin:/x/bin\n")
+    found = host.nixos_container("run", "hive-forge", "--", "env",
+                                 "PATH=/nix/store/abc-hello/bin", "hello")
+    assert found.returncode == 1 and "not emulated" in found.stderr  # it ran (as "hello")
+    host.nixos_container("stop", "hive-forge")
+    stopped = host.nixos_container("run", "hive-forge", "--", "env")
+    assert stopped.returncode != 0
+    assert stopped.stderr.endswith("unable to get container's main PID\n")
 
 
 def test_list_units_prints_what_systemctl_prints(host):

@@ -211,9 +211,9 @@ def build(socket_path: str, is_manager: bool | None) -> Any:
         body: Annotated[StrictStr, Field(description="The message text.", min_length=1,
                                          max_length=MAX_BODY)],
     ) -> dict[str, Any]:
-        """Send a message to every agent of the hive (you included); each gets a hint that it
-        may need no action. Returns the message id per agent, and per agent any delivery that
-        failed."""
+        """Send a message to every other agent of the hive (the manager included); each copy
+        ends with a hint that it may need no action. Returns the message id per agent, and per
+        agent any delivery that failed."""
         return await client.call("POST", "/broadcast", {"body": body})
 
     async def ask(

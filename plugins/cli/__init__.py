@@ -26,6 +26,7 @@ from hivekit import (
     AGENT_NAME,
     ID,
     HiveContext,
+    UnexpectedAnswer,
     api_command,
     api_path,
     expect,
@@ -533,6 +534,28 @@ def ack(client: Any, message_ids: tuple[int, ...], everything: bool, as_json: bo
 
 
 @click.command()
+@click.argument("body")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def broadcast(client: Any, body: str, as_json: bool) -> None:
+    """Send BODY to every agent, the manager included, with the broadcast hint ([hive]
+    broadcast_hint): exit 1 if a delivery failed."""
+    data = client.post("/api/broadcast", {"body": body})
+    if not isinstance(data, dict) or not isinstance(data.get("sent"), dict) or \
+            not isinstance(data.get("failed"), dict):
+        raise UnexpectedAnswer("a broadcast's answer is {sent: {...}, failed: {...}}")
+    if as_json:
+        print_json(data)
+    else:
+        sent = ", ".join(f"{name} (#{mid})" for name, mid in data["sent"].items()) or "nobody"
+        click.echo(f"sent to {len(data['sent'])} agent(s): {sent}")
+        for name, why in data["failed"].items():
+            click.echo(f"error: {name}: {why}", err=True)
+    if data["failed"]:
+        raise SystemExit(1)
+
+
+@click.command()
 @click.argument("name", type=AGENT_NAME, shell_complete=complete_recipients)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
               help="How many recent messages.")
@@ -799,8 +822,9 @@ def templates(client: Any, as_json: bool) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    for command in (agents, approvals, show, approve, wait, deny, request, destroy, send, ack,
-                    inbox, questions, answer, creds, exec_command, logs, templates):
+    for command in (agents, approvals, show, approve, wait, deny, request, destroy, send,
+                    broadcast, ack, inbox, questions, answer, creds, exec_command, logs,
+                    templates):
         cli.add_command(command)
     for verb, doc in (("start", "Start agent NAME."), ("stop", "Stop agent NAME."),
                       ("restart", "Restart agent NAME."),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -49,6 +50,18 @@ def _port(_inst: Any, att: attrs.Attribute, value: int | None) -> None:
                          f"got {value}")
 
 
+def _absolute(_inst: Any, att: attrs.Attribute, value: Path | None) -> None:
+    # Existence is checked at start: a config is also checked where the secret is not (a Nix
+    # build).
+    if value is not None and not value.is_absolute():
+        raise ValueError(f"must be an absolute path, got {str(value)!r}")
+
+
+def token_path(state_dir: Path, settings: DashboardConfig) -> Path:
+    """Where the access token is: ``token_file``, else ``<state_dir>/dashboard-token``."""
+    return settings.token_file or state_dir / TOKEN_FILE
+
+
 @frozen
 class DashboardConfig:
     """The ``[dashboard]`` table."""
@@ -60,6 +73,10 @@ class DashboardConfig:
     port: int | None = attrs.field(default=None, validator=_port)
     #: Serve beyond this machine (the token still guards every request, over plain HTTP).
     allow_remote: bool = False
+    #: A file holding the access token, given by the operator (a secret manager's file, a
+    #: systemd credential): read at start, never written. None: ``<state_dir>/dashboard-token``,
+    #: made (random) at the first start.
+    token_file: Path | None = attrs.field(default=None, validator=_absolute)
 
     def __attrs_post_init__(self) -> None:
         if not self.host.strip():
@@ -144,7 +161,8 @@ def register_commands(cli: click.Group) -> None:
         url = info.get("url")
         if not isinstance(url, str) or not url:
             fail(f"the dashboard is not serving: {info.get('error')}")
-        path = obj.config.state_dir / TOKEN_FILE
+        config, loaded = obj.loaded()
+        path = token_path(config.state_dir, loaded.plugin_configs["dashboard"])
         try:
             token = path.read_text().strip()
         except OSError as exc:

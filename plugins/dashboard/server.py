@@ -37,7 +37,7 @@ from litestar import MediaType, Response, get
 
 from hivekit import HiveError, PathStr, create_app
 
-from . import TOKEN_FILE, DashboardConfig, is_loopback
+from . import DashboardConfig, is_loopback, token_path
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -108,6 +108,24 @@ def load_token(path: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     os.replace(tmp, path)
+    return token
+
+
+def given_token(path: Path) -> str:
+    """The token in the operator's ``token_file``: never made or changed here.
+
+    :raises HiveError: the file cannot be read, or holds no token (the dashboard must not run
+        with one nobody was given).
+    """
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise HiveError(f"[dashboard] token_file {path}: cannot read it ({exc.strerror}); give "
+                        "the daemon the file (a systemd credential, a secret manager's file) or "
+                        "remove the key to have a token made") from None
+    if not token or any(c.isspace() or ord(c) < 32 for c in token):
+        raise HiveError(f"[dashboard] token_file {path} holds no token (one line without "
+                        "spaces is wanted)")
     return token
 
 
@@ -311,7 +329,7 @@ class DashboardServer:
     def __init__(self, hive: Hive, settings: DashboardConfig) -> None:
         self.hive = hive
         self.settings = settings
-        self.token_path = hive.paths.state_dir / TOKEN_FILE
+        self.token_path = token_path(hive.paths.state_dir, settings)
         self.port = settings.port if settings.port is not None else hive.config.hive.dashboard_port
         self.url = ""
         self._server: uvicorn.Server | None = None
@@ -323,7 +341,8 @@ class DashboardServer:
         host = self.settings.host
         sock = bind_tcp(host, self.port)
         self.port = sock.getsockname()[1]
-        token = load_token(self.token_path)
+        token = (given_token(self.token_path) if self.settings.token_file
+                 else load_token(self.token_path))
         app = create_app(self.hive, extra=page_routes())
         config = uvicorn.Config(Gate(app, token, self.port), lifespan="off", log_config=None,
                                 log_level="warning", access_log=False,

@@ -79,8 +79,8 @@ def sweep(hive: Hive) -> None:
 
     try:
         if not forge_for(hive).present():
-            log.info("forge: no forge container running (probe: %s); not provisioning users",
-                     hive.plugin_config("forge").probe)
+            log.info("forge: no forge container running (container %s); not provisioning "
+                     "users", hive.plugin_config("forge").container)
             return
         names = sorted(set(hive.agent_names()) | {hive.manager})
     except Exception as exc:

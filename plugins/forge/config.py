@@ -44,15 +44,42 @@ def _domain(_inst: Any, att: attrs.Attribute, value: str) -> None:
 
 
 
+def _container(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    # nixos-container.pl: /^[a-zA-Z0-9_-]+$/
+    if not value or not all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
+        raise ValueError(f"{att.name} must be a container name (letters, digits, '-', '_'), "
+                         f"got {value!r}")
+
+
+def _program(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"{att.name} must be one program (a name on PATH or a path), got "
+                         f"{value!r}")
+
+
+def _unit(_inst: Any, att: attrs.Attribute, value: str) -> None:
+    if not value or value.startswith("-") or any(c.isspace() or c == "/" for c in value):
+        raise ValueError(f"{att.name} must be a systemd unit name such as 'forgejo.service', "
+                         f"got {value!r}")
+
+
 @frozen
 class ForgeConfig:
-    #: The command that runs ``forgejo admin`` in the forge (shell words; ``user create`` etc.
-    #: are appended).
-    command: str = field(
-        default="nixos-container run hive-forge -- runuser -u forgejo -- forgejo admin",
-        validator=_words(required=True))
-    #: Whether the forge runs: this command must exit 0 and print ``up``. Empty: don't probe.
-    probe: str = field(default="nixos-container status hive-forge", validator=_words(False))
+    #: The NixOS container the forge runs in (nixpkgs' ``services.forgejo`` inside it).
+    container: str = field(default="hive-forge", validator=_container)
+    #: The ``nixos-container`` executable on the host.
+    nixos_container: str = field(default="nixos-container", validator=_program)
+    #: Forgejo's unit inside the container: its ``User=`` and ``Environment=`` (``PATH``,
+    #: ``FORGEJO_WORK_DIR``, ``FORGEJO_CUSTOM``) say how to run ``forgejo admin`` as the service
+    #: itself runs Forgejo.
+    unit: str = field(default="forgejo.service", validator=_unit)
+    #: The command that runs ``forgejo admin`` (shell words; ``user create``... are appended),
+    #: for a forge that is not a NixOS container. Empty: found through ``unit`` in
+    #: ``container``.
+    command: str = field(default="", validator=_words(required=False))
+    #: Whether the forge runs: this command must exit 0 and print ``up``. Unset:
+    #: ``<nixos_container> status <container>``. Empty: don't probe.
+    probe: str | None = field(default=None, validator=attrs.validators.optional(_words(False)))
     #: The scopes of each agent's token (comma-separated Forgejo scopes).
     scopes: str = field(default="read:user,write:repository,write:issue", validator=_scopes)
     #: Users are created as ``<name>@<email_domain>``.

@@ -5,6 +5,20 @@ Each agent (and the manager) gets a Forgejo user named after it, and a token in
 Everything is idempotent: a user Forgejo says already exists is fine, and an existing token file
 is kept (Forgejo shows a token once: a new one is issued only when the file is missing).
 
+How ``forgejo admin`` is run in a stock ``services.forgejo`` container (nixpkgs'
+nixos/modules/services/misc/forgejo.nix): the package is on the *unit's* PATH only, not on the
+system's, so ``nixos-container run`` (root's login shell inside) does not find ``forgejo``; and
+Forgejo looks for app.ini next to its own binary unless told (``--work-path``/``--config``, or
+the FORGEJO_WORK_DIR/FORGEJO_CUSTOM the unit sets). So the plugin asks the unit once
+(``systemctl show`` inside the container: User, WorkingDirectory, Environment) and runs::
+
+    nixos-container run <c> -- runuser -u <User> -- env PATH=<unit's PATH> forgejo \
+        --work-path <FORGEJO_WORK_DIR> --custom-path <FORGEJO_CUSTOM> \
+        --config <FORGEJO_CUSTOM>/conf/app.ini admin user ...
+
+(``runuser``: Forgejo refuses to run as root; RUN_USER must match.) A failing call forgets what
+was found, so a rebuilt forge container is asked again.
+
 Nothing here may fail a spawn: callers catch, warn and let the next startup sweep retry.
 """
 
@@ -28,6 +42,8 @@ TOKEN_FILE = "forge-token"
 USER_EXISTS = "user already exists"
 #: What ``forgejo admin user delete`` says for a name that is not there.
 USER_MISSING = "user does not exist"
+#: What ``systemctl show`` asks of Forgejo's unit.
+UNIT_PROPERTIES = ("LoadState", "User", "WorkingDirectory", "Environment")
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -52,9 +68,63 @@ class Forge:
         self.hive = hive
         self.config: ForgeConfig = hive.plugin_config("forge")
         self._lock = threading.Lock()
+        #: The ``forgejo admin`` command found in the forge container (None: not asked yet).
+        self._found: list[str] | None = None
+
+    def _program(self) -> str:
+        program = self.config.nixos_container
+        return str(self.hive.resolve_path(program)) if "/" in program else program
+
+    def _in_container(self) -> list[str]:
+        return [self._program(), "run", self.config.container, "--"]
+
+    def admin_command(self) -> list[str]:
+        """The command running ``forgejo admin`` (the configured one, else the one found)."""
+        if self.config.command:
+            return shlex.split(self.config.command)
+        if self._found is None:
+            self._found = self._discover()
+        return self._found
+
+    def _discover(self) -> list[str]:
+        """How the container's Forgejo unit runs Forgejo: its user, PATH and directories."""
+        unit, container = self.config.unit, self.config.container
+        out = run([*self._in_container(), "systemctl", "show",
+                   *(f"--property={p}" for p in UNIT_PROPERTIES), unit],
+                  timeout=self.config.timeout)
+        props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        if props.get("LoadState") != "loaded":
+            raise OperationFailed(
+                f"forge: container {container} has no unit {unit} (LoadState="
+                f"{props.get('LoadState', '?')}): set [forge] unit to Forgejo's unit there, or "
+                "[forge] command to a command that runs `forgejo admin`")
+        try:
+            env = dict(item.split("=", 1) for item in shlex.split(props.get("Environment", ""))
+                       if "=" in item)
+        except ValueError as exc:
+            raise OperationFailed(f"forge: cannot read {unit}'s Environment= in {container}: "
+                                  f"{exc}") from None
+        user = props.get("User", "")
+        work = (env.get("FORGEJO_WORK_DIR") or env.get("GITEA_WORK_DIR")
+                or props.get("WorkingDirectory", ""))
+        custom = env.get("FORGEJO_CUSTOM") or env.get("GITEA_CUSTOM") or f"{work}/custom"
+        path = env.get("PATH", "")
+        missing = [what for what, value in (("User=", user), ("a work dir (FORGEJO_WORK_DIR or "
+                   "WorkingDirectory=)", work), ("PATH", path)) if not value]
+        if missing:
+            raise OperationFailed(
+                f"forge: {unit} in {container} does not say {', '.join(missing)}, so hivekit "
+                "cannot run `forgejo admin` as the service does: set [forge] command")
+        return [*self._in_container(), "runuser", "-u", user, "--", "env", f"PATH={path}",
+                "forgejo", "--work-path", work, "--custom-path", custom,
+                "--config", f"{custom}/conf/app.ini", "admin"]
 
     def _admin(self, *args: str) -> str:
-        return run([*shlex.split(self.config.command), *args], timeout=self.config.timeout)
+        try:
+            return run([*self.admin_command(), *args], timeout=self.config.timeout)
+        except Exception:
+            self._found = None  # the forge may have changed: ask its unit again next time
+            raise
 
     def email(self, name: str) -> str:
         return f"{name}@{self.config.email_domain}"
@@ -64,7 +134,10 @@ class Forge:
 
     def present(self) -> bool:
         """Whether the forge runs: the probe exits 0 and says ``up`` (no probe: assume so)."""
-        probe = shlex.split(self.config.probe)
+        if self.config.probe is None:
+            probe = [self._program(), "status", self.config.container]
+        else:
+            probe = shlex.split(self.config.probe)
         if not probe:
             return True
         try:
@@ -109,10 +182,15 @@ class Forge:
         return token
 
     def delete_user(self, name: str) -> bool:
-        """Delete the agent's user; False if there was none."""
+        """Delete the agent's user for good, with its repositories; False if there was none.
+
+        ``--purge``: without it Forgejo refuses a user who owns a repository ("user still has
+        ownership of repositories"), and a later agent of the same name would inherit the
+        user, its repositories and a token for them.
+        """
         with self._lock:
             try:
-                self._admin("user", "delete", "--username", name)
+                self._admin("user", "delete", "--username", name, "--purge")
             except CommandFailed as exc:
                 if USER_MISSING in exc.stderr_tail:
                     return False

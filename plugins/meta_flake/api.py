@@ -7,7 +7,7 @@ from typing import Any
 from attrs import frozen
 from litestar import Request, Response, get, post
 
-from hivekit import BadRequest, Hive, HiveDep, HiveError, query
+from hivekit import BadRequest, Hive, HiveDep, query
 
 MAX_LOG = 1000
 
@@ -28,25 +28,13 @@ def meta_log(hive: Hive, limit: int) -> dict[str, Any]:
 
 
 def update_hive(hive: Hive) -> dict[str, Any]:
-    """Relock the hivekit input, then rebuild every agent; each agent's outcome, in order."""
-    from hivekit import actions, describe
+    """Relock the hivekit input, then rebuild exactly the agents built with an older one; each
+    rebuilt agent's outcome, in order, and the agents that were up to date."""
+    from hivekit import actions
 
     from .meta import meta_for
 
-    hivekit = meta_for(hive).update_hivekit()
-    results = []
-    for name in hive.agent_names():
-        if hive.stopping.is_set():
-            results.append({"name": name, "ok": False, "error": "the hive is stopping"})
-            continue
-        try:
-            actions.rebuild(hive, name)
-            results.append({"name": name, "ok": True, "error": None})
-        except HiveError as exc:
-            results.append({"name": name, "ok": False, "error": exc.message})
-        except Exception as exc:
-            results.append({"name": name, "ok": False, "error": describe(exc)})
-    return {"hivekit": hivekit, "agents": results}
+    return meta_for(hive).update_hive(lambda name: actions.rebuild(hive, name))
 
 
 @frozen
@@ -63,7 +51,8 @@ async def get_meta_log(hive: HiveDep, request: Request) -> Response:
 
 @post("/api/meta/update-hive", status_code=200)
 async def post_update_hive(hive: HiveDep) -> Response:
-    """Relock the hivekit input and rebuild every agent (synchronously: may take long)."""
+    """Relock the hivekit input and rebuild the agents left behind (synchronously: may take
+    long); 409 while another update runs."""
     return Response(await _run(update_hive, hive))
 
 

@@ -46,9 +46,11 @@ def meta_log(client: Any, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def update_hive(client: Any, as_json: bool) -> None:
-    """Relock the hivekit flake input, then rebuild every agent: exit 1 if any rebuild failed."""
+    """Relock the hivekit input, then rebuild exactly the agents built with an older one (the
+    "needs update" badge): exit 1 if any rebuild failed."""
     if not as_json:
-        click.echo("relocking the hivekit input and rebuilding every agent...", err=True)
+        click.echo("relocking the hivekit input and rebuilding the agents left behind...",
+                   err=True)
     data = client.post("/api/meta/update-hive")
     failed = [a for a in data["agents"] if not a["ok"]]
     if as_json:
@@ -60,6 +62,8 @@ def update_hive(client: Any, as_json: bool) -> None:
         click.echo(f"hivekit: {moved}")
         for a in data["agents"]:
             click.echo(f"{a['name']}: " + ("rebuilt" if a["ok"] else "FAILED"))
+        if data["up_to_date"]:
+            click.echo("up to date: " + ", ".join(data["up_to_date"]))
         for a in failed:
             click.echo(f"error: {a['name']}: {a['error']}", err=True)
     if failed:

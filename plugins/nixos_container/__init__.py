@@ -14,7 +14,16 @@ container managed through ``nixos-container`` and systemd:
 * **rebuild**: the same conf and limits, then ``nixos-container update <c> --flake
   <ref>#<name>`` (the attribute always given again: the conf stores ``FLAKE=`` without it, and a
   bare ``update`` would build ``#container``), then stop and start, so that nspawn-level changes
-  (binds, network) apply.
+  (binds, network) apply. ``update`` sets the container's system profile *before* it reloads a
+  running container (``switch-to-configuration test``), so a config that builds but fails to
+  activate, or a start that fails, would leave the profile on the failed system, booted at the
+  next start. Whenever the profile moved and the rebuild then failed, the profile is set back
+  to the system it held before (``nix-env -p <profile> --set <system>``) and the container is
+  restarted on it, before the failure is reported.
+* ``create`` and ``update`` build a flake, which needs the ``nix-command`` and ``flakes``
+  experimental features: stock NixOS enables neither, so every call turns them on for itself
+  (``--option extra-experimental-features 'nix-command flakes'``, which nixos-container passes
+  on to ``nix build``), and needs nothing in the host's nix.conf.
 * **start** re-applies the conf and limits (the drop-in lives under ``/run``, gone after a host
   reboot) before ``nixos-container start``; **stop**, **destroy** (a missing container is not an
   error; the drop-in goes too); **is_running**: ``systemctl is-active --quiet
@@ -57,7 +66,7 @@ from .status import Watcher
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from hivekit import AgentSpec, Deploy, ExecPlan, Hive
+    from hivekit import AgentSpec, Deploy, ExecPlan, Hive, Mount
 
 log = logging.getLogger("hivekit.nixos_container")
 
@@ -68,6 +77,10 @@ PREFIX = "h-"
 MAX_CONTAINER_NAME = 11
 #: nixos-container's message when a verb (other than destroy) names a missing container.
 DOES_NOT_EXIST = "does not exist"
+#: nixos-container's message when `systemctl reload` (switch-to-configuration test) failed.
+RELOAD_FAILED = "failed to reload container"
+#: Passed to every build: flakes without any nix.conf (nixos-container hands `--option` to nix).
+FLAKES = ("--option", "extra-experimental-features", "nix-command flakes")
 
 # Where things appear inside a container.
 RUNTIME_MOUNT = "/run/hive"
@@ -187,6 +200,34 @@ def systemctl(hive: Hive, agent: AgentSpec, *args: str) -> str:
     return _run(hive, agent, argv, container_name(hive, agent.name), cfg.timeout)
 
 
+def profile_path(hive: Hive, container: str) -> Path:
+    """The container's system profile (nixos-container.pl: per-container/<c>/system)."""
+    return _host_path(hive, settings(hive).profiles_dir) / container / "system"
+
+
+def profile_system(profile: Path) -> Path | None:
+    """The store path the profile points at now (through its generation link), if any."""
+    try:
+        return profile.resolve(strict=True)
+    except OSError:
+        return None
+
+
+def roll_back(hive: Hive, agent: AgentSpec, container: str, system: Path,
+              was_running: bool) -> None:
+    """Point the profile at ``system`` again and boot it (if the container was running)."""
+    cfg = settings(hive)
+    profile = profile_path(hive, container)
+    hive.log(agent, f"bringing {container} back to its previous system {system}", "hive")
+    _run(hive, agent, [_program(hive, cfg.nix_env), "-p", str(profile), "--set", str(system)],
+         container, cfg.timeout)
+    nixos_container(hive, agent, "stop", container)
+    watcher(hive).mark(agent.name, "stopped")
+    if was_running:
+        nixos_container(hive, agent, "start", container)
+        watcher(hive).mark(agent.name, "running")
+
+
 def watcher(hive: Hive) -> Watcher:
     """The hive's one status watcher (made on first use)."""
     def make() -> Watcher:
@@ -227,7 +268,7 @@ def configure(hive: Hive, agent: AgentSpec, container: str) -> None:
         hive.log(agent, f"wrote {conf} (host network, {len(wanted)} binds)")
     # The agent's identity, as the container sees it: nix/agent-base.nix reads it as the agent
     # service's EnvironmentFile (through the runtime dir's bind at /run/hive).
-    env = hive.agent_env(agent, [(b.source, b.target) for b in wanted])
+    env = hive.agent_env(agent)
     try:
         text = environment_file(env)
     except ValueError as exc:
@@ -264,7 +305,7 @@ def config_schema() -> type:
 def startup(hive: Hive) -> None:
     """Refuse to run on a host or config this backend cannot work with, and report strays."""
     cfg = settings(hive)
-    for key in ("nixos_container", "systemctl"):
+    for key in ("nixos_container", "systemctl", "nix_env"):
         program = _program(hive, getattr(cfg, key))
         if shutil.which(program) is None:
             raise PluginError(
@@ -295,6 +336,15 @@ def startup(hive: Hive) -> None:
 
 
 @hookimpl
+def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount]:
+    """The container's binds (see :func:`binds`): the manager sees the applied repos at
+    /applied, so its ``applied`` remotes are /applied/<n>/.git."""
+    from hivekit import Mount
+
+    return [Mount(b.source, b.target, b.read_only) for b in binds(hive, agent)]
+
+
+@hookimpl
 def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
     # The templates (agent_templates) are the process backend's; a NixOS agent's harness is
     # the `hivekit.agent.command` of its module (agent.nix).
@@ -316,7 +366,7 @@ def spawn(hive: Hive, agent: AgentSpec) -> None:
             f"(a leftover?); remove it with `nixos-container destroy {container}` and retry")
     try:
         nixos_container(hive, agent, "create", container, "--flake", f"{ref}#{agent.name}",
-                        build=True)
+                        *FLAKES, build=True)
         configure(hive, agent, container)
         nixos_container(hive, agent, "start", container)
         watcher(hive).mark(agent.name, "running")
@@ -341,12 +391,45 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
             f"container {container} does not exist ({conf_path(hive, container)} is missing): "
             f"destroy {agent.name!r} and spawn it again")
     configure(hive, agent, container)
-    nixos_container(hive, agent, "update", container, "--flake", f"{ref}#{agent.name}",
-                    build=True)
-    # update only reloads a running container; binds and networking apply at a fresh start.
-    nixos_container(hive, agent, "stop", container)
-    nixos_container(hive, agent, "start", container)
-    watcher(hive).mark(agent.name, "running")
+    profile = profile_path(hive, container)
+    previous = profile_system(profile)
+    was_running = is_running(hive, agent)
+    try:
+        nixos_container(hive, agent, "update", container, "--flake", f"{ref}#{agent.name}",
+                        *FLAKES, build=True)
+        # update only reloads a running container; binds and networking apply at a fresh start.
+        nixos_container(hive, agent, "stop", container)
+        nixos_container(hive, agent, "start", container)
+        watcher(hive).mark(agent.name, "running")
+    except Exception as exc:
+        raise _after_failed_rebuild(hive, agent, container, exc, previous, was_running) from exc
+
+
+def _after_failed_rebuild(hive: Hive, agent: AgentSpec, container: str, exc: Exception,
+                          previous: Path | None, was_running: bool) -> OperationFailed:
+    """The error to report for a failed rebuild, once the container is back where it was."""
+    from hivekit import describe
+
+    message = describe(exc)
+    # A failed update is an OperationFailed (see nixos_container) over the command's failure.
+    command = exc if isinstance(exc, CommandFailed) else exc.__cause__
+    if isinstance(command, CommandFailed) and RELOAD_FAILED in command.stderr_tail:
+        message += (f"\nThe new system was built but did not activate in {container} (a unit "
+                    f"failed to start): see `journalctl -u container@{container}.service` or "
+                    f"`nixos-container run {container} -- journalctl -b -p err`.")
+    now = profile_system(profile_path(hive, container))
+    if previous is None or now == previous:
+        return OperationFailed(message)  # the profile never moved: nothing to undo
+    try:
+        roll_back(hive, agent, container, previous, was_running)
+    except Exception as again:
+        return OperationFailed(
+            f"{message}\nSetting {container} back to its previous system {previous} failed "
+            f"too: {describe(again)}. Its profile still points at the failed system {now}, "
+            f"which its next start boots: run `hivekit rebuild {agent.name}` once the cause "
+            "is fixed.")
+    return OperationFailed(f"{message}\n{container} was brought back to its previous system "
+                           f"{previous}" + (" and restarted." if was_running else "."))
 
 
 @hookimpl

@@ -100,6 +100,12 @@ class NixosContainerConfig:
     systemctl: str = "systemctl"
     #: The ``journalctl`` executable (``hivekit logs`` reads a container's journal with it).
     journalctl: str = "journalctl"
+    #: The ``nix-env`` executable (sets a container's system profile back after a failed
+    #: activation).
+    nix_env: str = "nix-env"
+    #: Where nixos-container keeps each container's system profile
+    #: (``<profiles_dir>/<container>/system``; nixos-container.pl's per-container profiles).
+    profiles_dir: Path = Path("/nix/var/nix/profiles/per-container")
     #: Where nixos-container keeps ``<container>.conf`` (its configurationDirectory).
     containers_conf_dir: Path = Path("/etc/nixos-containers")
     #: Where runtime unit drop-ins go (``container@<c>.service.d/hivekit-limits.conf``).

@@ -32,6 +32,7 @@ from hivekit import (
     BadgeLevel,
     ExecPlan,
     HiveError,
+    Mount,
     OperationFailed,
     actions,
     creds,
@@ -152,17 +153,9 @@ class Backend:
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"PATH": path_var, "HOME": str(p.creds)})
         env.update(config.env)
-        extra: list[tuple[str, Path]] = []
-        if agent.is_manager:
-            # The manager edits every agent's proposed repo and reads what was deployed.
-            paths = hive.paths
-            extra = [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
-                     ("--ro-bind-try", paths.meta)]
-        shown = sandbox.mounts(applied=p.applied, notes=p.state, creds=p.creds,
-                               shared=hive.paths.shared, runtime=p.runtime, extra=extra)
+        extra = self.extra_binds(agent)
         # Last: agent.toml cannot set these (spec refuses them), and nothing may shadow them.
-        env.update(hive.agent_env(agent, [(host, inside) for _opt, host, inside in shown]
-                                  if bwrap else None))
+        env.update(hive.agent_env(agent))  # its paths through the mount table (agent_mounts)
         inner = [program, *config.args] if argv is None else [program, *argv[1:]]
         if bwrap:
             inner = [*sandbox.argv(bwrap, name=agent.name,
@@ -223,6 +216,26 @@ class Backend:
         finally:
             if follower is not None:
                 follower.close()
+
+    def extra_binds(self, agent: AgentSpec) -> list[tuple[str, Path]]:
+        """What the sandbox shows beyond the agent's own dirs: the manager edits every agent's
+        proposed repo and reads what was deployed."""
+        if not agent.is_manager:
+            return []
+        paths = self.hive.paths
+        return [("--bind", paths.agents_root), ("--ro-bind", paths.applied_root),
+                ("--ro-bind-try", paths.meta)]
+
+    def mounts(self, agent: AgentSpec) -> list[Mount] | None:
+        """The sandbox's mount table (None without bubblewrap: the agent sees the host)."""
+        if not self.bwrap():
+            return None
+        p = agent.paths
+        shown = sandbox.mounts(applied=p.applied, notes=p.state, creds=p.creds,
+                               shared=self.hive.paths.shared, runtime=p.runtime,
+                               extra=self.extra_binds(agent))
+        return [Mount(host, inside, read_only=option.startswith("--ro-bind"))
+                for option, host, inside in shown]
 
     def child(self, agent: AgentSpec) -> Child:
         with self._lock:
@@ -445,6 +458,11 @@ def agent_templates(hive: Hive) -> dict[str, str]:
     # The turn loop and the MCP bridge are the agent_api plugin's (on by default).
     return {spec.CLAUDE: "Claude Code (`claude -p`) answering its messages turn by turn, with "
                          "the hive's MCP tools (hivekit turn-loop)"}
+
+
+@hookimpl
+def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount] | None:
+    return backend(hive).mounts(agent)
 
 
 @hookimpl

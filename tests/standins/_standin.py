@@ -9,6 +9,8 @@ Everything lives under ``$NIXOS_STANDIN_ROOT``, laid out like the host the real 
     nix/store/<hash>-nixos-system-<attr>/         what the emulated `nix build` produces
     run/systemd/system/                           where runtime units and drop-ins go
     run/lock/nixos-container                      create's lock
+    etc/nix/nix.conf                              the host's nix.conf (only its experimental
+                                                  features are read); absent = flakes off
     systemd.json                                  units' states and what daemon-reload loaded
     calls.jsonl                                   every invocation: program, argv, cwd
 
@@ -210,6 +212,30 @@ def _flake_dir(flake: str) -> Path | None:
     return Path(flake) if flake.startswith("/") else None
 
 
+def reachable(flake_nix: Path) -> Iterator[tuple[Path, str | None]]:
+    """Every file a flake reaches from its ``flake.nix``, with its text (None: missing): local
+    inputs (``path:``, ``git+file:`` with ``?rev=`` read from git) and ``./file.nix``."""
+    seen: set[tuple[str, str | None]] = set()
+    todo: list[tuple[Path, str | None, Path | None]] = [(flake_nix, None, None)]
+    while todo:
+        path, rev, repo = todo.pop(0)
+        if (str(path), rev) in seen or len(seen) > 200:
+            continue
+        seen.add((str(path), rev))
+        content = _read(path, rev, repo)
+        yield path, content
+        if content is None:
+            continue
+        code = strip_comments(content)
+        for m in PATH_INPUT.finditer(code):
+            d = Path(m.group(1))
+            query = dict(p.split("=", 1) for p in (m.group(2) or "").split("&") if "=" in p)
+            sub_rev = query.get("rev")
+            todo.append((d / "flake.nix", sub_rev, d if sub_rev else None))
+        for m in REL_FILE.finditer(code):
+            todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
+
+
 def evaluate(flake: str, attr: str) -> str:
     """Check that ``flake#nixosConfigurations.<attr>`` evaluates; return a digest of its inputs."""
     top = _flake_dir(flake)
@@ -232,14 +258,7 @@ def evaluate(flake: str, attr: str) -> str:
             f"or '{toplevel}'"])
     digest = hashlib.sha256(f"{flake}#{attr}".encode())
     seconds = 0.0
-    seen: set[tuple[str, str | None]] = set()
-    todo: list[tuple[Path, str | None, Path | None]] = [(flake_nix, None, None)]
-    while todo:
-        path, rev, repo = todo.pop(0)
-        if (str(path), rev) in seen or len(seen) > 200:
-            continue
-        seen.add((str(path), rev))
-        content = _read(path, rev, repo)
+    for path, content in reachable(flake_nix):
         if content is None:
             if path.name == "flake.nix":
                 continue
@@ -261,13 +280,6 @@ def evaluate(flake: str, attr: str) -> str:
                     "",
                     f"       error: {m.group(1)}",
                 ])
-        for m in PATH_INPUT.finditer(content):
-            d = Path(m.group(1))
-            query = dict(p.split("=", 1) for p in (m.group(2) or "").split("&") if "=" in p)
-            sub_rev = query.get("rev")
-            todo.append((d / "flake.nix", sub_rev, d if sub_rev else None))
-        for m in REL_FILE.finditer(content):
-            todo.append(((path.parent / m.group(1)).resolve(), rev, repo))
     if seconds:
         time.sleep(seconds)
     return digest.hexdigest()[:32]
@@ -300,14 +312,110 @@ def _check_brackets(path: Path, text: str) -> None:
                         f"       at {path}:{len(lines)}:{len(lines[-1]) + 1}:"])
 
 
-def build(flake: str, attr: str, out_link: Path) -> Path:
-    """``nix build -o <out_link> <flake>#nixosConfigurations."<attr>"...toplevel``."""
+
+
+# --- experimental features ---------------------------------------------------------------------
+# Stock NixOS enables neither `nix-command` nor `flakes` (nix.settings.experimental-features is
+# empty by default), and `nix build <flake>#...` needs both. Nix checks `nix-command` first (the
+# `nix` CLI itself), then `flakes` (the flake reference); each refusal is
+# src/libutil/experimental-features.cc's MissingExperimentalFeature, as Nix 2.18+ words it
+# (NixOS 24.11 ships 2.24). What enables them, as Nix reads its settings: nix.conf
+# (`experimental-features`, `extra-experimental-features`), then $NIX_CONFIG (same syntax), then
+# the command line's `--option NAME VALUE` (nixos-container.pl passes `--option` through to
+# `nix build` as two-argument @nixFlags). `NAME` replaces the set, `extra-NAME` adds to it.
+
+NEEDED_FEATURES = ("nix-command", "flakes")
+
+
+def _features(lines: list[tuple[str, str]]) -> set[str]:
+    enabled: set[str] = set()
+    for key, value in lines:
+        if key == "experimental-features":
+            enabled = set(value.split())
+        elif key == "extra-experimental-features":
+            enabled |= set(value.split())
+    return enabled
+
+
+def _conf_lines(text: str) -> list[tuple[str, str]]:
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out.append((key.strip(), value.strip()))
+    return out
+
+
+def enabled_features(options: list[tuple[str, str]]) -> set[str]:
+    """The experimental features a `nix` call has, from nix.conf, $NIX_CONFIG and ``options``
+    (its ``--option NAME VALUE`` pairs), in the order Nix applies them."""
+    conf = root() / "etc" / "nix" / "nix.conf"
+    lines = _conf_lines(conf.read_text()) if conf.is_file() else []
+    lines += _conf_lines(os.environ.get("NIX_CONFIG", ""))
+    lines += list(options)
+    return _features(lines)
+
+
+def check_features(options: list[tuple[str, str]]) -> None:
+    enabled = enabled_features(options)
+    for feature in NEEDED_FEATURES:
+        if feature not in enabled:
+            raise NixError([f"error: experimental Nix feature '{feature}' is disabled; add "
+                            f"'--extra-experimental-features {feature}' to enable it"])
+
+
+# --- activation --------------------------------------------------------------------------------
+# A config whose unit cannot start builds fine and fails when activated. The stand-in spots such
+# a unit in what a flake reaches, written on one line as
+#   systemd.services.<name>.serviceConfig.ExecStart = "<anything>/bin/false";
+# (a service running `false` exits 1 at once), and records it in the built system. Activating
+# that system (switch-to-configuration test, below) then reports the unit failed.
+
+FAILING_UNIT = re.compile(
+    r"""systemd\.services\.(?:"([^"]+)"|([\w-]+))\.serviceConfig\.ExecStart\s*=\s*"[^"]*/bin/false"\s*;""")
+
+
+def failing_units(flake: str) -> list[str]:
+    """The units of ``flake``'s reachable files that fail to start (see above)."""
+    top = _flake_dir(flake)
+    if top is None:
+        return []
+    return sorted({f"{m.group(1) or m.group(2)}.service"
+                   for _path, content in reachable(top / "flake.nix") if content is not None
+                   for m in FAILING_UNIT.finditer(strip_comments(content))})
+
+
+def switch_to_configuration_test(system: Path) -> tuple[int, list[str]]:
+    """``<system>/bin/switch-to-configuration test`` inside the container: exit code, stderr.
+
+    From nixpkgs' pkgs/by-name/sw/switch-to-configuration-ng/src/src/main.rs: it activates the
+    configuration ("activating the configuration...", "setting up /etc..."), starts the new
+    units, and when any failed prints "warning: the following units failed: <a>, <b>" (sorted)
+    and exits 4. The new configuration stays activated either way: test never rolls back.
+    """
+    lines = ["activating the configuration...", "setting up /etc..."]
+    try:
+        failed = json.loads((system / "activation.json").read_text())["failed_units"]
+    except (OSError, ValueError, KeyError):
+        failed = []
+    if failed:
+        lines.append("warning: the following units failed: " + ", ".join(failed))
+        return 4, lines
+    return 0, lines
+
+
+def build(flake: str, attr: str, out_link: Path,
+          options: list[tuple[str, str]] = ()) -> Path:
+    """``nix build -o <out_link> [--option K V]... <flake>#nixosConfigurations."<attr>"...``."""
+    check_features(list(options))
     digest = evaluate(flake, attr)
     out = store_dir() / f"{digest}-nixos-system-{attr}-24.11"
     out.mkdir(parents=True, exist_ok=True)
     (out / "system").write_text("x86_64-linux")
     (out / "init").write_text("#!/bin/sh\n# stand-in system\n")
     (out / "source.json").write_text(json.dumps({"flake": flake, "attr": attr}))
+    (out / "activation.json").write_text(json.dumps({"failed_units": failing_units(flake)}))
     try:
         if out_link.is_symlink() or out_link.exists():
             out_link.unlink()
@@ -330,3 +438,72 @@ def set_profile(profile: Path, system: Path) -> None:
         tmp.unlink()
     tmp.symlink_to(link.name)
     os.replace(tmp, profile)
+
+
+# --- inside a container ------------------------------------------------------------------------
+# `nixos-container run` runs its command in the container's namespaces through `su root -l`, so
+# the container's own programs are found on the PATH a NixOS login shell sets (its /etc/profile,
+# from nixos/modules/config/shells-environment.nix and programs/environment.nix: the wrappers,
+# then each of environment.profiles' bin dirs). A stand-in container is a directory tree (its
+# root); a program inside is a file there, at the path the container would see.
+
+#: $PATH of a login shell on NixOS, for user ``{user}`` with home ``{home}``.
+LOGIN_PATH = ("/run/wrappers/bin:{home}/.nix-profile/bin:/nix/profile/bin:"
+              "{home}/.local/state/nix/profile/bin:/etc/profiles/per-user/{user}/bin:"
+              "/nix/var/nix/profiles/default/bin:/run/current-system/sw/bin")
+#: Tells a program run inside a stand-in container where that container's root is.
+CROOT_ENV = "NIXOS_STANDIN_CONTAINER_ROOT"
+#: The path the program was run as, inside the container (what it would see as argv[0]).
+EXE_ENV = "NIXOS_STANDIN_EXE"
+
+
+def passwd(croot: Path, user: str) -> tuple[str, str] | None:
+    """``(home, shell)`` of ``user`` in the container's /etc/passwd, None if there is none."""
+    try:
+        lines = (croot / "etc" / "passwd").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[0] == user:
+            return fields[5], fields[6]
+    return None
+
+
+def login_env(croot: Path, user: str) -> dict[str, str]:
+    """What `su -l <user>` leaves of the environment: TERM, and HOME, SHELL, USER, LOGNAME and
+    PATH set for the user (util-linux su: "clears all the environment variables except TERM")."""
+    home, shell = passwd(croot, user) or ("/root", "/run/current-system/sw/bin/bash")
+    env = {k: v for k, v in os.environ.items() if k == "TERM" or k == ENV}
+    env.update(HOME=home, SHELL=shell, USER=user, LOGNAME=user,
+               PATH=LOGIN_PATH.format(home=home, user=user), **{CROOT_ENV: str(croot)})
+    return env
+
+
+def lookup(croot: Path, program: str, path_var: str) -> tuple[str, Path] | None:
+    """``(path inside, file on the host)`` of ``program`` as the container's execvp finds it."""
+    candidates = [program] if "/" in program else [
+        f"{d.rstrip('/')}/{program}" for d in path_var.split(":") if d.startswith("/")]
+    for inside in candidates:
+        host = croot / inside.lstrip("/")
+        if host.is_file() and os.access(host, os.X_OK):
+            return inside, host
+    return None
+
+
+def exec_in_container(croot: Path, argv: list[str], env: dict[str, str], not_found: str,
+                      code: int = 127) -> None:
+    """Replace this process with ``argv`` run inside the container, or say ``not_found``."""
+    found = lookup(croot, argv[0], env.get("PATH", ""))
+    if found is None:
+        sys.stderr.write(not_found.format(prog=argv[0]) + "\n")
+        sys.exit(code)
+    inside, host = found
+    env = {**env, CROOT_ENV: str(croot), EXE_ENV: inside}
+    with open(host, "rb") as f:
+        python = b"python" in f.readline()
+    if python:
+        # The stand-ins are Python scripts; `#!/usr/bin/env python3` would look python3 up on
+        # the container's PATH, where there is none: run them with this interpreter.
+        os.execve(sys.executable, [sys.executable, str(host), *argv[1:]], env)
+    os.execve(str(host), argv, env)
