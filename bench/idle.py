@@ -32,10 +32,9 @@ def run(quick: bool = False) -> Result:
     hives = {}
     try:
         for size in sizes:
-            hive = start_hive(root / f"n{size}", size, (0, 0))
+            hive = hives[size] = start_hive(root / f"n{size}", size, (0, 0))
             hive.wait_for(lambda h=hive, n=size: sockets_ready(h, n + 1), timeout=300,
                           what=f"{size} agents' sockets")
-            hives[size] = hive
         time.sleep(3.0 if quick else 10.0)  # startup's work done (reconcile, first looks)
         shares: dict[int, list[float]] = {size: [] for size in sizes}
         for _ in range(windows):

@@ -90,14 +90,18 @@ def start_hive(root: Path, agents: int, history: tuple[int, int], config: str = 
     from hivekit.testing import HiveProcess
 
     hive = HiveProcess(root, config or '[hive]\nbackend = "fake"\n', env=env)
-    hive.start()  # creates the store; the manager comes up
-    hive.wait_for(lambda: any(a["name"] == "manager" and a["status"] == "running"
-                              for a in hive.get("/api/state")["agents"]), what="the manager")
-    hive.stop()
-    populate(hive.state_dir, agents, *history, nixos=nixos)
-    hive.start()
-    hive.wait_for(lambda: len(hive.get("/api/state")["agents"]) == agents + 1,
-                  what=f"{agents} agents' rows")
+    try:
+        hive.start()  # creates the store; the manager comes up
+        hive.wait_for(lambda: any(a["name"] == "manager" and a["status"] == "running"
+                                  for a in hive.get("/api/state")["agents"]), what="the manager")
+        hive.stop()
+        populate(hive.state_dir, agents, *history, nixos=nixos)
+        hive.start(timeout=300)  # 900 agents' start on a machine at load 30 took over 30 s
+        hive.wait_for(lambda: len(hive.get("/api/state")["agents"]) == agents + 1,
+                      what=f"{agents} agents' rows")
+    except BaseException:
+        hive.stop()  # a daemon that failed to come up is not left running
+        raise
     return hive
 
 
@@ -316,7 +320,11 @@ def run(quick: bool = False) -> Result:
     result = Result(f"GET /api/state with {agents} agents (a real hivekit serve)")
     root = short_tmp()
     long_ = start_hive(root / "long", agents, big)
-    short = start_hive(root / "short", agents, small)
+    try:
+        short = start_hive(root / "short", agents, small)
+    except BaseException:
+        long_.stop()
+        raise
     floor_proc = None
     try:
         body = asyncio.run(get_bytes(str(long_.socket)))

@@ -106,6 +106,9 @@ class HiveConfig:
     #: The most of an approval's diff any answer carries, in bytes (1 MiB); a longer diff is
     #: cut at a line and ends with a marker saying how much was shown and how to see it all.
     max_diff_bytes: int = field(default=1024 * 1024, validator=positive)
+    #: Seconds a deploy waits after its build for the agent to prove healthy (the ``verify``
+    #: step) before it fails and is rolled back; a backend may say an agent's own.
+    health_timeout: float = field(default=60.0, validator=positive)
     #: What an agent is told when it comes back up (after an apply, an operator's start,
     #: restart or rebuild, an update rebuild): ``{reason}``, ``{notes}`` (its notes dir as it
     #: sees it) and ``{name}`` are filled in (hivekit.wake). Default: hive-c0re's.

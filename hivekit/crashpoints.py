@@ -40,6 +40,9 @@ POINTS: dict[str, CrashPoint] = {p.name: p for p in (
                "is about to start, so the container may change from here on"),
     CrashPoint("apply.built", "apply",
                "the backend's rebuild returned: the container runs the proposal, untagged"),
+    CrashPoint("verify", "apply",
+               "nothing new: the build returned and the health checks are about to run (an "
+               "interrupted verification is a failed deploy, rolled back)"),
     CrashPoint("deployed", "apply", "deployed/<id> is planted"),
     CrashPoint("finalized", "apply",
                "finalize_deploy ran; status approved, the build mark cleared, the manager's "
@@ -108,4 +111,4 @@ POINTS: dict[str, CrashPoint] = {p.name: p for p in (
 )}
 
 #: The deploy steps, in order, as ``deploy_step`` announces them (each is a point above).
-DEPLOY_STEPS = ("tagged", "main-moved", "prepare", "build", "deployed", "finalized")
+DEPLOY_STEPS = ("tagged", "main-moved", "prepare", "build", "verify", "deployed", "finalized")

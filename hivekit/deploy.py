@@ -29,7 +29,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from hivekit import events, hookimpl, outbox, remotes
+from hivekit import events, hookimpl, outbox, remotes, verify
 from hivekit.errors import BadRequest, HiveError, OperationFailed, describe
 from hivekit.git import Repo, check_proposed
 from hivekit.hive import SYSTEM, Hive
@@ -173,7 +173,7 @@ def approve_apply(hive: Hive, approval: Approval) -> Approval:
 def _deploy(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy) -> Approval:
     agent = deploy.agent
     restore = None
-    built = False
+    built = verified = False
     try:
         proposal = repo.ref(f"refs/tags/proposal/{approval.id}")
         if proposal is None or not deploy.prev_sha:
@@ -194,18 +194,33 @@ def _deploy(hive: Hive, repo: Repo, approval: Approval, deploy: Deploy) -> Appro
         hive.hook.rebuild(hive=hive, agent=agent, deploy=deploy)
         built = True
         hive.checkpoint("apply.built", agent.name)
+        # A deploy succeeds when the agent runs with it, not when the build returned.
+        hive.shift(agent.name, Transient.VERIFYING)
+        _step(hive, deploy, "verify")
+        verify.verify(hive, agent, deploy)
+        verified = True
         repo.tag(deploy.deployed_tag, proposal)
     except Exception as exc:
         if not isinstance(exc, HiveError):
             log.exception("deploy of approval #%s failed", approval.id)
+        if hive.transients().get(agent.name) == Transient.VERIFYING:
+            hive.shift(agent.name, Transient.REBUILDING)  # the rollback rebuilds it
         reason = describe(exc)
-        if built:
+        if isinstance(exc, verify.Unhealthy):
+            reason = f"deployed, then rolled back: {reason}{_last_output(hive, agent)}"
+        elif verified:
             reason = f"the build succeeded, but {deploy.deployed_tag} could not be tagged: {reason}"
         # A build that failed leaves the container as it was (the backend said so); one that
         # succeeded runs the proposal, which the tags will call failed: rebuild it from main.
         return _fail(hive, repo, approval, deploy, reason, reconverge=built, restore=restore)
     _step(hive, deploy, "deployed")
     return _succeed(hive, approval, deploy)
+
+
+def _last_output(hive: Hive, agent: AgentSpec, lines: int = 10) -> str:
+    """The agent's last output lines as its backend reported them, for a failure's note."""
+    tail = hive.view.last_output(agent.name)[-lines:]
+    return "\nits last output:\n" + "\n".join(tail) if tail else ""
 
 
 def _step(hive: Hive, deploy: Deploy, step: str) -> None:
@@ -362,10 +377,14 @@ def _run_spawn(hive: Hive, approval: Approval, agent: AgentSpec,
         hive.checkpoint("spawn.seeded", agent.name)
         hive.hook.spawn(hive=hive, agent=agent)
         hive.checkpoint("spawn.built", agent.name)
+        verify.verify(hive, agent, None)
     except Exception as exc:
         if not isinstance(exc, HiveError):
             log.exception("spawn of %r failed", agent.name)
-        return _spawn_failed(hive, approval, agent, describe(exc), respawn=respawn)
+        reason = describe(exc)
+        if isinstance(exc, verify.Unhealthy):
+            reason = f"spawned, then removed: {reason}{_last_output(hive, agent)}"
+        return _spawn_failed(hive, approval, agent, reason, respawn=respawn)
     sha = Repo(agent.paths.applied).ref(MAIN)
     with outbox.record(hive) as out:
         hive.store.add_agent(agent.name)

@@ -240,18 +240,25 @@ def check_proposed(repo: Path, folder: Path) -> str | None:
 
 
 def _links_or_specials(git_dir: Path) -> str | None:
-    stack = [git_dir]
+    # Runs on every request and deploy over every file of .git: plain strings and scandir's
+    # own answers, a Path only for the message.
+    stack = [str(git_dir)]
     while stack:
         with os.scandir(stack.pop()) as entries:
             for entry in entries:
-                where = Path(entry.path).relative_to(git_dir.parent)
                 if entry.is_symlink():
-                    return f"its proposed repo's {where} is a link to another place"
+                    return (f"its proposed repo's {_below(entry.path, git_dir)} is a link to "
+                            "another place")
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path)
                 elif not entry.is_file(follow_symlinks=False):
-                    return f"its proposed repo's {where} is not a regular file"
+                    return (f"its proposed repo's {_below(entry.path, git_dir)} is not a "
+                            "regular file")
     return None
+
+
+def _below(path: str, git_dir: Path) -> Path:
+    return Path(path).relative_to(git_dir.parent)
 
 
 def _unsafe_config(config: Path) -> str | None:

@@ -299,6 +299,15 @@ class Hive:
         self.view.begin(name, kind)
         return Operation(self, name, kind, lock)
 
+    def shift(self, name: str, kind: Transient) -> None:
+        """The operation running on ``name`` goes on as ``kind`` (a deploy verifying its
+        build): shown at once, what was known of the agent's status kept."""
+        if name not in self._transients:
+            raise RuntimeError(f"no operation runs on {name!r}")
+        self._transients[name] = kind
+        self.bus.publish(events.TransientChanged(name=name, transient=kind))
+        self.view.shift(name, kind)
+
     def transients(self) -> dict[str, Transient]:
         return dict(self._transients)
 

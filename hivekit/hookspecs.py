@@ -61,6 +61,10 @@ it runs before anything exists.
   ``running`` gets a ``start``; agents the operator stopped get nothing. Whether agents keep
   running while no daemon runs is the backend's choice (containers do; the process backend's
   children stop in ``shutdown``).
+* ``health_check`` (optional, any plugin may add one): after each build, the deploy's
+  ``verify`` step asks until the agent is healthy or ``health_timeout`` passes; a backend checks
+  that what it built stays up (and runs the probe the agent's config declares). Reporting
+  ``failing`` on the status channel after a build fails the verification too.
 * Long work (a build, waiting for a port) checks ``hive.stopping`` and gives up when it is set:
   the daemon is stopping and waits for no one.
 * The agent's identity environment comes from ``hive.agent_env(agent, mounts=...)``; the
@@ -132,7 +136,7 @@ PER_PLUGIN = frozenset({
     "register_commands", "register_routes", "shutdown", "initial_config_files", "deploy_step",
     "finalize_deploy", "abort_deploy", "approval_requested", "approval_resolved",
     "agent_started", "agent_stopped", "agent_crashed", "agent_destroyed", "agent_badges",
-    "state_extras", "checkpoint", "agent_templates",
+    "state_extras", "checkpoint", "health_check", "agent_templates",
 })
 
 # ------------------------------------------------------------------------------------------------
@@ -601,6 +605,7 @@ def deploy_step(hive: Hive, deploy: Deploy, step: str) -> None:
     :param step: in order: ``tagged`` (``approved/<id>`` and ``building/<id>`` planted),
         ``main-moved`` (``main`` and the working tree at the proposal), ``prepare``
         (``prepare_deploy`` about to run), ``build`` (the backend's rebuild about to run),
+        ``verify`` (the build returned: :func:`health_check` is about to be asked),
         ``deployed`` (``deployed/<id>`` planted, status not yet written), ``finalized``.
     """
 
@@ -642,6 +647,41 @@ def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
     :param hive: the running hive.
     :param deploy: the deploy that failed.
     :param reason: why, as the ``failed/<id>`` tag records it.
+    """
+
+
+@hookspec
+def health_check(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> bool | str | None:
+    """Is ``agent`` healthy after its build? The deploy's ``verify`` step asks it.
+
+    Called plugin by plugin, again and again (every 0.2 s) after the backend's build returned
+    (an approved apply: ``deploy`` is the deploy; a spawn: ``deploy`` is None), until every
+    implementation agrees in one round or the deadline passes (``[hive] health_timeout``, or the
+    agent's own from :func:`health_timeout`). Each call runs on a thread of its own and is not
+    waited for past the deadline: return promptly (a probe with a short timeout of its own).
+    Not called again for a deploy after a crash: an interrupted verification fails the deploy.
+
+    :param hive: the running hive.
+    :param agent: the agent just built.
+    :param deploy: the deploy being verified; None for a spawn.
+    :returns: True (healthy) or None (no opinion: not this plugin's agent); a string to say
+        "not healthy yet" and why (asked again; at the deadline the deploy fails with it).
+        Raising says "unhealthy for good": the deploy fails at once with the message, and is
+        rolled back (the container rebuilt from the previous ``main``).
+    """
+
+
+@hookspec(firstresult=True)
+def health_timeout(hive: Hive, agent: AgentSpec) -> float | None:
+    """How long a deploy of ``agent`` may wait for it to become healthy, in seconds.
+
+    Asked once per ``verify`` step, before the first :func:`health_check`; a backend answers
+    from the agent's own config (the process backend: ``[health] timeout`` in ``agent.toml``).
+    Raising fails the deploy (rolled back) with the message. Stops at first non-None result.
+
+    :param hive: the running hive.
+    :param agent: the agent about to be verified.
+    :returns: the deadline in seconds (above 0), or None for ``[hive] health_timeout``.
     """
 
 

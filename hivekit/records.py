@@ -37,6 +37,8 @@ class Transient(enum.StrEnum):
     STOPPING = "stopping"
     RESTARTING = "restarting"
     REBUILDING = "rebuilding"
+    #: A deploy waits for the agent to prove healthy after its build (the ``verify`` step).
+    VERIFYING = "verifying"
     DESTROYING = "destroying"
 
 

@@ -129,6 +129,22 @@ class HiveView:
         self._ensure_seeded()
         return self._rows.get(name)
 
+    def reported(self, name: str) -> Known | None:
+        """What the backend reported of the agent's status since the last operation on it
+        began (None: nothing)."""
+        with self._lock:
+            return self._known.get(name)
+
+    def last_output(self, name: str) -> list[str]:
+        """The agent's last output lines as its backend last reported them (also while an
+        operation runs on it, or it is being spawned)."""
+        with self._lock:
+            known = self._known.get(name)
+            if known is not None and known.output:
+                return list(known.output)
+            row = self._rows.get(name)
+            return list(row.output) if row is not None else []
+
     def tombstones(self) -> list[Tombstone]:
         """Agents destroyed with their state kept, by name (none that is being spawned again)."""
         self._ensure_seeded()
@@ -205,6 +221,13 @@ class HiveView:
             else:
                 return
             self._set(name, row, tomb)
+
+    def shift(self, name: str, kind: Transient) -> None:
+        """The operation on ``name`` goes on as ``kind``; the status known is kept."""
+        with self._lock:
+            row = self._rows.get(name)
+            if row is not None and row.status != AgentStatus.SPAWNING:
+                self._set(name, evolve(row, transient=kind), self._tombstones.get(name))
 
     def end(self, name: str) -> None:
         """An operation on ``name`` ended (however it ended): remake its row."""

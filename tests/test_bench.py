@@ -36,7 +36,7 @@ EXPECTED: dict[str, list[str]] = {
                "stuck subscriber: losses without a seq gap",
                "floor: readers with every event in order"],
     "coldstart": ["hivekit --help", "hivekit agents", "first run of hivekit --help"],
-    "growth": ["spawn #"],
+    "growth": ["spawn #", "the same, raw: spawn #", "the 1-agent hive's spawn"],
     "idle": ["0 agents: share of one core", "30 agents: share of one core",
              "90 agents: share of one core", "90 agents minus 0"],
     "meta": ["3 agents: deploy vs the Nix relock", "3 agents: spawn vs adding one input",

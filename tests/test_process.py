@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -558,3 +559,86 @@ def test_the_embedded_default_backend_is_process(short_tmp):
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "backend process" in result.stdout
+
+
+# --- the deploy's verify step: health after the build, rollback ------------------------------
+
+#: A page answering 500 to everything, on the agent's port.
+ERROR_PAGE = (
+    "import http.server, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(500)\n"
+    "        self.end_headers()\n"
+    "http.server.HTTPServer(('127.0.0.1', int(os.environ['HIVE_PORT'])), H).serve_forever()\n"
+)
+
+
+def test_an_agent_that_dies_after_its_build_is_rolled_back_to_the_previous_config(phive):
+    """It comes up (no port to wait for), then exits 3: the verify step sees it end, the
+    deploy fails with its last output, and the previous config (the harness) runs again."""
+    phive.spawn("demo")
+    wait_page(phive, phive.agent_port, "demo")
+    toml = shell_toml("echo 'lost my model'; sleep 0.3; exit 3", wait_for_port="false")
+    approval = commit_toml(phive, "demo", toml)
+    result = phive.cli("approve", str(approval))
+    assert result.returncode == 1
+    a = phive.approval(approval)
+    assert a["status"] == "failed"
+    # Seen by the backend's check (the process ended) or the core's (the supervisor reported
+    # the crash), whichever looked first.
+    assert a["note"].startswith("deployed, then rolled back: ") and "exit code 3" in a["note"]
+    assert "lost my model" in a["note"]
+    assert "rolled back: demo was rebuilt from main" in a["note"]
+    assert "deployed, then rolled back" in result.stderr
+    wait_page(phive, phive.agent_port, "demo")  # the harness runs again
+    applied = (phive.state_dir / "applied" / "demo" / "agent.toml").read_text()
+    assert 'args = ["harness"]' in applied
+
+
+def test_an_agent_healthy_within_the_deadline_deploys(phive):
+    phive.spawn("demo")
+    toml = ('command = "hivekit"\nargs = ["harness"]\n[health]\nhttp = "/api/status"\n'
+            "settle = 0.5\ntimeout = 20\n")
+    approval = commit_toml(phive, "demo", toml)
+    result = phive.cli("approve", str(approval))
+    assert result.returncode == 0, result.stderr
+    assert "-- verify" in result.stderr
+    assert phive.approval(approval)["tag"] == f"deployed/{approval}"
+
+
+def test_an_http_probe_answering_500_fails_the_deploy(phive):
+    phive.spawn("demo")
+    wait_page(phive, phive.agent_port, "demo")
+    toml = (f'command = "python"\nargs = ["-c", {json.dumps(ERROR_PAGE)}]\n'
+            '[health]\nhttp = "/healthz"\ntimeout = 3\n')
+    approval = commit_toml(phive, "demo", toml)
+    result = phive.post(f"/api/approvals/{approval}/approve")
+    assert result["status"] == "failed"
+    assert "not healthy within 3s" in result["note"]
+    assert f"GET /healthz on port {phive.agent_port} answered 500" in result["note"]
+    wait_page(phive, phive.agent_port, "demo")  # the previous config runs again
+
+
+def test_a_hanging_health_command_is_bounded_by_the_deadline(phive):
+    phive.spawn("demo")
+    toml = ('command = "hivekit"\nargs = ["harness"]\n[health]\n'
+            'command = ["sleep", "600"]\ntimeout = 2\nsettle = 0.2\n')
+    approval = commit_toml(phive, "demo", toml)
+    started = time.monotonic()
+    result = phive.post(f"/api/approvals/{approval}/approve")
+    took = time.monotonic() - started
+    assert result["status"] == "failed" and "not healthy within 2s" in result["note"]
+    assert took < 40, took  # the deadline plus the rollback, not the command's 600 s
+    wait_page(phive, phive.agent_port, "demo")
+
+
+def test_bad_health_settings_fail_the_deploy(phive):
+    phive.spawn("demo")
+    for health, says in [('timeout = 0', "health.timeout must be a number of seconds above 0"),
+                         ('http = "healthz"', "health.http must be a path"),
+                         ('command = []', "health.command must be a non-empty list"),
+                         ('timeout = "5"', "health.timeout")]:
+        toml = f'command = "hivekit"\nargs = ["harness"]\n[health]\n{health}\n'
+        result = phive.post(f"/api/approvals/{commit_toml(phive, 'demo', toml)}/approve")
+        assert result["status"] == "failed" and says in result["note"], result["note"]

@@ -13,6 +13,9 @@ call), both with the same keys::
                                                         # agent leaves this list (or shutdown)
     crash = { coder = "main-moved" }                    # SIGKILL the daemon at that point
     detach = { coder = 2.0 }                            # builds outlive the daemon (seconds)
+    unhealthy = { coder = "port 8080 refused" }         # its health check fails after a build
+    health_hang = ["coder"]                             # its health check never answers
+    health_timeout = { coder = 2.0 }                    # its own health timeout (seconds)
 
 ``crash`` names a crash point (any key of ``hivekit.crashpoints.POINTS``: the deploy steps
 ``tagged`` … ``finalized`` and the points of the spawn, deny, destroy, purge and rebuild paths)
@@ -91,6 +94,12 @@ class FakeConfig:
     crash: dict[str, str] = field(factory=dict)
     #: agent name → seconds its rebuild takes in a child process that outlives the daemon.
     detach: dict[str, float] = field(factory=dict)
+    #: agent name → why its health check fails after a build (the ``verify`` step).
+    unhealthy: dict[str, str] = field(factory=dict)
+    #: agents whose health check hangs until they leave this list or the daemon stops.
+    health_hang: list[str] = field(factory=list)
+    #: agent name → its own health timeout, in seconds (the ``health_timeout`` hook).
+    health_timeout: dict[str, float] = field(factory=dict)
     #: relative path → content: extra files every new agent's repo is seeded with.
     files: dict[str, str] = field(factory=dict)
 
@@ -149,7 +158,8 @@ def environ(state_dir: Path, name: str) -> dict[str, str] | None:
 
 def control(state_dir: Path, **settings: Any) -> None:
     """Tell a running fake backend how to misbehave (``fail=``, ``delay=``, ``hang=``,
-    ``crash=``, ``detach=``); replaces what it was told before."""
+    ``crash=``, ``detach=``, ``unhealthy=``, ``health_hang=``, ``health_timeout=``); replaces
+    what it was told before."""
     d = Path(state_dir) / "fake"
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / "control.json.tmp"
@@ -168,7 +178,10 @@ def _settings(hive: Hive) -> FakeConfig:
     told = structure(json.loads(path.read_text() or "{}"), FakeConfig)
     return FakeConfig(fail={**base.fail, **told.fail}, delay={**base.delay, **told.delay},
                       hang=[*base.hang, *told.hang], crash={**base.crash, **told.crash},
-                      detach={**base.detach, **told.detach})
+                      detach={**base.detach, **told.detach},
+                      unhealthy={**base.unhealthy, **told.unhealthy},
+                      health_hang=[*base.health_hang, *told.health_hang],
+                      health_timeout={**base.health_timeout, **told.health_timeout})
 
 
 def _maybe_crash(hive: Hive, agent: str, point: str) -> None:
@@ -329,6 +342,26 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
             _save(hive, agent.name, {**(_load(hive, agent.name) or {}), "running": True,
                                      "built_sha": sha, "env": hive.agent_env(agent)})
     hive.report_status(agent, "running")
+
+
+@hookimpl
+def health_check(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> bool | str:
+    """Healthy when its container runs, unless told otherwise (``unhealthy``, ``health_hang``)."""
+    _record(hive, "health_check", agent, log="health",
+            approval=deploy.approval_id if deploy else None)
+    if agent.name in _settings(hive).health_hang:
+        hive.log(agent, "fake: the health check hangs (told to)")
+        while agent.name in _settings(hive).health_hang and not hive.stopping.wait(0.2):
+            pass
+    if reason := _settings(hive).unhealthy.get(agent.name):
+        raise OperationFailed(reason)
+    state = _load(hive, agent.name)
+    return True if state and state.get("running") else f"fake: h-{agent.name} is not running"
+
+
+@hookimpl
+def health_timeout(hive: Hive, agent: AgentSpec) -> float | None:
+    return _settings(hive).health_timeout.get(agent.name)
 
 
 @hookimpl

@@ -66,6 +66,10 @@ class Backend:
         self._probed = False
         self._tree: cgroups.Tree | None = None
         self._tree_probed = False
+        #: agent → (the launch number its last run started, when it came up).
+        self._started: dict[str, tuple[int, float]] = {}
+        #: agent → the ``[health]`` of what its last deploy runs.
+        self._health: dict[str, spec.Health] = {}
 
     # --- sandbox -------------------------------------------------------------------------------
 
@@ -284,6 +288,7 @@ class Backend:
         problem = self._wait_ready(child, gen, agent.port) if launch.wait_for_port else None
         if problem is None:
             child.settled()
+            self._started[agent.name] = (gen, time.monotonic())
             return
         child.stop(self.settings.stop_timeout)
         tail = "\n".join(child.tail()[-10:])
@@ -329,8 +334,10 @@ class Backend:
         child = self.child(agent)
         previous = child.launch if child.running() or child.waiting_to_restart() else None
         child.stop(self.settings.stop_timeout)
+        self._health.pop(agent.name, None)
         try:
             self.run(agent, launch)
+            self._health[agent.name] = config.health
         except OperationFailed:
             if previous is not None:
                 self.hive.log(agent.name, "the new config did not come up: starting the "
@@ -340,6 +347,52 @@ class Backend:
                 except OperationFailed as exc:
                     self.hive.log(agent.name, f"the previous config failed too: {exc}", "hive")
             raise
+
+    # --- health (the deploy's verify step) -----------------------------------------------------
+
+    def health(self, agent: AgentSpec) -> bool | str:
+        """The process backend's ``health_check``: the process launched by the last build runs
+        and has not restarted for the settle time; then the ``[health]`` probe of its
+        ``agent.toml``, if any, answers. A string: not yet, and why.
+
+        :raises OperationFailed: it ended or restarted since the build.
+        """
+        child, started = self.get(agent.name), self._started.get(agent.name)
+        health = self._health.get(agent.name)
+        if child is None or started is None or health is None:
+            raise OperationFailed(f"{agent.name} was not started by its build")
+        gen, since = started
+        code = child.exit_of(gen)
+        if code is not None or child.restarts:
+            # Its last output reaches the deploy's note through the status channel.
+            how = describe_exit(code) if code is not None else "it crashed and was restarted"
+            raise OperationFailed(f"{agent.name} ended ({how}) after its build")
+        settle = health.settle or self.settings.health_settle
+        ran = time.monotonic() - since
+        if ran < settle:
+            return f"running for {ran:.1f}s of the {settle:g}s it must stay up"
+        if health.http is not None:
+            problem = _http_probe(agent.port, health.http)
+            if problem is not None:
+                return problem
+        if health.command is not None:
+            return self._command_probe(agent, health)
+        return True
+
+    def _command_probe(self, agent: AgentSpec, health: spec.Health) -> bool | str:
+        from hivekit import CommandFailed, run
+
+        assert health.command is not None
+        config = spec.load(agent.paths.applied)
+        probe = spec.AgentToml(command=health.command[0], args=health.command[1:],
+                               env=config.env, wait_for_port=False)
+        launch = self.launch_for(agent, probe)
+        timeout = health.timeout or self.hive.config.hive.health_timeout
+        try:
+            run(launch.argv, env=launch.env, cwd=launch.cwd, timeout=timeout)
+        except CommandFailed as exc:
+            return f"its health command {launch.describe!r} failed: {exc}"
+        return True
 
     def stop(self, agent: AgentSpec) -> None:
         child = self.get(agent.name)
@@ -413,6 +466,21 @@ def _listeners(port: int) -> set[str]:
                     int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
     return inodes
+
+
+def _http_probe(port: int, path: str) -> str | None:
+    """None if ``GET path`` on the agent's port answers 2xx, else what happened."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"GET {path} on port {port}: {exc}"
+    finally:
+        conn.close()
+    return None if 200 <= status < 300 else f"GET {path} on port {port} answered {status}"
 
 
 def _holds(pgid: int, inodes: set[str]) -> bool:
@@ -511,6 +579,16 @@ def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> Exec
 def agent_logs(hive: Hive, agent: AgentSpec, lines: int,
                follow: bool) -> Iterator[str | None]:
     return backend(hive).log_lines(agent, lines, follow)
+
+
+@hookimpl
+def health_check(hive: Hive, agent: AgentSpec) -> bool | str:
+    return backend(hive).health(agent)
+
+
+@hookimpl
+def health_timeout(hive: Hive, agent: AgentSpec) -> float | None:
+    return spec.load(agent.paths.applied).health.timeout
 
 
 @hookimpl

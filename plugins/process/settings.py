@@ -115,6 +115,9 @@ class ProcessConfig:
     cgroup: str = field(default="auto", validator=attrs.validators.in_(CGROUP_MODES))
     #: Further host paths (absolute) bound read-only into every agent's sandbox.
     ro_binds: list[str] = field(factory=list, validator=_ro_binds)
+    #: Seconds an agent must run without a restart after its build before a deploy counts it
+    #: healthy (an agent's ``[health] settle`` overrides it).
+    health_settle: float = field(default=1.0, validator=positive)
     #: Hive-wide limits (see :class:`Limits`).
     memory: str | None = field(default=None, validator=_size)
     cpus: float | None = field(default=None, validator=_cpus)
