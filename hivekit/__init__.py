@@ -11,15 +11,17 @@ rule by a test. The names are grouped as follows:
   use: ``hive.log``, ``hive.stopping``, ``hive.plugin_state``, ``hive.resolve_path``...),
   :class:`Paths` (``hive.paths``) and the records it hands out: :class:`AgentSpec`,
   :class:`AgentPaths`, :class:`AgentView` (its ``status`` one of :class:`AgentStatus`),
-  :class:`Approval`, :class:`ApprovalKind`, :class:`ApprovalDetail`, :class:`ApprovalStatus`,
-  :class:`Badge`, :class:`BadgeLevel`, :class:`Deploy`, :class:`Message`, :class:`Question`,
+  :class:`AgentLog`, :class:`Approval`, :class:`ApprovalKind`, :class:`ApprovalDetail`,
+  :class:`ApprovalStatus`, :class:`Badge`, :class:`BadgeLevel`, :class:`Deploy`,
+  :class:`ExecPlan` (what ``agent_exec`` returns), :class:`Message`, :class:`Question`,
   :class:`Request`, :class:`Tombstone`, :class:`Transient`.
 * **errors**: :class:`HiveError` and its kinds (:class:`BadRequest`, :class:`Forbidden`,
   :class:`NotFound`, :class:`Conflict`, :class:`OperationFailed`, :class:`PluginError`,
   :class:`ConfigError`), :class:`CommandFailed` (an external program failed) and
   :func:`describe` (an exception as the operator reads it).
 * **tools**: :func:`run` (every external program: a timeout, its own process group, one
-  :class:`CommandFailed`) and :class:`ProgramMissing`; :class:`Repo` and :func:`read_ref` (git
+  :class:`CommandFailed`), :func:`follow` (a long-lived one's lines as they come: ``journalctl
+  -f``) and :class:`ProgramMissing`; :class:`Repo` and :func:`read_ref` (git
   with hivekit's fixed environment); :func:`check_name` and ``NAME_RULE``; :func:`positive` (a
   validator for config classes); the module :mod:`~hivekit.identity` (the table of ``HIVE_*``
   variables) and :func:`environment_file` (an environment as systemd reads it);
@@ -28,8 +30,9 @@ rule by a test. The names are grouped as follows:
   boundary uses), :func:`helper_event` (a ``system`` message's body as its helper event).
 * **operations** (what a surface offers, as the admin API calls them): the modules
   :mod:`~hivekit.actions`, :mod:`~hivekit.broker`, :mod:`~hivekit.questions` and
-  :mod:`~hivekit.state` (``state.agent_view``, ``state.snapshot``), and the sender names
-  ``OPERATOR`` and ``SYSTEM``.
+  :mod:`~hivekit.state` (``state.agent_view``, ``state.snapshot``), :mod:`~hivekit.creds` (an
+  agent's credentials: ``creds.env_dir(agent)`` for a backend that hands them over), and the
+  sender names ``OPERATOR`` and ``SYSTEM``.
 * **events**: the module :mod:`~hivekit.events` (what clients hear; for a log line use
   ``hive.log``; an agent's row changes through ``hive.report_status`` and ``hive.refresh``,
   which publish its ``agent_changed``).
@@ -68,10 +71,10 @@ _LAZY: dict[str, str] = {
     # the hive and its records
     "Hive": "hivekit.hive",
     "Paths": "hivekit.paths",
-    **dict.fromkeys(("AgentPaths", "AgentSpec", "AgentStatus", "AgentView", "Approval",
-                     "ApprovalKind",
-                     "ApprovalDetail", "ApprovalStatus", "Badge", "BadgeLevel", "Deploy",
-                     "Message", "Mount", "Question", "Request", "Tombstone", "Transient"),
+    **dict.fromkeys(("AgentLog", "AgentPaths", "AgentSpec", "AgentStatus", "AgentView",
+                     "Approval", "ApprovalKind", "ApprovalDetail", "ApprovalStatus", "Badge",
+                     "BadgeLevel", "Deploy", "ExecPlan", "Message", "Mount", "Question",
+                     "Request", "Tombstone", "Transient"),
                     "hivekit.records"),
     # errors
     **dict.fromkeys(("HiveError", "BadRequest", "Forbidden", "NotFound", "Conflict",
@@ -79,6 +82,7 @@ _LAZY: dict[str, str] = {
                      "describe"), "hivekit.errors"),
     # tools
     "run": "hivekit.proc",
+    "follow": "hivekit.proc",
     "ProgramMissing": "hivekit.proc",
     "Repo": "hivekit.git",
     "read_ref": "hivekit.git",
@@ -93,7 +97,7 @@ _LAZY: dict[str, str] = {
     "helper_event": "hivekit.convert",
     # operations and events: modules offered whole
     **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity",
-                     "wake"),
+                     "creds", "wake"),
                     "hivekit"),
     "OPERATOR": "hivekit.hive",
     "SYSTEM": "hivekit.hive",

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from hivekit import deploy, events, outbox, teardown, wake
+from hivekit import creds, deploy, events, outbox, teardown, wake
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
 from hivekit.hive import OPERATOR, SYSTEM, Hive
@@ -23,6 +23,7 @@ from hivekit.records import (
     ApprovalDetail,
     ApprovalKind,
     ApprovalStatus,
+    ExecPlan,
     Message,
     Request,
     Transient,
@@ -70,8 +71,35 @@ def existing_agent(hive: Hive, name: str) -> AgentSpec:
 # --- requests --------------------------------------------------------------------------------
 
 
-def request_spawn(hive: Hive, name: str, description: str = "") -> Approval:
-    """Ask the operator to approve a new agent ``name`` (or the re-spawn of a tombstone)."""
+def templates(hive: Hive) -> dict[str, str]:
+    """Every template a new agent can be seeded with (``agent_templates``): name → what it is."""
+    found: dict[str, str] = {}
+    for plugin, call in hive.each("agent_templates", hive=hive):
+        for key, about in (call() or {}).items():
+            if key in found:
+                raise OperationFailed(f"plugins offer template {key!r} twice (the second is "
+                                      f"{plugin!r}); disable one of them")
+            found[key] = about
+    return found
+
+
+def _template(hive: Hive, value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    known = templates(hive)
+    if value not in known:
+        offered = ", ".join(sorted(known)) or "none"
+        raise BadRequest(f"no template named {value!r} (templates: {offered})")
+    if hive.paths.agent(name).config.exists():
+        raise BadRequest(f"{name!r} is a tombstone: a re-spawn keeps its config history, so it "
+                         "takes no template; purge it first to start afresh from one")
+    return value
+
+
+def request_spawn(hive: Hive, name: str, description: str = "",
+                  template: str | None = None) -> Approval:
+    """Ask the operator to approve a new agent ``name`` (or the re-spawn of a tombstone),
+    seeded from ``template`` (one of :func:`templates`; None: the backend's default)."""
     name = check_name(name)
     description = _text(description, "description", MAX_DESCRIPTION)
     if name == hive.manager:
@@ -84,9 +112,11 @@ def request_spawn(hive: Hive, name: str, description: str = "") -> Approval:
     pending = hive.store.pending_spawn(name)
     if pending:
         raise Conflict(f"a spawn of {name!r} is already requested: approval #{pending.id}")
+    chosen = _template(hive, template, name)
     check_request(hive, Request(kind=ApprovalKind.SPAWN, agent=hive.agent(name),
                                 description=description))
-    approval = hive.store.add_approval(ApprovalKind.SPAWN, name, description=description)
+    approval = hive.store.add_approval(ApprovalKind.SPAWN, name, description=description,
+                                       template=chosen)
     _requested(hive, approval)
     return approval
 
@@ -116,7 +146,7 @@ def request_apply(hive: Hive, agent: str, commit: str, description: str = "") ->
     except Exception as exc:
         raise OperationFailed(f"could not fetch {sha[:12]} into {spec.name}'s applied repo: "
                               f"{deploy.describe(exc)}") from exc
-    approval = hive.store.add_approval(ApprovalKind.APPLY, spec.name, commit=commit, sha=sha,
+    approval = hive.store.add_approval(ApprovalKind.APPLY, spec.name, ref=commit, sha=sha,
                                        description=description)
     try:
         applied.tag(f"proposal/{approval.id}", sha)
@@ -417,3 +447,147 @@ def inbox(hive: Hive, name: str, limit: int = 100) -> list[Message]:
         raise NotFound(f"no agent named {name!r}")
     return hive.store.recent_inbox(name, limit)
 
+
+def ack_inbox(hive: Hive, name: str, ids: list[int], everything: bool = False) -> int:
+    """Mark messages of the operator's inbox read: ``ids``, or with ``everything`` all of them.
+
+    Returns how many were newly acknowledged, and tells the pages (``messages_read``). Agents'
+    inboxes are refused: an agent acknowledges its own messages (an ack by anyone else would
+    hide them from it).
+    """
+    from hivekit import broker
+
+    if check_name(name) != OPERATOR:
+        raise BadRequest(f"only the operator's inbox is acknowledged here, not {name!r}'s: an "
+                         "agent acknowledges its own messages through its socket")
+    if everything:
+        if ids:
+            raise BadRequest("give ids or all, not both")
+        ids = hive.store.ack_all(OPERATOR)
+        count = len(ids)
+    else:
+        count = broker.ack(hive, OPERATOR, ids)
+    if count:
+        hive.bus.publish(events.MessagesRead(recipient=OPERATOR, ids=sorted(set(ids))))
+    return count
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def _creds_changed(hive: Hive, name: str) -> None:
+    """Badges ("needs login") follow the creds: remake the agent's row now (the pages hear of
+    it as ``agent_changed``) rather than at the creds watcher's next look."""
+    hive.refresh(name)
+
+
+def creds_listing(hive: Hive, name: str) -> creds.Listing:
+    return creds.listing(hive, name)
+
+
+def set_cred(hive: Hive, name: str, key: str, value: str) -> creds.Listing:
+    """Store a credential (see :mod:`hivekit.creds`); the value is never logged or returned."""
+    result = creds.set_key(hive, name, key, value)
+    _creds_changed(hive, result.agent)
+    return result
+
+
+def remove_cred(hive: Hive, name: str, key: str) -> creds.Listing:
+    result = creds.remove_key(hive, name, key)
+    _creds_changed(hive, result.agent)
+    return result
+
+
+# --- running things in an agent's sandbox, reading its output ----------------------------------
+
+#: Bounds on an ``exec`` command line (it is untrusted input like any other).
+MAX_EXEC_ARGS = 256
+MAX_EXEC_BYTES = 64 * 1024
+
+
+def plan_exec(hive: Hive, name: str, argv: list[str], tty: bool = False) -> ExecPlan:
+    """How to run ``argv`` inside the agent's sandbox or container with its creds (the backend's
+    ``agent_exec``); the caller runs the plan on this host."""
+    spec = existing_agent(hive, name)
+    if not argv or any("\0" in a for a in argv):
+        raise BadRequest("argv must be a non-empty list of strings without NUL characters "
+                         "(the command and its arguments)")
+    if not argv[0]:
+        raise BadRequest("argv[0] (the command) must not be empty")
+    if len(argv) > MAX_EXEC_ARGS or sum(len(a.encode()) for a in argv) > MAX_EXEC_BYTES:
+        raise BadRequest(f"the command line is too long (at most {MAX_EXEC_ARGS} arguments, "
+                         f"{MAX_EXEC_BYTES} bytes)")
+    plan = hive.hook.agent_exec(hive=hive, agent=spec, argv=list(argv), tty=bool(tty))
+    if plan is None:
+        raise BadRequest(f"the {hive.loaded.backend} backend cannot run commands inside its "
+                         "agents (it implements no agent_exec hook)")
+    return plan
+
+
+#: The most lines ``logs`` returns before following.
+MAX_LOG_LINES = 10_000
+
+
+def agent_logs(hive: Hive, name: str, lines: int = 100, follow: bool = False) -> Any:
+    """The agent's own output as an iterator of lines: its last ``lines``, then with ``follow``
+    every new one (and ``None`` now and then while waiting) until it is closed.
+
+    From the backend's ``agent_logs`` hook; a backend without one gets the live log's history
+    (:attr:`Hive.history`) and, following, the live log itself.
+    """
+    spec = existing_agent(hive, name)
+    if not 0 <= lines <= MAX_LOG_LINES:
+        raise BadRequest(f"lines must be a number from 0 to {MAX_LOG_LINES}, got {lines!r}")
+    source = hive.hook.agent_logs(hive=hive, agent=spec, lines=lines, follow=bool(follow))
+    if source is None:
+        return LiveLines(hive, spec.name, lines, follow)
+    return iter(source)
+
+
+class LiveLines:
+    """Agent ``name``'s lines from the live log: the last ``lines`` of its history, then with
+    ``follow`` each new one, yielding None about every second while none comes (so a reader
+    can stop it). Subscribed as soon as it is made, so nothing published after that is missed;
+    :meth:`close` it. Backends may follow with it too (:func:`agent_logs`)."""
+
+    def __init__(self, hive: Hive, name: str, lines: int, follow: bool) -> None:
+        self.hive, self.name = hive, name
+        self._sub = hive.bus.subscribe_sync() if follow else None  # before the history
+        kept = hive.history.recent(name, hive.history.per_agent)
+        self._seen = kept[-1][1].seq if kept else 0
+        logged = [env.event.line for _, env in kept if isinstance(env.event, events.LogLine)]
+        self._backlog = logged[len(logged) - lines:] if lines > 0 else []
+
+    def __iter__(self) -> Iterator[str | None]:
+        return self
+
+    def __next__(self) -> str | None:
+        if self._backlog:
+            return self._backlog.pop(0)
+        while self._sub is not None:
+            env = self._sub.get(timeout=1.0)
+            if env is None:
+                if self.hive.stopping.is_set():
+                    break
+                return None
+            if (env.seq > self._seen and isinstance(env.event, events.LogLine)
+                    and env.event.agent == self.name):
+                return env.event.line
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+
+
+def log_history(hive: Hive, agent: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """``GET /api/logs``: the live log's recent entries as ``{seq, at, event}``, oldest first."""
+    import json
+
+    name = None if agent is None else check_name(agent)
+    if not 1 <= limit <= 1000:
+        raise BadRequest(f"limit must be a number from 1 to 1000, got {limit!r}")
+    return [{"seq": env.seq, "at": at, "event": json.loads(env.json)}
+            for at, env in hive.history.recent(name, limit)]

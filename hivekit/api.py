@@ -27,8 +27,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from attrs import frozen
-from litestar import Litestar, MediaType, Request, Response, Router, get, post
+from attrs import field, frozen
+from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
@@ -38,7 +38,7 @@ from hivekit.convert import converter
 from hivekit.errors import BadRequest, HiveError, PluginError
 from hivekit.events import Envelope
 from hivekit.hive import OPERATOR, Hive
-from hivekit.records import ApprovalStatus
+from hivekit.records import AgentLog, ApprovalStatus
 
 log = logging.getLogger("hivekit.api")
 
@@ -69,6 +69,8 @@ MAX_BODY = 1024 * 1024
 class SpawnRequest:
     name: str
     description: str = ""
+    #: A template's name (``GET /api/templates``); None: the backend's default seed.
+    template: str | None = None
 
 
 @frozen
@@ -95,6 +97,28 @@ class MessageRequest:
 
 
 @frozen
+class CredRequest:
+    #: The secret (never echoed back, logged or printed).
+    value: str
+
+
+@frozen
+class ExecRequest:
+    #: The command to run inside the agent's sandbox or container, and its arguments.
+    argv: list[str]
+    #: Whether the caller has a terminal (an interactive login needs one).
+    tty: bool = False
+
+
+@frozen
+class AckRequest:
+    #: Message ids of the operator's inbox; empty with ``all``.
+    ids: list[int] = field(factory=list)
+    #: Acknowledge every message of the operator's inbox.
+    all: bool = False
+
+
+@frozen
 class BroadcastRequest:
     body: str
 
@@ -104,6 +128,21 @@ class AnswerRequest:
     #: Free text; for an option question one option, and for a multi-select question a list of
     #: options or one string of them separated by commas.
     answer: str | list[str]
+
+
+@frozen
+class LogsQuery:
+    #: How many recent lines to start with.
+    lines: int = 100
+    #: Keep the answer open with every new line.
+    follow: bool = False
+
+
+@frozen
+class LiveLogQuery:
+    #: One agent's lines (default: every agent's).
+    agent: str | None = None
+    limit: int = 200
 
 
 @frozen
@@ -268,7 +307,8 @@ async def deny(hive: HiveDep, request: Request) -> Response:
 @post("/api/requests/spawn", status_code=201, opt={"body": SpawnRequest})
 async def request_spawn(hive: HiveDep, request: Request) -> Response:
     b = body(request)
-    return _json(await _run(hive, actions.request_spawn, b.name, b.description), 201)
+    return _json(await _run(hive, actions.request_spawn, b.name, b.description, b.template),
+                 201)
 
 
 @post("/api/requests/apply", status_code=201, opt={"body": ApplyRequest})
@@ -299,9 +339,89 @@ async def destroy(hive: HiveDep, request: Request, name: PathStr) -> Response:
     return Response({"destroyed": name, "purge": purge})
 
 
+@get("/api/templates")
+async def list_templates(hive: HiveDep) -> Response:
+    """The templates a spawn may name: ``{name: description}``."""
+    return Response(await _run(hive, actions.templates))
+
+
+@get("/api/agents/{name:str}/creds")
+async def list_creds(hive: HiveDep, name: PathStr) -> Response:
+    """The agent's credential keys and login files, by name (never a value)."""
+    return _json(await _run(hive, actions.creds_listing, name))
+
+
+@post("/api/agents/{name:str}/creds/{key:str}", status_code=200, opt={"body": CredRequest})
+async def set_cred(hive: HiveDep, request: Request, name: PathStr, key: PathStr) -> Response:
+    """Store credential ``key`` (body ``{"value"}``); returns the names the agent now has."""
+    return _json(await _run(hive, actions.set_cred, name, key, body(request).value))
+
+
+@delete("/api/agents/{name:str}/creds/{key:str}", status_code=200)
+async def remove_cred(hive: HiveDep, name: PathStr, key: PathStr) -> Response:
+    return _json(await _run(hive, actions.remove_cred, name, key))
+
+
+@post("/api/agents/{name:str}/exec", status_code=200, opt={"body": ExecRequest})
+async def plan_exec(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    """How to run ``argv`` in the agent's sandbox: the plan (``{argv, env, cwd}``) the caller
+    runs itself, on this host (the daemon runs nothing)."""
+    b = body(request)
+    return _json(await _run(hive, actions.plan_exec, name, b.argv, b.tty))
+
+
+@get("/api/agents/{name:str}/logs", opt={"query": LogsQuery})
+async def agent_logs(hive: HiveDep, request: Request, name: PathStr) -> Response | Stream:
+    """The agent's own output: ``{agent, lines}`` (its last ``lines``), or with ``follow`` a
+    ``text/plain`` stream of them and then every new line, one per line, until closed."""
+    q = query(request)
+    source = await _run(hive, actions.agent_logs, name, q.lines, q.follow)
+    if not q.follow:
+        got = await _run(hive, lambda _h: [line for line in source if line is not None])
+        return _json(AgentLog(agent=name, lines=got))
+    return Stream(_lines(source), media_type="text/plain; charset=utf-8",
+                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _lines(source: Any) -> AsyncIterator[bytes]:
+    """Drain a log iterator on worker threads; closing it when the reader goes away."""
+    import anyio.to_thread
+
+    done = object()
+    try:
+        while True:
+            line = await anyio.to_thread.run_sync(lambda: next(source, done),
+                                                  abandon_on_cancel=False)
+            if line is done:
+                return
+            if line is not None:  # None: the source is waiting (a chance to stop it)
+                yield (line + "\n").encode(errors="replace")
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            await anyio.to_thread.run_sync(close)
+
+
+@get("/api/logs", opt={"query": LiveLogQuery})
+async def live_log(hive: HiveDep, request: Request) -> Response:
+    """The live log's recent history (newest ``limit``, oldest first) of one agent or all:
+    ``[{seq, at, event}]``, ``event`` as on the event stream, so a page that opens late shows
+    the lines before the events that follow (applying only those with a larger seq)."""
+    q = query(request)
+    return Response(await _run(hive, actions.log_history, q.agent, q.limit))
+
+
 @get("/api/agents/{name:str}/inbox", opt={"query": InboxQuery})
 async def inbox(hive: HiveDep, request: Request, name: PathStr) -> Response:
     return _json(await _run(hive, actions.inbox, name, query(request).limit))
+
+
+@post("/api/agents/{name:str}/inbox/ack", status_code=200, opt={"body": AckRequest})
+async def ack_inbox(hive: HiveDep, request: Request, name: PathStr) -> Response:
+    """Mark messages of the operator's inbox read (``{"ids": [...]}`` or ``{"all": true}``):
+    returns ``{"acked": n}``. Only the operator's: agents acknowledge their own."""
+    b = body(request)
+    return Response({"acked": await _run(hive, actions.ack_inbox, name, b.ids, b.all)})
 
 
 @post("/api/messages", status_code=201, opt={"body": MessageRequest})
@@ -395,7 +515,8 @@ def _frame(env: Envelope) -> bytes:
 
 ROUTES = [get_state, list_agents, list_approvals, show_approval, wait_approval, wait_agent,
           approve, deny, request_spawn, request_apply, *LIFECYCLE_ROUTES, destroy, inbox,
-          send_message, broadcast, list_questions, answer_question, stream_events]
+          ack_inbox, send_message, broadcast, list_questions, answer_question, stream_events,
+          list_templates, list_creds, set_cred, remove_cred, plan_exec, agent_logs, live_log]
 
 
 def create_app(hive: Hive, extra: list[Any] | None = None) -> Litestar:

@@ -28,22 +28,42 @@ CREDS_INTERVAL = 3.0
 
 
 def needs_login(agent: AgentSpec) -> bool:
-    """True when the agent's creds dir is missing or empty (nothing to authenticate with)."""
-    creds = agent.paths.creds
-    try:
-        return not any(creds.iterdir())
-    except OSError:  # missing, or unreadable: either way the agent cannot use it
-        return True
+    """True when the agent has no credentials at all: no key (``hivekit creds NAME set``) and
+    no login's files in its creds dir (a missing or unreadable dir counts as empty)."""
+    from hivekit.creds import has_any
+
+    return not has_any(agent)
 
 
-def _creds_signature(agent: AgentSpec) -> tuple[int, int] | None:
-    """What changes when an entry is added to or removed from the creds dir: its mtime (and
-    inode: a dir replaced wholesale). None when it is missing."""
+def login_help(name: str) -> str:
+    """What the ``needs login`` badge says: what is missing, and the commands that fix it."""
+    return (f"no key and no login in its creds dir: `hivekit creds {name} set "
+            f"ANTHROPIC_API_KEY` (the value on stdin) or `hivekit exec {name} -- claude login`, "
+            f"then `hivekit restart {name}`")
+
+
+def _creds_signature(agent: AgentSpec) -> tuple[str, ...] | None:
+    """What changes when an entry is added to or removed from the creds dir or one of its
+    subdirectories (a login's file is one level down: ``.claude/.credentials.json``,
+    ``.codex/auth.json``): the names there. Names, not mtimes: two changes within one tick of
+    the kernel's coarse file clock leave a dir's mtime as it was. None when the dir is missing.
+    """
+    root = agent.paths.creds
     try:
-        st = os.stat(agent.paths.creds)
+        with os.scandir(root) as entries:
+            top = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
     except OSError:
         return None
-    return st.st_ino, st.st_mtime_ns
+    names = []
+    for name, is_dir in top:
+        names.append(name)
+        if is_dir:
+            try:
+                with os.scandir(root / name) as entries:
+                    names += sorted(f"{name}/{e.name}" for e in entries)
+            except OSError:
+                continue
+    return tuple(names)
 
 
 class Badges:
@@ -51,13 +71,13 @@ class Badges:
 
     Badges run when a row is made, so a creds dir that fills (an agent logging in from inside
     its container, an operator copying a token) would otherwise show the badge until the next
-    operation on the agent: a watcher stats every agent's creds dir every
-    :data:`CREDS_INTERVAL` seconds (one ``stat`` each, no listing) and refreshes the row of
-    each one that changed. Commands that change creds call ``hive.refresh(agent)`` themselves.
+    operation on the agent: a watcher lists every agent's creds dir (and its subdirectories)
+    every :data:`CREDS_INTERVAL` seconds and refreshes the row of each one that changed.
+    Commands that change creds call ``hive.refresh(agent)`` themselves.
     """
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[int, int] | None] = {}
+        self._seen: dict[str, tuple[str, ...] | None] = {}
 
     @hookimpl
     def startup(self, hive: Hive) -> None:
@@ -105,6 +125,5 @@ class Badges:
         if needs_login(agent):
             badges.append(Badge(
                 label=NEEDS_LOGIN, level=BadgeLevel.WARNING,
-                detail=f"no model credentials in {agent.paths.creds}: the agent cannot "
-                       "call its model until they are there"))
+                detail=login_help(agent.name)))
         return badges

@@ -350,10 +350,32 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True,
+              help='Print JSON: {"ok", "source", "backend", "plugins", "state_dir", "problems"}.')
 @click.pass_obj
-def config_check(obj: HiveContext, file: str | None) -> None:
+def config_check(obj: HiveContext, file: str | None, as_json: bool) -> None:
     """Validate a config file (default: the one `serve` would use) and its plugins' tables."""
-    config, loaded = obj.loaded(file)
+    from hivekit import config as cfg
+    from hivekit import plugins
+    from hivekit.errors import ConfigError, HiveError
+
+    if not as_json:
+        config, loaded = obj.loaded(file)
+    else:
+        path = None
+        try:
+            path = cfg.find_path(file or obj.config_path)
+            config = cfg.read(path, keep_going=True)
+            loaded = plugins.load(config)
+        except HiveError as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else str(exc).splitlines()
+            print_json({"ok": False, "source": str(path) if path else None, "backend": None,
+                        "plugins": [], "state_dir": None, "problems": problems})
+            sys.exit(1)
+        print_json({"ok": True, "source": str(config.source), "backend": loaded.backend,
+                    "plugins": list(loaded.enabled), "state_dir": str(config.state_dir),
+                    "problems": []})
+        return
     click.echo(f"{config.source}: ok (backend {loaded.backend}; plugins: "
                f"{', '.join(loaded.enabled)}; state in {config.state_dir})")
 

@@ -120,6 +120,18 @@ class _Response:
     def read(self) -> bytes:
         return b"".join(self.chunks())
 
+    def lines(self) -> Iterator[str]:
+        """The body's lines as they arrive, without their line ends (a last line without one
+        too)."""
+        pending = b""
+        for chunk in self.chunks():
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                yield raw.rstrip(b"\r").decode(errors="replace")
+        if pending:
+            yield pending.rstrip(b"\r").decode(errors="replace")
+
 
 class Client:
     """Calls the daemon's API at ``socket``. No timeout on reads: a build may take many minutes."""
@@ -188,6 +200,28 @@ class Client:
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body)
 
+    def lines(self, path: str, **params: Any) -> Iterator[str]:
+        """Yield the lines of a streamed ``text/plain`` answer (``GET …/logs?follow=true``) as
+        they arrive; an error answer raises :class:`ApiError` with the daemon's message."""
+        params = {k: v for k, v in params.items() if v is not None}
+        sock, resp = self._send("GET", _target(path, params), None)
+        try:
+            if resp.status >= 400:
+                raw = resp.read()
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    data = None
+                message = data.get("error") if isinstance(data, dict) else None
+                if not isinstance(message, str):
+                    message = raw[:200].decode(errors="replace") or None
+                raise ApiError(message or f"HTTP {resp.status}", resp.status)
+            yield from resp.lines()
+        except (OSError, ProtocolError) as exc:
+            raise self._lost(exc) from None
+        finally:
+            sock.close()
+
     def events(self, on_ready: Callable[[], None] | None = None) -> Iterator[tuple[str, Any]]:
         """Yield ``(type, data)`` from ``/api/events``; ``on_ready`` runs once it is subscribed."""
         sock, resp = self._send("GET", "/api/events", None)
@@ -196,22 +230,18 @@ class Client:
                 data = resp.read()
                 raise ApiError(f"HTTP {resp.status}: {data[:200].decode(errors='replace')}",
                                resp.status)
-            kind, data_lines, pending = None, [], b""
-            for chunk in resp.chunks():
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    line = raw.rstrip(b"\r").decode()
-                    if line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data_lines.append(line[5:].strip())
-                    elif line == "" and kind:
-                        payload = json.loads("\n".join(data_lines)) if data_lines else None
-                        if kind == "hello" and on_ready:
-                            on_ready()
-                        yield kind, payload
-                        kind, data_lines = None, []
+            kind, data_lines = None, []
+            for line in resp.lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data_lines.append(line[5:].strip())
+                elif line == "" and kind:
+                    payload = json.loads("\n".join(data_lines)) if data_lines else None
+                    if kind == "hello" and on_ready:
+                        on_ready()
+                    yield kind, payload
+                    kind, data_lines = None, []
         except (OSError, ProtocolError) as exc:
             raise self._lost(exc) from None
         finally:

@@ -72,10 +72,11 @@ def proposed_repo(hive: Hive, agent: AgentSpec) -> Repo:
     return Repo(agent.paths.config)
 
 
-def seed(hive: Hive, agent: AgentSpec) -> bool:
+def seed(hive: Hive, agent: AgentSpec, template: str | None = None) -> bool:
     """Create the agent's repos and dirs unless they exist; True if the repos were new.
 
-    The proposed repo gets every plugin's ``initial_config_files`` committed as "hivekit init"
+    The proposed repo gets every plugin's ``initial_config_files`` (for ``template``, None for
+    the default seed) committed as "hivekit init"
     and a remote ``applied``; the applied repo fetches its ``main`` and tags ``deployed/0``.
     A tombstone's repos are kept as they are (its history and creds are reused).
     """
@@ -88,7 +89,7 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
     # Anything at all at config/ (a tombstone's repo, or what the manager made of it) is kept.
     fresh = not os.path.lexists(p.config)
     if fresh:
-        files = initial_files(hive, agent)
+        files = initial_files(hive, agent, template)
         tmp = p.config.with_name("config.new")
         shutil.rmtree(tmp, ignore_errors=True)
         staging = Repo(tmp)
@@ -120,10 +121,11 @@ def seed(hive: Hive, agent: AgentSpec) -> bool:
     return fresh
 
 
-def initial_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
+def initial_files(hive: Hive, agent: AgentSpec, template: str | None = None) -> dict[str, str]:
     merged: dict[str, str] = {}
     owner: dict[str, str] = {}
-    for plugin, call in hive.each("initial_config_files", hive=hive, agent=agent):
+    for plugin, call in hive.each("initial_config_files", hive=hive, agent=agent,
+                                  template=template):
         for rel, content in (call() or {}).items():
             if rel in owner:
                 raise OperationFailed(
@@ -222,8 +224,8 @@ def _last_output(hive: Hive, agent: AgentSpec, lines: int = 10) -> str:
 
 
 def _step(hive: Hive, deploy: Deploy, step: str) -> None:
-    hive.bus.publish(events.DeployStep(approval_id=deploy.approval_id, agent=deploy.agent.name,
-                                       step=step))
+    hive.log_event(deploy.agent.name, events.DeployStep(
+        approval_id=deploy.approval_id, agent=deploy.agent.name, step=step))
     hive.call_each("deploy_step", hive=hive, deploy=deploy, step=step)
     hive.checkpoint(step, deploy.agent.name)
 
@@ -326,7 +328,7 @@ def _tell(out: outbox.Outcome, approval: Approval, *, ran: bool = True) -> None:
     out.notify_manager(events.ApprovalResolvedHelper(
         id=approval.id, kind=approval.kind.value, agent=approval.agent,
         status=approval.status.value, commit=approval.commit, sha=approval.sha,
-        tag=approval.tag, note=approval.note))
+        tag=approval.tag, note=approval.note, ref=approval.ref))
     if not ran or approval.status == ApprovalStatus.DENIED:
         pass
     elif approval.kind == ApprovalKind.SPAWN:
@@ -378,7 +380,7 @@ def approve_spawn(hive: Hive, approval: Approval) -> Approval:
 def _run_spawn(hive: Hive, approval: Approval, agent: AgentSpec,
                respawn: bool) -> tuple[Approval, outbox.Outcome]:
     try:
-        fresh = seed(hive, agent)
+        fresh = seed(hive, agent, approval.template)
         hive.checkpoint("spawn.seeded", agent.name)
         hive.hook.spawn(hive=hive, agent=agent)
         hive.checkpoint("spawn.built", agent.name)

@@ -50,6 +50,15 @@ class MessageSent:
 
 
 @frozen
+class MessagesRead:
+    """Messages of the operator's inbox were marked read (acknowledged) by the operator."""
+
+    TYPE: ClassVar[str] = "messages_read"
+    recipient: str
+    ids: list[int]
+
+
+@frozen
 class AgentChanged:
     """An agent's row changed, whatever changed in it: the whole new row, so a client replaces
     its copy instead of reloading the snapshot.
@@ -103,6 +112,7 @@ Event = (
     | QuestionAdded
     | QuestionResolved
     | MessageSent
+    | MessagesRead
     | AgentChanged
     | TransientChanged
     | LogLine
@@ -143,7 +153,11 @@ class Envelope:
 
 @frozen
 class ApprovalResolvedHelper:
-    """An approval reached a terminal state. ``tag`` names the git tag that proves it."""
+    """An approval reached a terminal state. ``tag`` names the git tag that proves it.
+
+    ``commit`` is the full sha an apply deployed (or tried to); ``ref`` what was asked for
+    (``HEAD``, a branch, an abbreviated sha), resolved to that sha when it was requested.
+    """
 
     TYPE: ClassVar[str] = "approval_resolved"
     id: int
@@ -154,6 +168,7 @@ class ApprovalResolvedHelper:
     sha: str | None
     tag: str | None
     note: str | None
+    ref: str | None = None
 
 
 @frozen

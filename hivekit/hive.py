@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from hivekit.config import Config
 from hivekit.convert import to_json
 from hivekit.doorbell import Doorbell
 from hivekit.errors import Conflict
+from hivekit.events import Envelope
 from hivekit.names import agent_port
 from hivekit.paths import Paths, private_dir
 from hivekit.plugins import Loaded
@@ -77,6 +79,42 @@ UNSET = Unset()
 
 #: Agent specs kept (far more than a hive has agents).
 MAX_SPECS = 10_000
+#: Lines of the live log kept per agent for a page that opens later (``GET /api/logs``).
+LOG_HISTORY = 200
+
+
+class LogHistory:
+    """The live log's recent lines, per agent, each with its seq and time: what a dashboard
+    opened now shows before the events that follow. Bounded per agent; thread-safe."""
+
+    def __init__(self, per_agent: int = LOG_HISTORY) -> None:
+        self.per_agent = per_agent
+        self._lock = threading.Lock()
+        self._lines: dict[str, deque[tuple[float, Envelope]]] = {}
+
+    def add(self, agent: str, env: Envelope) -> None:
+        with self._lock:
+            kept = self._lines.get(agent)
+            if kept is None:
+                if len(self._lines) >= MAX_SPECS:  # agent names are the hive's; still bounded
+                    return
+                kept = self._lines[agent] = deque(maxlen=self.per_agent)
+            kept.append((time.time(), env))
+
+    def recent(self, agent: str | None = None, limit: int = LOG_HISTORY) -> list[
+            tuple[float, Envelope]]:
+        """The newest ``limit`` entries (of ``agent``, or of every agent), oldest first."""
+        with self._lock:
+            if agent is not None:
+                found = list(self._lines.get(agent, ()))
+            else:
+                found = sorted((e for kept in self._lines.values() for e in kept),
+                               key=lambda e: e[1].seq)
+        return found[-limit:] if limit > 0 else []
+
+    def forget(self, agent: str) -> None:
+        with self._lock:
+            self._lines.pop(agent, None)
 
 
 class Hive:
@@ -93,7 +131,9 @@ class Hive:
       stops: long work checks it);
     * :meth:`agent` (an agent's :class:`AgentSpec`), :meth:`agent_names`, :meth:`has_agent`,
       :meth:`port`, :meth:`agent_env` (the identity environment a backend gives an agent);
-    * :meth:`log` and :meth:`line_logger` (the live log), :meth:`send`, :meth:`notify`,
+    * :meth:`log` and :meth:`line_logger` (the live log), :meth:`log_event` (an event the live
+      log shows as an agent's line, kept in its history), ``history`` (the live log's recent
+      lines: ``history.recent(name)``), :meth:`send`, :meth:`notify`,
       :meth:`notify_manager` (messages to inboxes), ``bus`` (``bus.publish(event)``: the
       dashboard's event stream), ``doorbell`` (wakes long-polling receivers);
     * :meth:`report_status` (a backend's status channel: what it learnt of an agent's status)
@@ -110,8 +150,8 @@ class Hive:
     PLUGIN_API = frozenset({
         "config", "paths", "manager", "resolve_path", "plugin_config", "plugin_state",
         "stopping", "agent", "agent_names", "has_agent", "port", "agent_env", "log",
-        "line_logger", "send", "notify", "notify_manager", "bus", "doorbell", "hook", "each",
-        "call_each", "now", "report_status", "refresh", "view",
+        "line_logger", "log_event", "history", "send", "notify", "notify_manager", "bus",
+        "doorbell", "hook", "each", "call_each", "now", "report_status", "refresh", "view",
     })
 
     def __init__(self, config: Config, loaded: Loaded, store: Store | None = None,
@@ -133,6 +173,8 @@ class Hive:
         self._plugin_state: dict[str, Any] = {}
         self._state_lock = threading.Lock()
         self._specs: dict[str, AgentSpec] = {}
+        #: The live log's recent lines (:meth:`log`, deploy steps, outcomes) for late pages.
+        self.history = LogHistory()
         #: Every agent's row and every tombstone, kept in memory (see :mod:`hivekit.view`).
         self.view = HiveView(self)
         #: Set when the daemon is stopping; background work checks it.
@@ -299,8 +341,8 @@ class Hive:
         self.view.refresh(agent)
 
     def log(self, agent: AgentSpec | str, line: str, stream: str = "stdout") -> None:
-        """A line of an agent's output or of an operation on it: the daemon's log and the
-        dashboard's live log.
+        """A line of an agent's output or of an operation on it: the daemon's log, the
+        dashboard's live log, and the live log's history (:attr:`history`).
 
         :param agent: the agent, as the hooks pass it (an :class:`AgentSpec`) or by name.
         :param stream: where the line came from: ``stdout``, ``stderr``, or ``hive`` for what
@@ -312,7 +354,14 @@ class Hive:
             raise TypeError(f"hive.log: agent must be an AgentSpec or a name, not "
                             f"{type(agent).__name__}")
         log.info("[%s] %s", name, line)
-        self.bus.publish(events.LogLine(agent=name, line=str(line), stream=str(stream)))
+        self.log_event(name, events.LogLine(agent=name, line=str(line), stream=str(stream)))
+
+    def log_event(self, agent: str, event: events.Event) -> Envelope:
+        """Publish an event the live log shows as a line of ``agent``'s, and keep it in the
+        live log's history (deploy steps and outcomes, besides :meth:`log`'s lines)."""
+        env = self.bus.publish(event)
+        self.history.add(agent, env)
+        return env
 
     def line_logger(self, agent: AgentSpec | str) -> Callable[[str, str], None]:
         """An ``on_line(stream, line)`` for :func:`hivekit.proc.run` that feeds :meth:`log`."""

@@ -113,12 +113,21 @@ from typing import TYPE_CHECKING, Any
 from hivekit import hookspec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     import click
 
     from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, AgentView, Approval, Badge, Deploy, Mount, Request
+    from hivekit.records import (
+        AgentSpec,
+        AgentView,
+        Approval,
+        Badge,
+        Deploy,
+        ExecPlan,
+        Mount,
+        Request,
+    )
 
 #: Hooks the core calls one plugin at a time (:meth:`hivekit.hive.Hive.each`): each plugin's
 #: result is its own, and one plugin's failure does not keep the others from their call.
@@ -127,7 +136,7 @@ PER_PLUGIN = frozenset({
     "register_commands", "register_routes", "shutdown", "initial_config_files", "deploy_step",
     "finalize_deploy", "abort_deploy", "approval_requested", "approval_resolved",
     "agent_started", "agent_stopped", "agent_crashed", "agent_destroyed", "agent_badges",
-    "state_extras", "checkpoint", "health_check",
+    "state_extras", "checkpoint", "health_check", "agent_templates",
 })
 
 # ------------------------------------------------------------------------------------------------
@@ -425,7 +434,8 @@ def agent_flake_ref(hive: Hive, agent: AgentSpec) -> str | None:
 
 
 @hookspec
-def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str] | None:
+def initial_config_files(hive: Hive, agent: AgentSpec,
+                         template: str | None) -> dict[str, str] | None:
     """Files to seed a new agent's proposed repo with: ``{relative path: content}``.
 
     Called once per new agent, plugin by plugin, before its repos exist (not for a tombstone
@@ -436,7 +446,75 @@ def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str] | None:
 
     :param hive: the running hive.
     :param agent: the agent it is about.
+    :param template: the template the spawn asked for (one some plugin's
+        :func:`agent_templates` offers), or None for the default seed. A plugin seeds for the
+        templates it knows and its default otherwise.
     :returns: the files, or None for none.
+    """
+
+
+@hookspec
+def agent_templates(hive: Hive) -> dict[str, str] | None:
+    """The templates this plugin can seed a new agent's config with: ``{name: what it is}``.
+
+    Called plugin by plugin on every spawn request (keep it cheap) and by ``GET
+    /api/templates``. A spawn request may name one (``hivekit request spawn NAME --template
+    claude``, the manager's ``request_spawn``); a name no plugin offers is refused at request
+    time, listing the ones offered. The chosen name reaches :func:`initial_config_files` as
+    ``template``. A name offered by two plugins is an error naming the second. Raising fails
+    the request with that message.
+
+    :param hive: the running hive.
+    :returns: the templates, or None for none.
+    """
+
+
+# ------------------------------------------------------------------------------------------------
+# Operating agents: the backend's tools for the operator (``hivekit exec``, ``hivekit logs``)
+# ------------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> ExecPlan | None:
+    """How to run ``argv`` inside the agent's sandbox or container, with its creds dir there.
+
+    For ``hivekit exec NAME -- CMD...`` (``POST /api/agents/{name}/exec``): an interactive
+    login (``claude login``) or a look around as the agent sees things. The daemon only plans:
+    return a :class:`hivekit.ExecPlan` (the host command line, its whole environment and
+    working directory), which the CLI runs itself on the hive's host, as its own process, so
+    an interactive command gets the operator's terminal. Put no secret in the plan (it is
+    returned over the API): point the command at the agent's creds instead. Called for a
+    registered agent in any state (a backend whose command needs a running container says so
+    when it runs). Raising refuses the command with that message. Stops at first non-None
+    result (the backend's); None from every plugin means this backend cannot do it.
+
+    :param hive: the running hive.
+    :param agent: the agent to run the command in.
+    :param argv: the command and its arguments, as given (checked: non-empty strings).
+    :param tty: whether the caller has a terminal (an interactive command needs one).
+    :returns: the plan, or None.
+    """
+
+
+@hookspec(firstresult=True)
+def agent_logs(hive: Hive, agent: AgentSpec, lines: int,
+               follow: bool) -> Iterable[str | None] | None:
+    """The agent's own output, for ``hivekit logs NAME [-n N] [-f]``.
+
+    Called for a registered agent, on a worker thread, which also iterates the result. Return
+    an iterable of lines (no line ends): the last ``lines`` lines the agent wrote, and with
+    ``follow`` then each new line as it comes, until the reader stops. A follower yields None
+    at least every few seconds while nothing comes (the reader checks then whether to stop,
+    and calls ``close()`` on it: a generator releases what it holds in ``finally``). Raising
+    refuses the request with that message. Stops at first non-None result (the backend's).
+    When no plugin answers, the core serves the lines the live log kept for the agent
+    (:meth:`hivekit.hive.Hive.log`) and follows the live log.
+
+    :param hive: the running hive.
+    :param agent: the agent whose output is wanted.
+    :param lines: how many recent lines to start with (0: none, only new ones).
+    :param follow: keep going with new lines.
+    :returns: the lines, or None.
     """
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hivekit import events
 from hivekit.convert import converter, to_json
-from hivekit.records import Approval, Message
+from hivekit.records import Approval, ApprovalStatus, Message
 from hivekit.store import OUTBOX_KEEP_SECONDS
 
 if TYPE_CHECKING:
@@ -110,7 +110,10 @@ class Outcome:
         for inbox in dict.fromkeys(self.rings):
             hive.doorbell.ring(inbox)
         for event in self.events:
-            hive.bus.publish(event)
+            env = hive.bus.publish(event)
+            if isinstance(event, events.ApprovalChanged) and event.approval.status in (
+                    ApprovalStatus.APPROVED, ApprovalStatus.DENIED, ApprovalStatus.FAILED):
+                hive.history.add(event.approval.agent, env)  # the live log shows outcomes
         for approval_id in self.resolved:
             try:
                 approval = hive.store.approval(approval_id)

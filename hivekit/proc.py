@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from hivekit.errors import CommandFailed, HiveError
@@ -136,6 +136,61 @@ def _run(argv: Sequence[str | os.PathLike[str]], out: _Head, *, cwd: Path | str 
         raise CommandFailed(tuple(args), None, "\n".join(err_tail), True)
     if proc.returncode != 0:
         raise CommandFailed(tuple(args), proc.returncode, "\n".join(err_tail))
+
+
+def follow(argv: Sequence[str | os.PathLike[str]], *, cwd: Path | str | None = None,
+           env: Mapping[str, str] | None = None, idle: float = 1.0) -> Iterator[str | None]:
+    """Run a long-lived ``argv`` (``journalctl -f``) and yield its stdout line by line, and
+    None after every ``idle`` seconds without one, until it ends or the iteration is closed
+    (then its process group is killed). Its stderr's tail is kept for the error.
+
+    :raises CommandFailed: it ended with a non-zero exit.
+    :raises ProgramMissing: ``argv[0]`` is not found.
+    """
+    args = [os.fspath(a) for a in argv]
+    path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if "/" not in args[0] and shutil.which(args[0], path=path) is None:
+        raise _missing(args[0])
+    try:
+        child = subprocess.Popen(args, cwd=cwd, env=None if env is None else dict(env),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+    except (FileNotFoundError, PermissionError):
+        raise _missing(args[0]) from None
+    assert child.stdout is not None and child.stderr is not None
+    err_tail: deque[str] = deque(maxlen=TAIL_LINES)
+    partial = {"stdout": b"", "stderr": b""}
+    got: list[str] = []
+    sel = selectors.DefaultSelector()
+    sel.register(child.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(child.stderr, selectors.EVENT_READ, "stderr")
+    try:
+        while sel.get_map():
+            ready = sel.select(idle)
+            if not ready:
+                yield None
+            for key, _ in ready:
+                chunk = os.read(key.fd, 65536)
+                stream = key.data
+                sink = got.append if stream == "stdout" else None
+                on_line = (lambda _s, line, f=sink: f(line)) if sink else None
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    _lines(stream, partial[stream], True, on_line, err_tail)
+                else:
+                    partial[stream] = _lines(stream, partial[stream] + chunk, False, on_line,
+                                             err_tail)
+            yield from got
+            got.clear()
+        child.wait()
+        if child.returncode != 0:
+            raise CommandFailed(tuple(args), child.returncode, "\n".join(err_tail))
+    finally:
+        sel.close()
+        if child.returncode is None:
+            _kill(child)
+        child.stdout.close()
+        child.stderr.close()
 
 
 def _pump(proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | None,

@@ -152,6 +152,31 @@ class AgentView:
 
 
 @frozen
+class ExecPlan:
+    """How to run a command inside an agent's sandbox or container (``hivekit exec``).
+
+    The daemon only plans; the CLI runs the plan on the hive's host, as its own process, so an
+    interactive command gets the operator's terminal. A plan carries no secret: a backend points
+    its command at the agent's creds instead of copying their values into ``env``.
+    """
+
+    #: The command line to run on the host (the command inside the sandbox comes last).
+    argv: list[str]
+    #: Its whole environment (the CLI adds ``TERM`` when it has a terminal).
+    env: dict[str, str] = field(factory=dict)
+    #: The host directory to run it in; None for the CLI's own.
+    cwd: str | None = None
+
+
+@frozen
+class AgentLog:
+    """The end of an agent's own output (``GET /api/agents/{name}/logs``, ``hivekit logs``)."""
+
+    agent: str
+    lines: list[str] = field(factory=list)
+
+
+@frozen
 class Tombstone:
     """A destroyed agent whose state was kept: re-spawnable under the same name, purgeable."""
 
@@ -167,7 +192,8 @@ class Approval:
     kind: ApprovalKind
     agent: str
     status: ApprovalStatus
-    #: What the manager asked for (a ref or sha in the proposed repo); None for spawns.
+    #: The commit an apply deploys: always the full sha fetched as ``proposal/<id>`` (never a
+    #: ref such as ``HEAD``: what was typed is :attr:`ref`); None for spawns.
     commit: str | None
     #: The full sha fetched as ``proposal/<id>`` (for spawns: the deployed init commit).
     sha: str | None
@@ -180,6 +206,12 @@ class Approval:
     resolved_at: float | None = None
     #: ``main`` before the deploy moved it; what a failed or interrupted deploy goes back to.
     prev_sha: str | None = None
+    #: An apply's commit as the requester typed it (``HEAD``, ``main``, an abbreviated sha),
+    #: resolved to :attr:`commit` when it was requested; None for spawns.
+    ref: str | None = None
+    #: The template a spawn seeds a new agent's config with (``hivekit request spawn NAME
+    #: --template claude``); None for the backend's default, and for applies.
+    template: str | None = None
 
 
 @frozen

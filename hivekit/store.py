@@ -24,7 +24,7 @@ from hivekit.errors import Conflict, HiveError, NotFound
 from hivekit.paths import private_file
 from hivekit.records import Approval, ApprovalKind, ApprovalStatus, Message, Question
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000
 #: Delivered outbox entries are kept this long (for inspection), then pruned at startup.
 OUTBOX_KEEP_SECONDS = 7 * 86400
@@ -103,6 +103,13 @@ ALTER TABLE agents ADD COLUMN rebuild_note TEXT;
 DOOMED = ("destroying", "purging")
 _LIVE = "wanted NOT IN ('destroying', 'purging')"
 
+# v3 (issue 16, "a real hive of AI agents"): the template a spawn seeds its agent with
+# (``hivekit request spawn NAME --template claude``); NULL for the default seed and for applies.
+# ``commit_ref`` keeps what an apply's requester typed; ``sha`` what it resolved to.
+_SCHEMA_V3 = """
+ALTER TABLE approvals ADD COLUMN template TEXT;
+"""
+
 
 class Store:
     """The database at ``path``; safe to share between threads (each gets its own connection)."""
@@ -157,7 +164,11 @@ class Store:
                 conn.execute(_SCHEMA_V2)
                 conn.execute("PRAGMA user_version = 2")
                 version = 2
-            # Next: `if version == 2: ...; PRAGMA user_version = 3`, and so on.
+            if version == 2:
+                conn.execute(_SCHEMA_V3)
+                conn.execute("PRAGMA user_version = 3")
+                version = 3
+            # Next: `if version == 3: ...; PRAGMA user_version = 4`, and so on.
 
     def _rows(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, args)
@@ -187,16 +198,26 @@ class Store:
 
     @staticmethod
     def _approval(row: dict[str, Any]) -> Approval:
-        row["commit"] = row.pop("commit_ref")
+        # ``commit_ref`` is what an apply's requester typed; the record's ``commit`` is always
+        # the sha it resolved to (None for spawns).
+        ref = row.pop("commit_ref")
+        if row["kind"] == ApprovalKind.APPLY.value:
+            row["commit"], row["ref"] = row["sha"], ref
+        else:
+            row["commit"], row["ref"] = None, None
         return converter.structure(row, Approval)
 
-    def add_approval(self, kind: ApprovalKind, agent: str, *, commit: str | None = None,
-                     sha: str | None = None, description: str = "") -> Approval:
+    def add_approval(self, kind: ApprovalKind, agent: str, *, ref: str | None = None,
+                     sha: str | None = None, description: str = "",
+                     template: str | None = None) -> Approval:
+        """A new pending approval: an apply of ``sha`` (requested as ``ref``), or a spawn of a
+        new agent (seeded from ``template``, None for the backend's default)."""
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO approvals(kind, agent, status, commit_ref, sha, description,"
-                " created_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (kind.value, agent, commit, sha, description, time.time()),
+                " template, created_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (kind.value, agent, ref if kind == ApprovalKind.APPLY else None, sha,
+                 description, template if kind == ApprovalKind.SPAWN else None, time.time()),
             )
             new_id = conn.last_insert_rowid()
         return self.approval(new_id)
@@ -410,6 +431,16 @@ class Store:
                 "UPDATE messages SET acked_at = ? WHERE id = ? AND recipient = ? "
                 "AND acked_at IS NULL", [(time.time(), i, recipient) for i in ids])
             return conn.total_changes() - before
+
+    def ack_all(self, recipient: str) -> list[int]:
+        """Retire every message of ``recipient``'s; returns the ids newly acknowledged."""
+        with self.transaction() as conn:
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM messages WHERE recipient = ? AND acked_at IS NULL ORDER BY id",
+                (recipient,))]
+            conn.execute("UPDATE messages SET acked_at = ? WHERE recipient = ? AND acked_at IS "
+                         "NULL", (time.time(), recipient))
+            return ids
 
     # --- questions ---------------------------------------------------------------------------
 

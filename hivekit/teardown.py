@@ -78,6 +78,7 @@ def _finish(hive: Hive, agent: AgentSpec, *, purge: bool) -> None:
     hive.checkpoint(f"{op}.removed", name)
     if purge:
         shutil.rmtree(trash)
+        hive.history.forget(name)  # its live log's history goes with it (memory only)
         hive.checkpoint("purge.deleted", name)
     else:
         for approval in failed:

@@ -11,6 +11,8 @@
 let
   cfg = config.hivekit.agent;
   inherit (lib) mkDefault mkOption types;
+  # The agent's credential keys as its environment, then its command (./with-creds.sh).
+  withCreds = pkgs.writeShellScript "hive-agent-with-creds" (builtins.readFile ./with-creds.sh);
 in
 {
   options.hivekit.agent = {
@@ -93,7 +95,9 @@ in
         # Written by the backend before every start; it overrides `environment` (systemd reads
         # EnvironmentFile= after Environment=), so no `environment` setting can shadow the identity.
         EnvironmentFile = "/run/hive/identity.env";
-        ExecStart = utils.escapeSystemdExecArgs cfg.command;
+        # Each `hivekit creds NAME set KEY` reaches the command as $KEY (read from
+        # $HIVE_CREDS/env at every start), as on the process backend.
+        ExecStart = utils.escapeSystemdExecArgs ([ "${withCreds}" ] ++ cfg.command);
         WorkingDirectory = cfg.notesDir;
         Restart = "always";
         RestartSec = 2;

@@ -341,18 +341,23 @@ in
         # A socket per agent and a long-poll from each: a full hive needs far more than the
         # default soft limit of 1024 open files.
         LimitNOFILE = 65536;
+      } // optionalAttrs (cfg.backend == "process") {
+        # The process backend puts each agent in a cgroup of its own for [process] memory and
+        # cpus: the unit's cgroup is the daemon's to manage.
+        Delegate = "cpu memory";
       } // optionalAttrs dedicatedUser {
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ReadWritePaths = optional (!stateByUnit) stateDir ++ optional (!runtimeByUnit) runtimeDir;
-        # An empty /home rather than an inaccessible one: bubblewrap binds every top-level dir.
+        # An empty /home rather than an inaccessible one.
         ProtectHome = "tmpfs";
         PrivateTmp = true;
         PrivateDevices = true;
         ProtectKernelTunables = true;
         ProtectKernelModules = true;
         ProtectKernelLogs = true;
-        ProtectControlGroups = true;
+        # A delegated cgroup tree must stay writable (the process backend's agents' limits).
+        ProtectControlGroups = cfg.backend != "process";
         ProtectClock = true;
         RestrictRealtime = true;
         RestrictSUIDSGID = true;

@@ -12,6 +12,7 @@ from typing import Any
 STANDINS = Path(__file__).parent / "standins"
 NIXOS_CONTAINER = STANDINS / "nixos-container"
 SYSTEMCTL = STANDINS / "systemctl"
+JOURNALCTL = STANDINS / "journalctl"
 NIX_ENV = STANDINS / "nix-env"
 #: The base-system programs of a stand-in container (runuser, env, systemctl show).
 IN_CONTAINER = STANDINS / "incontainer"
@@ -48,7 +49,8 @@ class Host:
     def backend_table(self, flake: Path | str | None = None) -> str:
         """The ``[nixos_container]`` keys that point the backend at these stand-ins."""
         lines = [f'nixos_container = "{NIXOS_CONTAINER}"', f'systemctl = "{SYSTEMCTL}"',
-                 f'nix_env = "{NIX_ENV}"', f'containers_conf_dir = "{self.conf_dir}"',
+                 f'nix_env = "{NIX_ENV}"', f'journalctl = "{JOURNALCTL}"',
+                 f'containers_conf_dir = "{self.conf_dir}"',
                  f'systemd_run_dir = "{self.run_dir}"', f'profiles_dir = "{self.profiles_dir}"']
         if flake is not None:
             lines.append(f'flake = "{flake}"')

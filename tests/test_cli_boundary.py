@@ -51,7 +51,8 @@ def api_commands() -> Iterator[tuple[list[str], click.Command]]:
     def walk(group: click.Group, words: list[str]) -> Iterator[tuple[list[str], click.Command]]:
         for name, cmd in sorted(group.commands.items()):
             if isinstance(cmd, click.Group):
-                yield from walk(cmd, [*words, name])
+                # A group's own arguments (`creds NAME set KEY`) come before its commands.
+                yield from walk(cmd, [*words, name, *arguments(cmd)])
             elif getattr(cmd.callback, "hivekit_api", False):
                 yield [*words, name], cmd
 
@@ -71,8 +72,9 @@ def arguments(cmd: click.Command, **override: str) -> list[str]:
 
 def invoke(hive_config: Path, words: list[str]) -> Any:
     runner = CliRunner()
+    # A command that reads a value from stdin (`creds NAME set KEY`) gets one.
     return runner.invoke(_group(), words, env={"HIVEKIT_CONFIG": str(hive_config)},
-                         catch_exceptions=True)
+                         catch_exceptions=True, input="value\n")
 
 
 def test_the_command_table_has_typed_names_and_ids() -> None:

@@ -135,7 +135,7 @@ def _destroy(c: Crashing, name: str, point: str, purge: bool = False) -> None:
     c.proposal(name, "v = 2\n")  # left pending: the destroy fails it
     control(c.state, crash={name: point})
     c.destroys[name] += 1
-    c.cli_into_crash("destroy", name, *(["--purge"] if purge else []))
+    c.cli_into_crash("destroy", name, *(["--purge", "--yes"] if purge else []))
 
 
 def _rebuild(c: Crashing, name: str, point: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from playwright import sync_api as playwright  # the test extra installs it (never a browser)
 
 from hivekit.testing import HiveProcess, control
+from hivekit.testing.fake import report
 
 expect = playwright.expect
 expect.set_options(timeout=20_000)
@@ -80,6 +81,13 @@ def shot(page: Any, name: str, full_page: bool = True) -> None:
     page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=full_page)
 
 
+def count_snapshots(page: Any) -> list[str]:
+    """The ``/api/state`` requests ``page`` makes from now on (a list that grows)."""
+    seen: list[str] = []
+    page.on("request", lambda req: seen.append(req.url) if "/api/state" in req.url else None)
+    return seen
+
+
 def no_problems(page: Any) -> None:
     assert page.problems == []
     assert page.evaluate("window.__pwned") is None
@@ -113,6 +121,7 @@ def test_the_page_refuses_a_request_without_the_token_and_loads_with_it(context,
 def test_a_spawn_request_appears_live_and_its_approval_shows_spawning_then_running(
         context, hive):
     page = open_page(context, hive)
+    snapshots = count_snapshots(page)
     control(hive.state_dir, delay={"coder": 4})
     approval = hive.post("/api/requests/spawn", {"name": "coder",
                                                   "description": "writes the code"})
@@ -132,6 +141,9 @@ def test_a_spawn_request_appears_live_and_its_approval_shows_spawning_then_runni
     expect(resolved(page, approval["id"]).locator(".outcome")).to_have_text("approved")
     expect(resolved(page, approval["id"]).locator(".tag")).to_have_text("deployed/0")
     expect(card).to_be_hidden()
+    # Its approval, its transient and its new row all came as events: the page applied them
+    # without fetching the snapshot again (only a seq gap or a new daemon does).
+    assert snapshots == []
     no_problems(page)
 
 
@@ -286,25 +298,6 @@ def test_destroy_keeps_a_tombstone_and_purge_says_what_is_lost(context, hive):
     no_problems(page)
 
 
-def test_feed_events_that_arrive_during_a_snapshot_reload_are_kept(context, hive):
-    page = open_page(context, hive)
-    sent: list[dict[str, Any]] = []
-
-    def during_reload(route: Any) -> None:
-        # The message is published before this snapshot is taken, so its seq is not larger
-        # than the snapshot's: it must still reach the feed (messages are not in the snapshot).
-        if not sent:
-            sent.append(hive.post("/api/messages", {"to": "manager", "body": "mid-reload"}))
-        route.continue_()
-
-    page.route("**/api/state", during_reload)
-    hive.spawn("coder")  # its end reloads the snapshot (a new agent)
-    expect(agent(page, "coder").locator(".status")).to_have_text("running")
-    expect(page.locator("#messages")).to_contain_text("mid-reload")
-    assert sent
-    no_problems(page)
-
-
 def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
     with socket.socket() as probe:  # a free port, fixed across the restart
         probe.bind(("127.0.0.1", 0))
@@ -314,10 +307,41 @@ def test_the_page_follows_the_hive_across_a_daemon_restart(context, make_hive):
     for name in ("a", "b", "c"):  # enough events that the old seq exceeds the new daemon's
         hive.post("/api/requests/spawn", {"name": name})
     expect(page.locator("#approvals .approval")).to_have_count(3)
+    manager = agent(page, "manager")
+    expect(manager.get_by_role("button", name="stop", exact=True)).to_be_enabled()
     hive.stop()
+    # Disconnected: said in a banner, rows greyed, every action off until the hive is back.
     expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
-    hive.start()
+    offline = page.locator("#offline")
+    expect(offline).to_be_visible()
+    expect(offline).to_contain_text("The hive is not answering")
+    expect(page.locator("body")).to_have_class(re.compile("offline"))
+    for button in (manager.get_by_role("button", name="stop", exact=True),
+                   page.locator("#approvals .approval").first.get_by_role(
+                       "button", name="Approve", exact=True),
+                   page.locator("#compose").get_by_role("button", name="Send")):
+        expect(button).to_be_disabled()
+    expect(page.locator("#compose-body")).to_be_disabled()
+    shot(page, "disconnected", full_page=False)
+    sent: list[dict[str, Any]] = []
+
+    def during_reload(route: Any) -> None:
+        # Published before the new daemon's snapshot is taken, so its seq is not larger than
+        # the snapshot's: it must still reach the feed (messages are not in the snapshot).
+        if not sent:
+            sent.append(hive.post("/api/messages", {"to": "manager", "body": "mid-reload"}))
+        route.continue_()
+
+    page.route("**/api/state", during_reload)
+    hive.start()  # a new daemon: the page takes its snapshot
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#messages")).to_contain_text("mid-reload")
+    assert sent
+    expect(offline).to_be_hidden()
+    expect(page.locator("body")).not_to_have_class(re.compile("offline"))
+    expect(manager.get_by_role("button", name="stop", exact=True)).to_be_enabled()
+    expect(manager.get_by_role("button", name="start", exact=True)).to_be_disabled()  # running
+    expect(page.locator("#compose-body")).to_be_enabled()
     approval = hive.post("/api/requests/spawn", {"name": "late"})
     expect(pending(page, approval["id"])).to_be_visible()
     expect(page.locator("#approvals .approval")).to_have_count(4)
@@ -360,6 +384,146 @@ def test_an_operator_question_is_answered_from_the_page(context, hive):
     assert all(answers[q["id"]]["answered_by"] == "operator" for q in (single, multi, free))
     # The asker hears it: the manager's inbox, shown in the broker feed too.
     expect(page.locator("#messages")).to_contain_text("question answered")
+    no_problems(page)
+
+
+def test_the_live_log_starts_with_its_history_on_a_fresh_page(context, hive):
+    hive.spawn("coder")
+    sha = hive.commit("coder", {"agent.conf": "model = 'large'\n"})
+    applied = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    hive.post(f"/api/approvals/{applied['id']}/approve")
+    hive.wait_resolved(applied["id"])
+    page = open_page(context, hive)  # opened after all of it
+    log = page.locator("#log")
+    expect(log).to_contain_text(f"fake: built coder at {sha[:12]}")
+    expect(log).to_contain_text(f"── approval #{applied['id']}: build")
+    expect(log).to_contain_text(f"── approval #{applied['id']}: approved (deployed/"
+                                f"{applied['id']})")
+    # In seq order, each once; and what comes next follows them.
+    seqs = [int(s) for s in log.locator(".line").evaluate_all(
+        "els => els.map(e => e.dataset.seq)")]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    hive.post("/api/agents/coder/restart")
+    expect(log.locator(".line").last).to_contain_text("coder")
+    after = [int(s) for s in log.locator(".line").evaluate_all(
+        "els => els.map(e => e.dataset.seq)")]
+    assert after[:len(seqs)] == seqs and after == sorted(after)
+    # A second tab opened now shows the same history.
+    other = open_page(context, hive)
+    expect(other.locator("#log")).to_contain_text(f"fake: built coder at {sha[:12]}")
+    shot(page, "log-history", full_page=False)
+    no_problems(page)
+
+
+def test_a_failing_agent_shows_why_on_its_row_and_asks_for_attention(context, hive):
+    hive.spawn("coder")
+    page = open_page(context, hive)
+    row = agent(page, "coder")
+    expect(row.locator(".status")).to_have_text("running")
+    expect(row.locator(".failure")).to_be_hidden()
+    # What a crash-looping process backend reports (plugins/process/supervisor.py).
+    report(hive, "coder", "failing", detail="crashed, restarting (restart 4)", exit_code=3,
+           output=["loading config", "Traceback (most recent call last):",
+                   "KeyError: 'model'"])
+    expect(row.locator(".status")).to_have_text("failing")
+    expect(row).to_have_class(re.compile(r"\bfailing\b"))
+    expect(row.locator(".detail")).to_have_text("crashed, restarting (restart 4)")
+    expect(row.locator(".failure .exit")).to_have_text("exit code 3")
+    expect(row.locator(".failure .output")).to_have_text(
+        "loading config\nTraceback (most recent call last):\nKeyError: 'model'")
+    # It waits for the operator like an approval: in the count, its title, the tab's title.
+    attention = page.locator("#attention")
+    expect(attention).to_have_attribute("title", re.compile(r"1 failing \(coder\)"))
+    count = int(attention.get_attribute("data-count"))
+    expect(page).to_have_title(f"({count}) hivekit")
+    # Wanted up: stop and restart stay on, start off.
+    expect(row.get_by_role("button", name="restart", exact=True)).to_be_enabled()
+    expect(row.get_by_role("button", name="start", exact=True)).to_be_disabled()
+    shot(page, "failing-agent", full_page=False)
+    report(hive, "coder", "failing", exit_code=-9, output=[])  # killed: no output kept
+    expect(row.locator(".failure .exit")).to_have_text("killed by signal 9")
+    expect(row.locator(".failure .output")).to_be_hidden()
+    report(hive, "coder", "running")
+    expect(row.locator(".failure")).to_be_hidden()
+    expect(row).not_to_have_class(re.compile(r"\bfailing\b"))
+    expect(attention).to_have_attribute("data-count", str(count - 1))
+    no_problems(page)
+
+
+def agent_says(hive: HiveProcess, sender: str, body: str) -> dict[str, Any]:
+    """``sender`` sends the operator a message through its own socket."""
+    path = hive.runtime_dir / "agents" / sender / "hive.sock"
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://hive",
+                      timeout=10) as agent_api:
+        resp = agent_api.post("/send", json={"to": "operator", "body": body})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def test_the_operators_inbox_shows_replies_from_history_and_marks_them_read(context, hive):
+    hive.spawn("coder")
+    first = agent_says(hive, "coder", "done with issue #12; the PR is open")
+    second = agent_says(hive, "manager", "coder asks for the large model")
+    page = open_page(context, hive)  # both sent before it opened
+    feed = page.locator("#messages")
+    for m in (first, second):
+        item = feed.locator(f'[data-message="{m["id"]}"]')
+        expect(item).to_have_class(re.compile("unread"))
+        expect(item.locator(".route")).to_contain_text("→you")
+    expect(page.locator("#unread-count")).to_have_text("2")
+    expect(page.locator("#attention")).to_have_text("2 for you")
+    expect(page).to_have_title("(2) hivekit")
+    other = open_page(context, hive)
+    feed.locator(f'[data-message="{first["id"]}"]').get_by_role(
+        "button", name="mark read").click()
+    for tab in (page, other):  # this tab at once, the other through messages_read
+        expect(tab.locator(f'#messages [data-message="{first["id"]}"]')).not_to_have_class(
+            re.compile("unread"))
+        expect(tab.locator("#unread-count")).to_have_text("1")
+    inbox = {m["id"]: m for m in hive.get("/api/agents/operator/inbox")}
+    assert inbox[first["id"]]["acked_at"] and not inbox[second["id"]]["acked_at"]
+    shot(page, "operator-inbox", full_page=False)
+    # The CLI marks the rest; the pages follow.
+    assert hive.cli("ack", "--all").returncode == 0
+    for tab in (page, other):
+        expect(tab.locator("#unread-count")).to_have_text("")
+        expect(tab.locator("#messages .unread")).to_have_count(0)
+        expect(tab).to_have_title("hivekit")
+    # A new reply arrives live, unread.
+    third = agent_says(hive, "coder", "tests are green")
+    expect(feed.locator(f'[data-message="{third["id"]}"]')).to_have_class(re.compile("unread"))
+    page.locator("#read-all").click()
+    expect(page.locator("#unread-count")).to_have_text("")
+    no_problems(page)
+    no_problems(other)
+
+
+def test_answered_questions_stay_in_a_history_view(context, hive):
+    old = ask(hive, "manager", "Merge the refactor now?", ["yes", "no"])
+    hive.post(f"/api/questions/{old['id']}/answer", {"answer": "no"})
+    page = open_page(context, hive)
+    history = page.locator("#answered-panel")
+    expect(history).to_be_visible()  # answered before the page opened
+    item = history.locator(f'[data-question="{old["id"]}"]')
+    expect(item.locator(".text")).to_have_text("Merge the refactor now?")
+    expect(item.locator(".answer")).to_have_text("→ no (you)")
+    live = ask(hive, "manager", "Which <b>branch</b> for the hotfix?")
+    card = question(page, live["id"])
+    card.get_by_role("textbox").fill("release-1.2")
+    card.get_by_role("button", name="Answer", exact=True).click()
+    expect(card).to_be_hidden()
+    answered = history.locator(f'[data-question="{live["id"]}"]')
+    expect(answered.locator(".text")).to_have_text("Which <b>branch</b> for the hotfix?")
+    expect(answered.locator(".answer")).to_have_text("→ release-1.2 (you)")
+    expect(answered.locator(".outcome")).to_have_text("answered")
+    expires = ask(hive, "manager", "Anything before I deploy?", timeout=1)
+    expired = history.locator(f'[data-question="{expires["id"]}"]')
+    expect(expired.locator(".outcome")).to_have_text("expired")
+    expect(expired.locator(".answer")).to_have_text("no answer before its deadline")
+    # Newest first.
+    ids = history.locator(".answered").evaluate_all("els => els.map(e => e.dataset.question)")
+    assert ids[:3] == [str(expires["id"]), str(live["id"]), str(old["id"])]
+    shot(page, "question-history", full_page=False)
     no_problems(page)
 
 

@@ -122,7 +122,11 @@ def test_scripted_session(hive):
 
     # --- destroy --purge: folders gone, pending approvals failed
     pending_id = json.loads(cli_ok(hive, "request", "apply", "coder", sha, "--json"))["id"]
-    cli_ok(hive, "destroy", "coder", "--purge")
+    refused = hive.cli("destroy", "coder", "--purge")  # no terminal to ask on: --yes needed
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    assert (hive.state_dir / "agents" / "coder" / "config").is_dir()
+    assert hive.approval(pending_id)["status"] == "pending"
+    cli_ok(hive, "destroy", "coder", "--purge", "--yes")
     assert not (hive.state_dir / "agents" / "coder").exists()
     assert not (hive.state_dir / "applied" / "coder").exists()
     assert not (hive.runtime_dir / "agents" / "coder").exists()
@@ -237,7 +241,7 @@ def test_destroy_keeps_a_tombstone_that_respawns_with_its_history(hive):
 
 
 def test_manager_cannot_be_destroyed(hive):
-    result = hive.cli("destroy", "manager", "--purge")
+    result = hive.cli("destroy", "manager", "--purge", "--yes")
     assert result.returncode == 1 and "refusing to destroy the manager" in result.stderr
     assert (hive.state_dir / "agents" / "manager" / "config").is_dir()
 

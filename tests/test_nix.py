@@ -315,6 +315,35 @@ def test_mk_agent_names_a_bad_argument(args, says):
     assert says in result.stderr
 
 
+def test_the_agent_service_gets_each_credential_key_as_a_variable(tmp_path):
+    # nix/agent-base.nix runs nix/with-creds.sh in front of the agent's command; run it as
+    # that unit would (HIVE_CREDS from the identity file), with keys set as `hivekit creds`
+    # writes them and files it must skip.
+    assert '"${withCreds}" ] ++ cfg.command' in (NIX / "agent-base.nix").read_text()
+    env_dir = tmp_path / "creds" / "env"
+    env_dir.mkdir(parents=True)
+    (env_dir / "ANTHROPIC_API_KEY").write_text("sk-ant-1 with spaces")
+    (env_dir / "OTHER_TOKEN").write_text("t0k")
+    (env_dir / ".NEXT_KEY.new").write_text("half-written")
+    (env_dir / "not-a-key").write_text("x")
+    (env_dir / "PATH").write_text("/evil")
+    (env_dir / "HIVE_LABEL").write_text("someone-else")
+    (env_dir / "LINKED").symlink_to(tmp_path / "outside")
+    (tmp_path / "outside").write_text("secret elsewhere")
+    out = subprocess.run(["bash", str(NIX / "with-creds.sh"), "env"], capture_output=True,
+                         text=True, timeout=30, check=True,
+                         env={"PATH": "/usr/bin:/bin", "HIVE_CREDS": str(tmp_path / "creds"),
+                              "HIVE_LABEL": "coder"})
+    got = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert got["ANTHROPIC_API_KEY"] == "sk-ant-1 with spaces" and got["OTHER_TOKEN"] == "t0k"
+    assert (got["PATH"], got["HIVE_LABEL"]) == ("/usr/bin:/bin", "coder")
+    assert not {"NEXT_KEY", ".NEXT_KEY.new", "not-a-key", "LINKED"} & set(got)
+    # No creds dir (or none bound): the command runs all the same.
+    bare = subprocess.run(["bash", str(NIX / "with-creds.sh"), "true"], timeout=30,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert bare.returncode == 0
+
+
 def readme_services(readme: Path) -> str:
     """The body of the first ``services.hivekit = { ... };`` in ``readme``'s Nix examples."""
     text = readme.read_text()

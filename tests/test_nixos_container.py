@@ -432,6 +432,49 @@ def test_a_wrong_conf_dir_fails_the_spawn_clearly_and_cleans_up(short_tmp, monke
     hive.store.close()
 
 
+def test_exec_runs_in_the_container_with_the_agents_keys(local):
+    agent = local.agent("coder")
+    conf = nc.conf_path(local, "h-coder")
+    with pytest.raises(OperationFailed, match="container h-coder does not exist"):
+        local.hook.agent_exec(hive=local, agent=agent, argv=["claude", "login"], tty=True)
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("PRIVATE_NETWORK=0\n")
+    plan = local.hook.agent_exec(hive=local, agent=agent, argv=["claude", "login"], tty=True)
+    assert plan.argv[:5] == [str(NIXOS_CONTAINER), "run", "h-coder", "--", "sh"]
+    assert plan.argv[-3:] == ["/root/.claude", "claude", "login"]
+    # What runs in the container: each key of the creds dir exported, then the command.
+    import subprocess
+
+    creds = local.agent("coder").paths.creds
+    (creds / "env").mkdir(parents=True)
+    (creds / "env" / "ANTHROPIC_API_KEY").write_text("sk-test")
+    inner = plan.argv[plan.argv.index("--") + 1:]
+    inner[inner.index("/root/.claude")] = str(creds)
+    out = subprocess.run([*inner[:-2], "sh", "-c", 'echo "$ANTHROPIC_API_KEY"'],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "sk-test\n"
+    assert "sk-test" not in " ".join(plan.argv) + repr(plan.env)
+
+
+def test_logs_read_the_containers_journal(local):
+    agent = local.agent("coder")
+    with pytest.raises(CommandFailed, match="Failed to open system bus"):
+        list(local.hook.agent_logs(hive=local, agent=agent, lines=5, follow=False))
+    journal = local.host.root / "journal" / "h-coder" / nc.AGENT_UNIT
+    journal.parent.mkdir(parents=True)
+    journal.write_text("".join(f"line {i}\n" for i in range(10)))
+    assert list(local.hook.agent_logs(hive=local, agent=agent, lines=3, follow=False)) == [
+        "line 7", "line 8", "line 9"]
+    follower = local.hook.agent_logs(hive=local, agent=agent, lines=1, follow=True)
+    try:
+        assert next(line for line in follower if line is not None) == "line 9"
+        with journal.open("a") as f:
+            f.write("line 10\n")
+        assert next(line for line in follower if line is not None) == "line 10"
+    finally:
+        follower.close()  # kills journalctl -f
+
+
 # --- paths as the manager sees them ------------------------------------------------------------
 
 

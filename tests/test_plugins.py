@@ -24,8 +24,8 @@ def test_plugins_json_lists_bundled_and_third_party(tmp_path):
     example = rows["example"]
     assert example["enabled"]
     assert (example["distribution"], example["version"]) == ("hivekit-example-plugin", "1.2.3")
-    assert example["hooks"] == ["agent_badges", "config_schema", "register_commands",
-                                "state_extras"]
+    assert example["hooks"] == ["agent_badges", "agent_templates", "config_schema",
+                                "initial_config_files", "register_commands", "state_extras"]
     assert not rows["typo"]["enabled"]
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hivekit.errors import CommandFailed
-from hivekit.proc import ProgramMissing, run
+from hivekit.proc import ProgramMissing, follow, run
 
 
 def test_stdout_is_returned():
@@ -45,6 +45,21 @@ def test_lines_stream_as_they_come():
     assert out == "one\nthree\n"
     assert ("stderr", "two") in seen
     assert [line for stream, line in seen if stream == "stdout"] == ["one", "three"]
+
+
+def test_follow_streams_lines_says_when_it_waits_and_kills_on_close():
+    lines = follow(["sh", "-c", "echo one; echo two; exec sleep 30"], idle=0.05)
+    assert [next(lines), next(lines)] == ["one", "two"]
+    assert next(lines) is None  # nothing for a while: the reader may stop now
+    started = time.monotonic()
+    lines.close()  # the sleep is killed with its group, not waited for
+    assert time.monotonic() - started < 5
+
+
+def test_follow_reports_a_failure_with_stderr():
+    with pytest.raises(CommandFailed) as info:
+        list(follow(["sh", "-c", "echo partial; echo broken >&2; exit 4"]))
+    assert info.value.exit_code == 4 and "broken" in info.value.stderr_tail
 
 
 def test_a_cancelled_run_kills_its_program_and_says_so():

@@ -12,12 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import Hive, free_ports, page, status, wait_page  # noqa: F401 - shared
 from hivekit_plugins.process import sandbox
 
 from hivekit.testing import HiveProcess
@@ -25,71 +25,6 @@ from hivekit.testing import HiveProcess
 BWRAP_PROBLEM = sandbox.probe("bwrap")
 needs_bwrap = pytest.mark.skipif(BWRAP_PROBLEM is not None,
                                  reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}")
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free right now (held together so they differ)."""
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-class Hive:
-    """A process-backend hive: the daemon plus the ports its agents get."""
-
-    def __init__(self, proc: HiveProcess, manager_port: int, agent_port: int) -> None:
-        self.proc, self.manager_port, self.agent_port = proc, manager_port, agent_port
-
-    def __getattr__(self, name: str):
-        return getattr(self.proc, name)
-
-
-@pytest.fixture
-def make_process_hive(make_hive):
-    def make(process: str = "", name: str = "h", start: bool = True) -> Hive:
-        manager_port, agent_port = free_ports(2)
-        # port_range = 1: every non-manager agent gets port_base, picked free for this test.
-        defaults = "".join(f"{key} = {value}\n" for key, value in
-                           (("restart_delay", 0.2), ("stop_timeout", 5)) if key not in process)
-        config = (f'[hive]\nbackend = "process"\nmanager_port = {manager_port}\n'
-                  f"port_base = {agent_port}\nport_range = 1\n\n"
-                  f"[process]\n{defaults}{process}")
-        hive = Hive(make_hive(config, name=name, start=start), manager_port, agent_port)
-        if start:
-            wait_page(hive, hive.manager_port, "manager")
-        return hive
-
-    return make
-
-
-@pytest.fixture
-def phive(make_process_hive) -> Hive:
-    """A running process-backend hive whose manager answers on its port."""
-    return make_process_hive()
-
-
-def page(port: int, path: str = "/api/status") -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-            return resp.read().decode()
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def status(port: int) -> dict | None:
-    text = page(port)
-    return json.loads(text) if text else None
-
-
-def wait_page(hive: Hive, port: int, name: str) -> dict:
-    return hive.wait_for(lambda: (s := status(port)) and s["name"] == name and s,
-                         timeout=30, what=f"{name}'s page on port {port}")
 
 
 def pidfile(hive: Hive, name: str) -> Path:
@@ -228,12 +163,27 @@ def run_probe(hive: Hive, name: str, body: str) -> dict:
     return json.loads((notes / "report.json").read_text())
 
 
+@pytest.fixture
+def operator_dir() -> Iterator[Path]:
+    """A directory of the operator's, beside this checkout (whose packages the sandbox binds),
+    holding a secret no agent may see."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=".hk-home-", dir=Path(__file__).resolve().parents[1]))
+    (path / "secret.txt").write_text("the operator's\n")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @needs_bwrap
-def test_the_sandbox_shows_the_host_read_only_and_hides_the_hive(phive):
+def test_the_sandbox_shows_the_system_read_only_and_hides_the_hive_and_the_operator(
+        phive, operator_dir):
     phive.spawn("demo")
     wait_page(phive, phive.agent_port, "demo")
     state, run = phive.state_dir.resolve(), phive.runtime_dir.resolve()
     private = f"probe-{phive.root.parent.name}"
+    checkout = Path(__file__).resolve().parents[1]
     report = run_probe(phive, "demo", f"""
 report.update(
     hostname=socket.gethostname(),
@@ -250,6 +200,12 @@ report.update(
     sees_admin=os.path.exists("{run}/admin.sock"),
     sees_manager=os.path.exists("{state}/agents/manager"),
     socket_dir=os.path.isdir("/run/hive"),
+    root=sorted(os.listdir("/root")) if os.path.isdir("/root") else [],
+    home_dir=os.path.exists("/home"),
+    operator=os.path.exists("{operator_dir}/secret.txt"),
+    checkout=sorted(os.listdir("{checkout}")),
+    shadow=os.path.exists("/etc/shadow"), passwd=os.path.exists("/etc/passwd"),
+    usr=os.path.isdir("/usr/bin"), git=subprocess.run(["git", "--version"]).returncode == 0,
 )""")
     notes = state / "agents" / "demo" / "state"
     assert report["hostname"] == "h-demo"
@@ -273,6 +229,18 @@ report.update(
     assert (report["sees_db"], report["sees_admin"], report["sees_manager"]) == (
         False, False, False)
     assert report["socket_dir"]
+    # Only what an agent needs of the host: the system's programs, hivekit's own packages and
+    # the interpreter (of /root, only the way to it when it lives there, as pyenv's does).
+    interpreter = sorted({Path(c).relative_to("/root").parts[0] for c in sandbox.code_paths()
+                          if c.startswith("/root/")})
+    assert report["root"] == interpreter
+    assert (report["home_dir"], report["operator"], report["shadow"]) == (False, False, False)
+    # Of this checkout: hivekit's packages (and the venv, when it is in there), nothing else.
+    assert report["checkout"] == sorted({Path(c).relative_to(checkout).parts[0]
+                                         for c in sandbox.code_paths()
+                                         if c.startswith(f"{checkout}/")})
+    assert "hivekit" in report["checkout"] and "README.md" not in report["checkout"]
+    assert report["passwd"] and report["usr"] and report["git"]
 
 
 @needs_bwrap
@@ -503,16 +471,18 @@ def _limits(pid: int) -> dict[str, str]:
 
 
 def test_rlimits_apply_per_hive_and_per_agent(make_process_hive):
-    hive = make_process_hive('memory = "3G"\ncpu_seconds = 36000\n\n'
+    # cgroup = "off": memory falls back to RLIMIT_DATA (per process), never RLIMIT_AS.
+    hive = make_process_hive('cgroup = "off"\nmemory = "3G"\ncpu_seconds = 36000\n\n'
                              '[process.agents.demo]\nmemory = "1G"\nopen_files = 256\n')
     hive.spawn("demo")
     wait_page(hive, hive.agent_port, "demo")
     demo = _limits(program_pid(hive, "demo"))
-    assert demo["Max address space"] == str(1 << 30)
+    assert demo["Max data size"] == str(1 << 30)
+    assert demo["Max address space"] == "unlimited"
     assert demo["Max open files"] == "256"
     assert demo["Max cpu time"] == "36000"
     manager = _limits(program_pid(hive, "manager"))
-    assert manager["Max address space"] == str(3 << 30)
+    assert manager["Max data size"] == str(3 << 30)
     assert manager["Max cpu time"] == "36000"
 
 

@@ -60,10 +60,13 @@ def test_per_agent_limits_override_the_hive_wide_ones_key_by_key():
     config = ProcessConfig(memory="2G", cpu_seconds=100,
                            agents={"big": Limits(memory="8G"),
                                    "free": Limits(memory="unlimited", cpu_seconds=0)})
-    assert config.rlimits("other") == {"AS": 2 << 30, "CPU": 100}
-    assert config.rlimits("big") == {"AS": 8 << 30, "CPU": 100}
+    # Memory falls back to RLIMIT_DATA (RLIMIT_AS broke runtimes that reserve address space).
+    assert config.rlimits("other") == {"DATA": 2 << 30, "CPU": 100}
+    assert config.rlimits("big") == {"DATA": 8 << 30, "CPU": 100}
+    assert config.rlimits("big", memory=False) == {"CPU": 100}  # a cgroup enforces it instead
     assert config.rlimits("free") == {}
     assert ProcessConfig().rlimits("x") == {}
+    assert config.limits("big").memory == 8 << 30 and config.limits("free").memory is None
 
 
 def test_bwrap_argv_hides_the_hive_before_binding_the_agent_back():

@@ -36,7 +36,7 @@ def test_a_v1_database_is_upgraded_in_place(tmp_path):
                      "VALUES ('system', 'manager', 'hi', 1)")
     conn.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 2
+    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 3
     # What v1 held is kept...
     assert store.wanted() == {"coder": "stopped"}
     assert store.approval(1).status == ApprovalStatus.APPROVED
@@ -135,7 +135,7 @@ def test_claim_happens_exactly_once_under_contention(tmp_path):
 
 def test_resolve_requires_the_expected_status(tmp_path):
     store = Store(tmp_path / "hive.db")
-    a = store.add_approval(ApprovalKind.APPLY, "coder", commit="HEAD", sha="ab" * 20)
+    a = store.add_approval(ApprovalKind.APPLY, "coder", ref="HEAD", sha="ab" * 20)
     denied = store.resolve(a.id, ApprovalStatus.DENIED, expect=ApprovalStatus.PENDING, note="no")
     assert denied.status == ApprovalStatus.DENIED and denied.resolved_at is not None
     with pytest.raises(Conflict, match="is denied, not pending"):
@@ -162,3 +162,37 @@ def test_ack_only_retires_the_recipients_messages(tmp_path):
     assert store.ack("coder", [m.id]) == 1
     assert store.ack("coder", [m.id]) == 0
     assert store.inbox("coder", unacked_only=True) == []
+
+
+def test_an_approval_keeps_what_was_named_beside_the_resolved_sha(tmp_path):
+    store = Store(tmp_path / "hive.db")
+    apply = store.add_approval(ApprovalKind.APPLY, "coder", ref="HEAD", sha="ab" * 20)
+    spawn = store.add_approval(ApprovalKind.SPAWN, "a", template="claude")
+    plain = store.add_approval(ApprovalKind.SPAWN, "b")
+    # An apply's commit is always the sha; what was typed is its ref.
+    assert (apply.commit, apply.ref, apply.template) == ("ab" * 20, "HEAD", None)
+    assert (spawn.commit, spawn.ref, spawn.template) == (None, None, "claude")
+    assert (plain.commit, plain.template) == (None, None)
+    assert store.approval(apply.id) == apply and store.approval(spawn.id) == spawn
+
+
+def test_a_version_1_database_is_upgraded_in_place_keeping_its_approvals(tmp_path):
+    from hivekit.store import _SCHEMA_V1
+
+    path = tmp_path / "hive.db"
+    conn = apsw.Connection(str(path))
+    with conn:  # what a hivekit of schema 1 left: an apply (its ref as typed) and a spawn
+        conn.execute(_SCHEMA_V1)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO approvals(kind, agent, status, commit_ref, sha, created_at) "
+                     "VALUES ('apply', 'coder', 'pending', 'HEAD', ?, 1.0)", ("ab" * 20,))
+        conn.execute("INSERT INTO approvals(kind, agent, status, created_at) "
+                     "VALUES ('spawn', 'b', 'pending', 2.0)")
+    conn.close()
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION == 3
+    apply, spawn = store.approvals()
+    assert (apply.commit, apply.ref, apply.template) == ("ab" * 20, "HEAD", None)
+    assert (spawn.kind, spawn.commit, spawn.template) == (ApprovalKind.SPAWN, None, None)
+    # The new column is written from now on.
+    assert store.add_approval(ApprovalKind.SPAWN, "c", template="claude").template == "claude"

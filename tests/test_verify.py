@@ -6,9 +6,11 @@ tests/test_crash.py's points."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hivekit.git import Repo
@@ -28,6 +30,24 @@ def _helpers(hive: HiveProcess, kind: str) -> list[dict[str, Any]]:
     inbox = hive.get("/api/agents/manager/inbox", limit=1000)
     events = [json.loads(m["body"]) for m in inbox if m["sender"] == "system"]
     return [e for e in events if e["type"] == kind]
+
+
+@contextlib.contextmanager
+def _held_at_verify(hive: HiveProcess, name: str, run: Callable[[], Any]) -> Iterator[dict]:
+    """Run ``run()`` (an approve) on a thread while ``name``'s health check hangs; yield once the
+    deploy is verifying, with the dict that receives ``run()``'s answer under ``"answer"`` after
+    the block (the check is released and the thread joined on the way out)."""
+    control(hive.state_dir, health_hang=[name])
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(answer=run()))
+    t.start()
+    try:
+        hive.wait_for(lambda: hive.get("/api/state")["transients"].get(name) == "verifying",
+                      what="the deploy to verify")
+        yield result
+    finally:
+        control(hive.state_dir)
+        t.join()
 
 
 def test_an_unhealthy_build_is_rolled_back(hive: HiveProcess) -> None:
@@ -59,21 +79,11 @@ def test_verifying_is_shown_and_a_healthy_agent_deploys(hive: HiveProcess) -> No
     ``verifying``; once it answers healthy, the deploy succeeds."""
     hive.spawn("alpha")
     approval_id = _proposal(hive, "alpha")
-    control(hive.state_dir, health_hang=["alpha"])
-    result: dict[str, Any] = {}
-    t = threading.Thread(target=lambda: result.update(
-        cli=hive.cli("approve", str(approval_id))))
-    t.start()
-    try:
-        hive.wait_for(lambda: hive.get("/api/state")["transients"].get("alpha") == "verifying",
-                      what="the deploy to verify")
+    with _held_at_verify(hive, "alpha", lambda: hive.cli("approve", str(approval_id))) as result:
         [row] = [r for r in hive.get("/api/state")["agents"] if r["name"] == "alpha"]
         assert row["transient"] == "verifying"
         assert hive.approval(approval_id)["status"] == "running"
-    finally:
-        control(hive.state_dir)
-        t.join()
-    assert result["cli"].returncode == 0, result["cli"].stderr
+    assert result["answer"].returncode == 0, result["answer"].stderr
     a = hive.approval(approval_id)
     assert (a["status"], a["tag"]) == ("approved", f"deployed/{approval_id}")
     assert _built(hive, "alpha") == a["sha"]
@@ -119,23 +129,14 @@ def test_a_failing_report_ends_the_verification_at_once(hive: HiveProcess) -> No
     after the build fails the deploy without waiting for the deadline or a hung check."""
     hive.spawn("alpha")
     approval_id = _proposal(hive, "alpha")
-    control(hive.state_dir, health_hang=["alpha"])
-    result: dict[str, Any] = {}
-    t = threading.Thread(target=lambda: result.update(
-        a=hive.post(f"/api/approvals/{approval_id}/approve")))
-    t.start()
-    try:
-        hive.wait_for(lambda: hive.get("/api/state")["transients"].get("alpha") == "verifying",
-                      what="the deploy to verify")
+    with _held_at_verify(hive, "alpha", lambda: hive.post(
+            f"/api/approvals/{approval_id}/approve")) as result:
         hive.post("/api/fake/agents/alpha/status", {
             "status": "failing", "detail": "crashed, restarting (restart 1)", "exit_code": 2,
             "output": ["loading model", "error: no such model"]})
-        t.join(30)
-        assert not t.is_alive(), "the deploy waited on the hung check"
-    finally:
-        control(hive.state_dir)
-        t.join()
-    a = result["a"]
+        # Well before the hung check's deadline: the report alone ends the verification.
+        hive.wait_for(lambda: "answer" in result, timeout=30, what="the deploy to end")
+    a = result["answer"]
     assert a["status"] == "failed"
     assert a["note"].startswith("deployed, then rolled back: its backend reports it failing: "
                                 "crashed, restarting (restart 1) (exit code 2)")
@@ -145,21 +146,12 @@ def test_a_failing_report_ends_the_verification_at_once(hive: HiveProcess) -> No
 def test_a_rollback_whose_rebuild_fails_marks_the_agent_needs_rebuild(hive: HiveProcess) -> None:
     hive.spawn("alpha")
     approval_id = _proposal(hive, "alpha")
-    control(hive.state_dir, health_hang=["alpha"])
-    result: dict[str, Any] = {}
-    t = threading.Thread(target=lambda: result.update(
-        a=hive.post(f"/api/approvals/{approval_id}/approve")))
-    t.start()
-    try:
-        hive.wait_for(lambda: hive.get("/api/state")["transients"].get("alpha") == "verifying",
-                      what="the deploy to verify")
+    with _held_at_verify(hive, "alpha", lambda: hive.post(
+            f"/api/approvals/{approval_id}/approve")) as result:
         # From here the check answers unhealthy, and the rollback's rebuild fails.
         control(hive.state_dir, unhealthy={"alpha": "sick"}, fail={"alpha": "nix: no space"})
-        t.join(60)
-    finally:
-        control(hive.state_dir)
-        t.join()
-    a = result["a"]
+        hive.wait_for(lambda: "answer" in result, timeout=60, what="the deploy to end")
+    a = result["answer"]
     assert a["status"] == "failed"
     assert a["note"].startswith("deployed, then rolled back: fake: sick")
     assert "nix: no space" in a["note"] and "`needs rebuild`" in a["note"]

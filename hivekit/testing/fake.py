@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from hivekit.hive import Hive
-    from hivekit.records import AgentSpec, Approval, Deploy
+    from hivekit.records import AgentSpec, Approval, Deploy, ExecPlan
 
 #: The marker file whose presence in an applied tree fails the fake build.
 FAIL_MARKER = "FAIL"
@@ -429,6 +429,19 @@ def finalize_deploy(hive: Hive, deploy: Deploy) -> None:
 @hookimpl
 def abort_deploy(hive: Hive, deploy: Deploy, reason: str) -> None:
     _record(hive, "abort_deploy", deploy.agent, approval=deploy.approval_id, reason=reason)
+
+
+@hookimpl
+def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> ExecPlan:
+    """No container to enter: ``argv`` runs on the host, in the agent's notes dir, with its
+    identity (``HIVE_LABEL``, ``HIVE_NOTES``, ``HIVE_CREDS``) and ``HOME`` at its creds dir."""
+    from hivekit.records import ExecPlan
+
+    _record(hive, "exec", agent, argv=argv, tty=tty)
+    p = agent.paths
+    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(p.creds),
+           "HIVE_LABEL": agent.name, "HIVE_NOTES": str(p.state), "HIVE_CREDS": str(p.creds)}
+    return ExecPlan(argv=list(argv), env=env, cwd=str(p.state))
 
 
 @hookimpl

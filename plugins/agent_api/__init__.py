@@ -146,7 +146,38 @@ def harness_command(socket_path: str, port: int, notes: str) -> None:
     main(socket_path, port, Path(notes))
 
 
+@click.command("turn-loop", context_settings={"ignore_unknown_options": True})
+@click.option("--socket", "socket_path", metavar="PATH", envvar="HIVE_SOCKET",
+              default=CONTAINER_SOCKET, show_default=True, help="The agent's hive socket.")
+@click.option("--claude", metavar="PROGRAM", default="claude", show_default=True,
+              help="Claude Code (or a program that behaves as `claude -p` does).")
+@click.option("--notes", type=click.Path(file_okay=False), envvar="HIVE_NOTES", default=".",
+              show_default=True, help="The agent's notes dir: the turns' working directory.")
+@click.option("--batch", type=click.IntRange(1, 100), default=20, show_default=True,
+              help="The most messages one turn handles.")
+@click.option("--wait", type=click.FloatRange(1, 300), default=60, show_default=True,
+              help="Seconds each wait for messages lasts before it is renewed.")
+@click.option("--turn-timeout", type=click.FloatRange(1), default=1800, show_default=True,
+              help="Seconds a turn may take.")
+@click.argument("claude_args", metavar="[-- CLAUDE_ARG]...", nargs=-1, type=click.UNPROCESSED)
+def turn_loop_command(socket_path: str, claude: str, notes: str, batch: int, wait: float,
+                      turn_timeout: float, claude_args: tuple[str, ...]) -> None:
+    """Run Claude Code as this agent: one `claude -p` turn per batch of new messages.
+
+    What the `claude` template runs. Arguments after `--` go to every turn (e.g.
+    `--model sonnet`, `--permission-mode acceptEdits`). A failed turn ends the loop with
+    exit 1 (the backend restarts it; its messages come again).
+    """
+    from pathlib import Path
+
+    from .turns import main
+
+    extra = list(claude_args[1:] if claude_args[:1] == ("--",) else claude_args)
+    main(socket_path, claude, extra, Path(notes).resolve(), batch, wait, turn_timeout)
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(mcp_command)
     cli.add_command(harness_command)
+    cli.add_command(turn_loop_command)

@@ -233,7 +233,8 @@ async def request_spawn(hive: HiveDep, request: Request) -> Response:
     """Manager only: ask the operator to approve a new agent."""
     _manager_only(hive, _me(request), "request spawns")
     b = body(request)
-    return _json(await _run(actions.request_spawn, hive, b.name, b.description), 201)
+    return _json(await _run(actions.request_spawn, hive, b.name, b.description, b.template),
+                 201)
 
 
 @post("/requests/apply", status_code=201, opt={"body": ApplyRequest})
@@ -261,8 +262,35 @@ async def show_approval(hive: HiveDep, request: Request) -> Response:
     return _json(await _run(actions.get_approval, hive, path_id(request, "approval_id")))
 
 
+@get("/templates")
+async def list_templates(hive: HiveDep, request: Request) -> Response:
+    """Manager only: the templates ``/requests/spawn`` may name, ``{name: description}``."""
+    _manager_only(hive, _me(request), "list templates")
+    return Response(await _run(actions.templates, hive))
+
+
 ROUTES = [whoami, send, recv, ack, broadcast, ask, answer, cancel, list_questions, agents,
-          request_spawn, request_apply, list_approvals, show_approval]
+          request_spawn, request_apply, list_approvals, show_approval, list_templates]
+
+#: The operator's commands some of the hive's messages suggest, and what an agent does instead
+#: (an agent has no `hivekit` CLI and no admin socket).
+AGENT_HINTS = {
+    "`hivekit approvals --all` lists them": "GET /approvals?all=true (the `approvals` tool) "
+                                            "lists them",
+    "`hivekit questions` lists them": "GET /questions (the `questions` tool) lists the pending "
+                                      "ones",
+}
+
+
+def for_agent(message: str) -> str:
+    """A hive's error message as an agent should read it: an operator's command it suggests
+    becomes the agent's way to the same thing, or goes (with the clause that names it)."""
+    for operator, agent in AGENT_HINTS.items():
+        message = message.replace(operator, agent)
+    if "`hivekit " in message:
+        clauses = [c for c in message.split("; ") if "`hivekit " not in c]
+        message = "; ".join(clauses) or "the hive refused the request"
+    return message
 
 
 def create_app(hive: Hive, max_body: int) -> Litestar:
@@ -272,7 +300,11 @@ def create_app(hive: Hive, max_body: int) -> Litestar:
         if isinstance(exc, HTTPException) and exc.status_code == 413:
             return Response({"error": f"request body too large (the limit is {max_body} "
                                       "bytes)"}, status_code=413)
-        return error_handler(request, exc)
+        response = error_handler(request, exc)
+        if isinstance(response.content, dict) and isinstance(response.content.get("error"),
+                                                             str):
+            response.content["error"] = for_agent(response.content["error"])
+        return response
 
     return Litestar(
         route_handlers=[Router("/", route_handlers=ROUTES)],

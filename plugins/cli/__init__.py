@@ -25,10 +25,12 @@ import click
 from hivekit import (
     AGENT_NAME,
     ID,
+    HiveContext,
     UnexpectedAnswer,
     api_command,
     api_path,
     expect,
+    fail,
     hookimpl,
     print_json,
 )
@@ -102,6 +104,71 @@ def _follow(client: Any, agent: str, quiet: bool, approval_id: int | None,
             return result
         return final.get("approval", result)
     return result
+
+
+# --- shell completion -------------------------------------------------------------------------
+# `eval "$(_HIVEKIT_COMPLETE=bash_source hivekit)"` (zsh_source, fish_source): click completes the
+# commands and options; these complete what the running hive knows. Without a daemon (or on any
+# error) they offer nothing rather than print an error into the operator's prompt.
+
+
+def _ask_hive(ctx: click.Context, path: str, **params: Any) -> Any:
+    from hivekit import HiveError
+
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, HiveContext) else HiveContext(
+        root.params.get("config_path"))
+    try:
+        return obj.client().get(path, **params)
+    except (HiveError, SystemExit, OSError):
+        return None
+
+
+def _items(pairs: list[tuple[str, str]], incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(value, help=about) for value, about in pairs
+            if value.startswith(incomplete)]
+
+
+def complete_agents(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Agent names (and tombstones, marked so) of the running hive."""
+    state = _ask_hive(ctx, "/api/state") or {}
+    pairs = [(a["name"], a.get("transient") or a["status"]) for a in state.get("agents", [])]
+    pairs += [(t["name"], "tombstone") for t in state.get("tombstones", [])]
+    return _items(pairs, incomplete)
+
+
+def complete_recipients(ctx: click.Context, param: click.Parameter,
+                        incomplete: str) -> list[Any]:
+    """Agent names, and ``operator`` (whose inbox holds the agents' replies)."""
+    return _items([("operator", "your inbox")], incomplete) + complete_agents(ctx, param,
+                                                                              incomplete)
+
+
+def complete_approvals(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """Pending and running approval ids, with what each asks for."""
+    rows = _ask_hive(ctx, "/api/approvals") or []
+    return _items([(str(a["id"]), f"{a['kind']} {a['agent']}: {a['status']}") for a in rows],
+                  incomplete)
+
+
+def complete_questions(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    rows = _ask_hive(ctx, "/api/questions") or []
+    return _items([(str(q["id"]), f"{q['asker']}: {q['question'][:60]}") for q in rows],
+                  incomplete)
+
+
+def complete_templates(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    found = _ask_hive(ctx, "/api/templates") or {}
+    return _items(sorted(found.items()), incomplete)
+
+
+def complete_keys(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+    """The credential keys of the agent named earlier on the command line."""
+    name = (ctx.parent.params if ctx.parent else {}).get("name") or ""
+    found = _ask_hive(ctx, api_path("api", "agents", name, "creds")) if name else None
+    return _items([(k, "set") for k in (found or {}).get("keys", [])], incomplete)
 
 
 def _approval_goes_on(client: Any, approval_id: int) -> str:
@@ -215,7 +282,7 @@ def approvals(client: Any, show_all: bool, status: str | None, as_json: bool) ->
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID", type=ID)
+@click.argument("approval_id", metavar="ID", type=ID, shell_complete=complete_approvals)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
 def show(client: Any, approval_id: int, as_json: bool) -> None:
@@ -229,7 +296,10 @@ def show(client: Any, approval_id: int, as_json: bool) -> None:
     a = detail["approval"]
     click.echo(_approval_line(a))
     if a["commit"]:
-        click.echo(f"commit: {a['commit']} ({a['sha']})")
+        asked = f" (requested as {a['ref']})" if a.get("ref") and a["ref"] != a["commit"] else ""
+        click.echo(f"commit: {a['commit']}{asked}")
+    if a.get("template"):
+        click.echo(f"template: {a['template']}")
     if a["description"]:
         click.echo(f"description: {a['description']}")
     if a["note"]:
@@ -240,7 +310,7 @@ def show(client: Any, approval_id: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID", type=ID)
+@click.argument("approval_id", metavar="ID", type=ID, shell_complete=complete_approvals)
 @click.option("-q", "--quiet", is_flag=True, help="Don't show the deploy's progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved approval as JSON.")
 @api_command
@@ -316,7 +386,7 @@ def wait(client: Any, target: int | str, quiet: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("approval_id", metavar="ID", type=ID)
+@click.argument("approval_id", metavar="ID", type=ID, shell_complete=complete_approvals)
 @click.option("--note", default="", help="Why (recorded in the denied/<id> tag and told to the "
                                          "manager).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -336,22 +406,27 @@ def request() -> None:
 
 
 @request.command("spawn")
-@click.argument("name", type=AGENT_NAME)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.option("--description", default="", help="Why this agent.")
+@click.option("--template", metavar="NAME", shell_complete=complete_templates,
+              help="Seed its config from this template (`hivekit templates` lists them; e.g. "
+                   "claude: Claude Code with the hive's MCP tools).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def request_spawn(client: Any, name: str, description: str, as_json: bool) -> None:
+def request_spawn(client: Any, name: str, description: str, template: str | None,
+                  as_json: bool) -> None:
     """Request a new agent NAME (or bring a tombstone back)."""
     from hivekit import Approval
 
-    a = expect(client.post("/api/requests/spawn", {"name": name, "description": description}),
-               Approval)
+    a = expect(client.post("/api/requests/spawn", {"name": name, "description": description,
+                                                   "template": template}), Approval)
+    seeded = f" from template {template}" if template else ""
     print_json(a) if as_json else click.echo(
-        f"requested: #{a['id']} spawn {name} (`hivekit approve {a['id']}` to approve)")
+        f"requested: #{a['id']} spawn {name}{seeded} (`hivekit approve {a['id']}` to approve)")
 
 
 @request.command("apply")
-@click.argument("agent", type=AGENT_NAME)
+@click.argument("agent", type=AGENT_NAME, shell_complete=complete_agents)
 @click.argument("commit")
 @click.option("--description", default="", help="What the change does.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -363,14 +438,15 @@ def request_apply(client: Any, agent: str, commit: str, description: str, as_jso
     a = expect(client.post("/api/requests/apply",
                            {"agent": agent, "commit": commit, "description": description}),
                Approval)
+    asked = f" ({commit})" if commit != a["sha"] else ""
     print_json(a) if as_json else click.echo(
-        f"requested: #{a['id']} apply {agent} @ {_short(a['sha'])} "
+        f"requested: #{a['id']} apply {agent} @ {_short(a['sha'])}{asked} "
         f"(`hivekit show {a['id']}` for the diff)")
 
 
 def _lifecycle_command(verb: str, doc: str) -> click.Command:
     @click.command(verb, help=doc)
-    @click.argument("name", type=AGENT_NAME)
+    @click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
     @click.option("-q", "--quiet", is_flag=True, help="Don't show the backend's output.")
     @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
     @api_command
@@ -389,28 +465,72 @@ def _lifecycle_command(verb: str, doc: str) -> click.Command:
     return command
 
 
+PURGE_WARNING = ("Purge {name}? This deletes everything the hive keeps for it: its config "
+                 "history (the proposed and applied repos, with every tag), its credentials "
+                 "and its notes. There is no undo.")
+
+
 @click.command()
-@click.argument("name", type=AGENT_NAME)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
 @click.option("--purge", is_flag=True,
-              help="Also delete its config history, notes and credentials (no undo).")
+              help="Also delete its config history, notes and credentials (no undo; asks "
+                   "first).")
+@click.option("-y", "--yes", is_flag=True,
+              help="Purge without asking (needed for --purge without a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @api_command
-def destroy(client: Any, name: str, purge: bool) -> None:
+def destroy(client: Any, name: str, purge: bool, yes: bool, as_json: bool) -> None:
     """Destroy agent NAME's container; its state is kept as a tombstone unless --purge."""
-    client.post(api_path("api", "agents", name, "destroy"), {"purge": purge})
+    import sys
+
+    if purge and not yes:
+        if not sys.stdin.isatty():
+            fail(f"refusing to purge {name} without confirmation: it deletes its config "
+                 "history, credentials and notes for good; pass --yes to purge anyway", 2)
+        if not click.confirm(PURGE_WARNING.format(name=name), default=False, err=True):
+            fail(f"not purged: {name} is unchanged")
+    result = client.post(api_path("api", "agents", name, "destroy"), {"purge": purge})
+    if as_json:
+        print_json(result)
+        return
     click.echo(f"{name}: destroyed" + (" and purged" if purge else
                                        " (state kept; --purge removes it)"))
 
 
 @click.command()
-@click.argument("to", type=AGENT_NAME)
+@click.argument("to", type=AGENT_NAME, shell_complete=complete_agents)
 @click.argument("body")
+@click.option("--json", "as_json", is_flag=True, help="Print the sent message as JSON.")
 @api_command
-def send(client: Any, to: str, body: str) -> None:
+def send(client: Any, to: str, body: str, as_json: bool) -> None:
     """Send a message to agent TO as the operator."""
     from hivekit import Message
 
     m = expect(client.post("/api/messages", {"to": to, "body": body}), Message)
-    click.echo(f"sent #{m['id']} to {to}")
+    print_json(m) if as_json else click.echo(f"sent #{m['id']} to {to}")
+
+
+@click.command()
+@click.argument("message_ids", metavar="[ID]...", nargs=-1, type=ID)
+@click.option("--all", "everything", is_flag=True, help="Every message of your inbox.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def ack(client: Any, message_ids: tuple[int, ...], everything: bool, as_json: bool) -> None:
+    """Mark messages of your inbox (`hivekit inbox operator`) read: their IDs, or --all."""
+    if not message_ids and not everything:
+        fail("name the messages to mark read (their ids, from `hivekit inbox operator`), or "
+             "pass --all", 2)
+    from attrs import frozen  # here, not at the top: `hivekit agents` does without attrs
+
+    @frozen
+    class Acked:
+        """``POST /api/agents/operator/inbox/ack``'s answer."""
+
+        acked: int
+
+    got = expect(client.post(api_path("api", "agents", "operator", "inbox", "ack"),
+                             {"ids": list(message_ids), "all": everything}), Acked)
+    print_json(got) if as_json else click.echo(f"marked {got['acked']} message(s) read")
 
 
 @click.command()
@@ -436,7 +556,7 @@ def broadcast(client: Any, body: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("name", type=AGENT_NAME)
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_recipients)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
               help="How many recent messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -455,6 +575,8 @@ def inbox(client: Any, name: str, limit: int, as_json: bool) -> None:
     for m in messages:
         mark = " " if m["acked_at"] else "*"
         click.echo(f"{mark} #{m['id']} {_ago(m['created_at'])} from {m['sender']}: {m['body']}")
+    if name == "operator" and any(not m["acked_at"] for m in messages):
+        click.echo("(* = unread; `hivekit ack ID...` or `hivekit ack --all` marks them read)")
 
 
 def _question_line(q: dict[str, Any]) -> str:
@@ -492,7 +614,7 @@ def questions(client: Any, show_all: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("question_id", metavar="ID", type=ID)
+@click.argument("question_id", metavar="ID", type=ID, shell_complete=complete_questions)
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print the answered question as JSON.")
 @api_command
@@ -512,10 +634,197 @@ def answer(client: Any, question_id: int, text: str, as_json: bool) -> None:
         click.echo(f"answered #{q['id']} ({q['asker']} asked): {q['answer']}")
 
 
+# --- credentials, exec, logs, templates --------------------------------------------------------
+
+
+@click.group("creds")
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
+@click.pass_context
+def creds(ctx: click.Context, name: str) -> None:
+    """Agent NAME's credentials: `set KEY`, `list`, `rm KEY`.
+
+    A key reaches the agent as an environment variable of that name from its next start
+    (`hivekit restart NAME`). Values are read from stdin (or --from-file), never from the
+    command line, and are never printed or logged; they live in the agent's creds dir (0600
+    files in a 0700 dir), kept across destroy.
+    """
+    ctx.meta["creds_agent"] = name
+
+
+def _creds_agent() -> str:
+    return click.get_current_context().meta["creds_agent"]
+
+
+def _read_value(key: str, from_file: str | None) -> str:
+    import sys
+
+    if from_file is not None:
+        try:
+            with open(from_file, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            fail(f"cannot read {from_file}: {exc.strerror}")
+        value = raw.decode(errors="replace")
+    elif sys.stdin.isatty():
+        value = click.prompt(f"value of {key} (not shown)", hide_input=True, err=True)
+    else:
+        value = sys.stdin.read()
+    # A value piped or saved by an editor ends with a newline that is not part of it.
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value:
+        fail(f"no value for {key}: pipe it on stdin (`... | hivekit creds NAME set {key}`) or "
+             "give --from-file FILE", 2)
+    return value
+
+
+@creds.command("set")
+@click.argument("key")
+@click.option("--from-file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Read the value from FILE instead of stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print what the agent now has as JSON.")
+@api_command
+def creds_set(client: Any, key: str, from_file: str | None, as_json: bool) -> None:
+    """Store credential KEY (its value from stdin, a hidden prompt, or --from-file)."""
+    from hivekit import HiveError, creds
+
+    name = _creds_agent()
+    try:
+        creds.check_key(key)  # before reading a secret that would be refused anyway
+    except HiveError as exc:
+        fail(str(exc), 2)
+    got = expect(client.post(api_path("api", "agents", name, "creds", key),
+                             {"value": _read_value(key, from_file)}), creds.Listing)
+    if as_json:
+        print_json(got)
+        return
+    click.echo(f"{name}: {key} set (keys: {', '.join(got['keys'])}); it reaches the agent at "
+               f"its next start: `hivekit restart {name}`")
+
+
+@creds.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def creds_list(client: Any, as_json: bool) -> None:
+    """List the credential keys and login files (names only, never values)."""
+    from hivekit import creds
+
+    name = _creds_agent()
+    got = expect(client.get(api_path("api", "agents", name, "creds")), creds.Listing)
+    if as_json:
+        print_json(got)
+        return
+    if not got["keys"] and not got["files"]:
+        click.echo(f"{name} has no credentials (`hivekit creds {name} set KEY`, or "
+                   f"`hivekit exec {name} -- claude login`)")
+    for key in got["keys"]:
+        click.echo(f"key   {key}")
+    for rel in got["files"]:
+        click.echo(f"file  {rel}")
+
+
+@creds.command("rm")
+@click.argument("key", shell_complete=complete_keys)
+@click.option("--json", "as_json", is_flag=True, help="Print what the agent now has as JSON.")
+@api_command
+def creds_rm(client: Any, key: str, as_json: bool) -> None:
+    """Remove credential KEY."""
+    from hivekit import creds
+
+    name = _creds_agent()
+    got = expect(client.request("DELETE", api_path("api", "agents", name, "creds", key)),
+                 creds.Listing)
+    print_json(got) if as_json else click.echo(
+        f"{name}: {key} removed (keys left: {', '.join(got['keys']) or 'none'})")
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True,
+                                         "allow_interspersed_args": False})
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
+@click.argument("argv", metavar="-- CMD [ARG]...", nargs=-1, required=True,
+                type=click.UNPROCESSED)
+@api_command
+def exec_command(client: Any, name: str, argv: tuple[str, ...]) -> None:
+    """Run CMD inside agent NAME's sandbox or container, with its credentials there.
+
+    For an interactive login (`hivekit exec coder -- claude login`: whatever it saves in the
+    agent's HOME, its creds dir, stays there) or to look around as the agent sees things. Runs
+    on the hive's machine as your own process, with your terminal; its exit code is this
+    command's.
+    """
+    import os
+    import sys
+
+    args = list(argv[1:] if argv and argv[0] == "--" else argv)
+    if not args:
+        fail("nothing to run: hivekit exec NAME -- CMD [ARG]...", 2)
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    from hivekit import ExecPlan
+
+    plan = expect(client.post(api_path("api", "agents", name, "exec"),
+                              {"argv": args, "tty": tty}), ExecPlan)
+    env = dict(plan["env"])
+    if tty and "TERM" in os.environ:
+        env["TERM"] = os.environ["TERM"]
+    try:
+        if plan.get("cwd"):
+            os.chdir(plan["cwd"])
+        # Replaces this process: the command gets the terminal, the signals and the exit code.
+        os.execvpe(plan["argv"][0], plan["argv"], env)
+    except OSError as exc:
+        fail(f"cannot run {plan['argv'][0]!r}: {exc.strerror}")
+
+
+@click.command("logs")
+@click.argument("name", type=AGENT_NAME, shell_complete=complete_agents)
+@click.option("-n", "--lines", default=100, show_default=True, type=click.IntRange(0, 10_000),
+              help="How many recent lines to show first.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (with --follow: one JSON string per line).")
+@api_command
+def logs(client: Any, name: str, lines: int, follow: bool, as_json: bool) -> None:
+    """Show agent NAME's own output (what its program prints), from its backend."""
+    import json
+    import sys
+
+    from hivekit import AgentLog
+
+    path = api_path("api", "agents", name, "logs")
+    if not follow:
+        got = expect(client.get(path, lines=lines), AgentLog)
+        if as_json:
+            print_json(got)
+        else:
+            for line in got["lines"]:
+                click.echo(line)
+        return
+    try:
+        for line in client.lines(path, lines=lines, follow="true"):
+            click.echo(json.dumps(line) if as_json else line)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@click.command("templates")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@api_command
+def templates(client: Any, as_json: bool) -> None:
+    """List the templates a spawn can seed a new agent from (`request spawn --template`)."""
+    found = expect(client.get("/api/templates"), dict[str, str])
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no templates (the backend seeds every agent with its default)")
+    for name, about in sorted(found.items()):
+        click.echo(f"{name}: {about}")
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     for command in (agents, approvals, show, approve, wait, deny, request, destroy, send,
-                    broadcast, inbox, questions, answer):
+                    broadcast, ack, inbox, questions, answer, creds, exec_command, logs,
+                    templates):
         cli.add_command(command)
     for verb, doc in (("start", "Start agent NAME."), ("stop", "Stop agent NAME."),
                       ("restart", "Restart agent NAME."),

@@ -145,8 +145,9 @@ def register_commands(cli: click.Group) -> None:
     from hivekit import HiveContext, fail
 
     @cli.command("dashboard")
+    @click.option("--json", "as_json", is_flag=True, help='Print JSON: {"url"} (token included).')
     @click.pass_obj
-    def dashboard(obj: HiveContext) -> None:
+    def dashboard(obj: HiveContext, as_json: bool) -> None:
         """Print the dashboard's URL with its access token (for a browser on this machine)."""
         from hivekit import HiveError
 
@@ -167,4 +168,9 @@ def register_commands(cli: click.Group) -> None:
         except OSError as exc:
             fail(f"cannot read the dashboard's token at {path}: {exc.strerror} (run this as the "
                  "user the hive runs as)")
-        click.echo(f"{url}?token={token}")
+        if as_json:
+            from hivekit import print_json
+
+            print_json({"url": f"{url}?token={token}"})
+        else:
+            click.echo(f"{url}?token={token}")

@@ -1,10 +1,16 @@
 // The hivekit dashboard: a snapshot of GET /api/state, kept live by GET /api/events (SSE).
 //
 // Consistency: the snapshot's seq is read before its state is gathered, so the page applies
-// only events with a larger seq, in order. A gap in seq (events lost by a slow stream), a
-// `resync` frame (Last-Event-ID too old), another daemon's `boot`, or a structural change
-// (an agent appeared or went away) reloads the snapshot; events arriving meanwhile wait and
-// are applied after it. The stream reconnects by itself, sending Last-Event-ID.
+// only events with a larger seq, in order, and keeps its state from them alone: an
+// `agent_changed` carries the agent's whole row (or null) and its tombstone (or null), a
+// terminal approval is followed by its agent's row. Only a gap in seq (events lost by a slow
+// stream), a `resync` frame (Last-Event-ID too old) or another daemon's `boot` reloads the
+// snapshot; events arriving meanwhile wait and are applied after it. The stream reconnects by
+// itself, sending Last-Event-ID; while it is down the page says so and every action is off.
+//
+// Not in the snapshot, loaded once and then kept by events: the live log's recent history
+// (GET /api/logs), the broker feed's history (each inbox, the operator's too, with what is
+// unread), the answered questions and the resolved approvals.
 //
 // Safety: every string from the hive (names, notes, diffs, descriptions, messages) reaches the
 // page through textContent or an attribute value, never as HTML.
@@ -21,6 +27,8 @@
   const LOG_LINES = 400;
   const MESSAGES = 100;
   const RESOLVED = 20;
+  const ANSWERED = 20;
+  const OUTPUT_LINES = 8;
 
   const S = {
     seq: null,            // seq of the last state applied; null before the first snapshot
@@ -31,8 +39,13 @@
     approvals: new Map(), // id -> approval (pending or running)
     resolved: new Map(),  // id -> approval (terminal)
     questions: new Map(), // id -> pending operator question
+    answered: new Map(),  // id -> resolved operator question (answered, expired, cancelled)
+    unread: new Set(),    // ids of the operator's messages not yet marked read
     conflicts: [],
     busy: new Set(),      // keys of actions this tab has in flight
+    online: false,        // the event stream is up (false: the daemon is away)
+    offlineSince: null,
+    portCheck: false,     // the snapshot has port_conflicts (the port_check plugin is on)
   };
   let csrf = '';
   let queued = [];
@@ -193,11 +206,12 @@
     if (snapshotting) return snapshotting;
     snapshotting = (async () => {
       try {
-        const [state, recent] = await Promise.all([
+        const [state, recent, asked] = await Promise.all([
           api('GET', '/api/state'),
           api('GET', `/api/approvals?all=true&limit=${RESOLVED}`),
+          api('GET', '/api/questions?all=true'),
         ]);
-        load(state, recent);
+        load(state, recent, asked);
       } catch (err) {
         if (!authLost) setTimeout(resnapshot, 2000);
         throw err;
@@ -210,13 +224,20 @@
     return snapshotting;
   }
 
-  let refreshTimer = null;
-  function refreshSoon() {
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(resnapshot, 150);
+  // Ports shared by two or more agents, as the port_check plugin's port_conflicts lists them
+  // in the snapshot ({port, agents}, by port): kept current from the rows that events bring.
+  function portConflicts() {
+    const byPort = new Map();
+    for (const a of S.agents.values()) {
+      if (!a.port) continue;
+      if (!byPort.has(a.port)) byPort.set(a.port, []);
+      byPort.get(a.port).push(a.name);
+    }
+    return [...byPort.entries()].filter(([, names]) => names.length > 1)
+      .sort(([p], [q]) => p - q).map(([port, names]) => ({port, agents: names.sort()}));
   }
 
-  function load(state, recent) {
+  function load(state, recent, asked) {
     S.seq = state.seq;
     document.body.dataset.seq = String(state.seq);
     S.agents = new Map(state.agents.map((a) => [a.name, a]));
@@ -225,11 +246,15 @@
     S.approvals = new Map(state.approvals.map((a) => [a.id, a]));
     S.questions = new Map((state.questions || [])
       .filter((q) => q.status === 'pending').map((q) => [q.id, q]));
+    S.answered = new Map(asked.filter((q) => q.target === 'operator' && q.status !== 'pending')
+      .map((q) => [q.id, q]));
+    S.portCheck = Array.isArray(state.port_conflicts);
     S.conflicts = state.port_conflicts || [];
     S.resolved = new Map();
     for (const a of recent) if (isTerminal(a)) S.resolved.set(a.id, a);
     render();
     loadHistory();
+    loadLog();
   }
 
   // --- events -----------------------------------------------------------------------------
@@ -263,8 +288,7 @@
         const a = d.approval;
         if (isTerminal(a)) {
           S.approvals.delete(a.id);
-          S.resolved.set(a.id, a);
-          refreshSoon();  // the agent's deployed sha (or its existence) changed with it
+          S.resolved.set(a.id, a);  // the agent's new row (deployed sha) comes as agent_changed
         } else {
           S.approvals.set(a.id, a);
         }
@@ -274,22 +298,31 @@
       case 'question_resolved': {
         const q = d.question;
         if (q.target !== 'operator') break;
-        if (q.status === 'pending') S.questions.set(q.id, q);
-        else S.questions.delete(q.id);
+        if (q.status === 'pending') {
+          S.questions.set(q.id, q);
+        } else {
+          S.questions.delete(q.id);
+          S.answered.set(q.id, q);
+        }
         break;
       }
-      case 'agent_changed':
+      case 'agent_changed':  // the whole row and tombstone: nothing to refetch
         if (d.agent) S.agents.set(d.name, d.agent);
-        else refreshSoon();  // added or removed: the snapshot knows (and about tombstones)
+        else S.agents.delete(d.name);
+        S.tombstones = S.tombstones.filter((t) => t.name !== d.name);
+        if (d.tombstone) S.tombstones.push(d.tombstone);
+        if (S.portCheck) S.conflicts = portConflicts();
         break;
       case 'transient': {
         if (d.transient) S.transients[d.name] = d.transient;
         else delete S.transients[d.name];
         const agent = S.agents.get(d.name);
         if (agent) S.agents.set(d.name, {...agent, transient: d.transient});
-        if (!d.transient) refreshSoon();
         break;
       }
+      case 'messages_read':
+        if (d.recipient === 'operator') for (const id of d.ids) S.unread.delete(id);
+        break;
       default:
         break;  // a feed event (below), or a plugin's event this page does not know
     }
@@ -301,26 +334,30 @@
   function feed(seq, type, d) {
     if (seq <= feedSeq) return;
     feedSeq = seq;
+    if (type === 'message') {
+      addMessage(d.message);
+      return;
+    }
+    const line = logLine(type, d);
+    if (line) addLog(seq, null, ...line);
+  }
+
+  // What the live log shows of an event: [agent, text, class], or null. The log's history
+  // (GET /api/logs) holds the same events, so both go through here.
+  function logLine(type, d) {
     switch (type) {
-      case 'message':
-        addMessage(d.message);
-        break;
       case 'log':
-        addLog(d.agent, d.line, d.stream === 'stderr' ? 'stderr' : '');
-        break;
+        return [d.agent, d.line, d.stream === 'stderr' ? 'stderr' : ''];
       case 'deploy_step':
-        addLog(d.agent, `── approval #${d.approval_id}: ${d.step}`, 'step');
-        break;
+        return [d.agent, `── approval #${d.approval_id}: ${d.step}`, 'step'];
       case 'approval_changed': {
         const a = d.approval;
-        if (isTerminal(a)) {
-          addLog(a.agent, `── approval #${a.id}: ${a.status}${a.tag ? ` (${a.tag})` : ''}`,
-            a.status === 'failed' ? 'stderr' : 'step');
-        }
-        break;
+        if (!isTerminal(a)) return null;
+        return [a.agent, `── approval #${a.id}: ${a.status}${a.tag ? ` (${a.tag})` : ''}`,
+          a.status === 'failed' ? 'stderr' : 'step'];
       }
       default:
-        break;
+        return null;
     }
   }
 
@@ -340,6 +377,7 @@
       }
       if (authLost) return;
       setConn('reconnecting', 'reconnecting…');
+      setOnline(false);
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 5000);
     }
@@ -394,12 +432,14 @@
     if (id !== null) lastEventId = id;
     if (type === 'hello') {
       setConn('live', 'live');
+      setOnline(true);
       const reborn = S.boot !== null && payload.boot !== S.boot;
       if (reborn) {  // another daemon: its seqs start again
         S.seq = null;
         queued = [];
         lastEventId = '';
         feedSeq = 0;
+        logBoot += 1;  // the old daemon's lines stay, above the new one's
       }
       S.boot = payload.boot;
       if (S.seq === null || payload.seq > S.seq) resnapshot();
@@ -420,6 +460,41 @@
     $('conn-text').textContent = text;
   }
 
+  // While the daemon is away: a banner, the rows greyed (what they say may be stale), and
+  // every control off (a click would only fail). The controls come back as render() sets them.
+  function setOnline(online) {
+    if (online === S.online) return;
+    S.online = online;
+    if (!online && S.offlineSince === null) S.offlineSince = Date.now() / 1000;
+    if (online) S.offlineSince = null;
+    document.body.classList.toggle('offline', !online);
+    $('offline').hidden = online || S.seq === null;
+    $('offline-since').textContent = online ? '' : `(since ${clock(S.offlineSince)})`;
+    render();
+  }
+
+  const CONTROLS = 'main button, main input, main select, main textarea, aside button, ' +
+    'aside input, aside select';
+
+  // Before a render: what the outage turned off is on again (the render then sets each
+  // control as its state says). After it, while offline: everything off.
+  function restoreControls() {
+    for (const el of document.querySelectorAll('[data-offline]')) {
+      el.disabled = false;
+      delete el.dataset.offline;
+    }
+  }
+
+  function disableControls() {
+    if (S.online || S.seq === null) return;
+    for (const el of document.querySelectorAll(CONTROLS)) {
+      if (!el.disabled) {
+        el.disabled = true;
+        el.dataset.offline = '1';
+      }
+    }
+  }
+
   // --- rendering --------------------------------------------------------------------------
 
   let renderQueued = false;
@@ -428,6 +503,7 @@
     renderQueued = true;
     setTimeout(() => {
       renderQueued = false;
+      restoreControls();
       renderBanner();
       renderOps();
       renderQuestions();
@@ -435,7 +511,11 @@
       renderAgents();
       renderTombstones();
       renderResolved();
+      renderAnswered();
       renderCompose();
+      renderUnread();
+      renderAttention();
+      disableControls();
     }, 0);
   }
 
@@ -460,7 +540,7 @@
       h('span', {class: 'pill pulse'}, `${name}: ${kind}…`)));
     $('log-hint').textContent = ops.length
       ? `running: ${ops.map(([n, k]) => `${k} ${n}`).join(', ')}`
-      : 'output of lifecycle operations';
+      : "agents' output and lifecycle operations";
   }
 
   // Agents ------------------------------------------------------------------------------
@@ -487,11 +567,17 @@
     r.buttons.purge = h('button', {type: 'button', class: 'danger', 'data-action': 'purge',
       onclick: () => destroy(a.name, true)}, 'purge');
     r.actions = h('div', {class: 'actions'}, Object.values(r.buttons));
+    r.detail = h('span', {class: 'detail'});
+    r.help = h('div', {class: 'help'});
+    r.exit = h('span', {class: 'exit mono'});
+    r.output = h('pre', {class: 'output'});
+    r.failure = h('div', {class: 'failure'}, h('div', {class: 'why'}, r.exit), r.output);
     const row = h('div', {class: 'agent', 'data-agent': a.name},
       h('div', {class: 'ident'},
         h('div', {class: 'line1'}, h('span', {class: 'dot'}), r.name, r.manager, r.pill,
           r.badges),
-        h('div', {class: 'line2'}, r.status, r.port, r.sha)),
+        h('div', {class: 'line2'}, r.status, r.detail, r.port, r.sha),
+        r.help, r.failure),
       r.actions);
     row._r = r;
     return row;
@@ -508,8 +594,27 @@
     r.pill.textContent = transient ? `◐ ${transient}…` : '';
     r.badges.replaceChildren(...(a.badges || []).map((b) => h('span',
       {class: `badge ${b.level || 'info'}`, title: b.detail || ''}, b.label)));
+    // What a warning or an error asks of the operator, in full (the fix is in its words).
+    const asks = (a.badges || []).filter((b) => b.detail && b.level && b.level !== 'info');
+    r.help.replaceChildren(...asks.map((b) => h('div', {class: `ask ${b.level}`},
+      h('strong', {}, `${b.label}: `), b.detail)));
+    r.help.hidden = asks.length === 0;
     r.status.textContent = a.status;
     r.status.className = `status ${a.status}`;
+    r.detail.textContent = a.detail || '';
+    r.detail.hidden = !a.detail;
+    // A failing agent shows why: how its program last ended and what it said last.
+    const failing = failingAgent(a);
+    row.classList.toggle('failing', failing);
+    r.failure.hidden = !failing;
+    if (failing) {
+      r.exit.textContent = a.exit_code === null || a.exit_code === undefined
+        ? 'exit code unknown' : (a.exit_code < 0 ? `killed by signal ${-a.exit_code}`
+          : `exit code ${a.exit_code}`);
+      const lines = (a.output || []).slice(-OUTPUT_LINES);
+      r.output.textContent = lines.join('\n');
+      r.output.hidden = lines.length === 0;
+    }
     const clash = S.conflicts.find((c) => c && c.port === a.port && Array.isArray(c.agents) &&
       c.agents.includes(a.name));
     r.port.textContent = a.port ? `:${a.port}` : '';
@@ -520,7 +625,7 @@
     r.sha.title = a.deployed_sha ? `deployed ${a.deployed_sha}` : '';
     // Nothing to act on before the spawn registered it (its row's status is `spawning`).
     r.actions.hidden = Boolean(a.pseudo) || a.status === 'spawning';
-    const running = a.status === 'running';
+    const running = a.status === 'running' || a.status === 'failing';  // failing: wanted up
     r.buttons.start.disabled = busy || running;
     r.buttons.stop.disabled = busy || !running;
     r.buttons.restart.disabled = busy || !running;
@@ -530,6 +635,9 @@
       r.buttons[verb].disabled = busy;
     }
   }
+
+  // Failing: the backend says it does not stay up (crash-looping, not starting).
+  const failingAgent = (a) => a.status === 'failing';
 
   function renderAgents() {
     const rows = [...S.agents.values()];
@@ -701,8 +809,6 @@
     const list = [...S.approvals.values()].sort((a, b) => a.id - b.id);
     $('approvals-empty').hidden = list.length > 0;
     $('approvals-count').textContent = list.length ? String(list.length) : '';
-    const waiting = list.filter((a) => a.status === 'pending').length + S.questions.size;
-    document.title = waiting ? `(${waiting}) hivekit` : 'hivekit';
     keyed($('approvals'), list, (a) => a.id, approvalCard, updateApprovalCard);
   }
 
@@ -768,6 +874,57 @@
     keyed($('resolved'), list, (a) => a.id, resolvedItem, updateResolvedItem);
   }
 
+  // Answered questions (history) -----------------------------------------------------------
+
+  function answeredItem(q) {
+    const r = {};
+    r.outcome = h('span', {class: 'outcome'});
+    r.answer = h('p', {class: 'answer'});
+    r.when = timeEl(q.resolved_at || q.created_at);
+    const item = h('article', {class: 'resolved answered', 'data-question': q.id},
+      h('header', {}, h('div', {class: 'what'}, h('span', {class: 'id mono'}, `#${q.id}`),
+        h('span', {class: 'name'}, q.asker), ' asked', r.when), r.outcome),
+      h('p', {class: 'text'}, q.question), r.answer);
+    item._r = r;
+    return item;
+  }
+
+  function updateAnsweredItem(item, q) {
+    const r = item._r;
+    r.outcome.textContent = q.status;
+    r.outcome.className = `outcome ${q.status === 'answered' ? 'approved' : 'denied'}`;
+    const by = q.answered_by ? ` (${q.answered_by === 'operator' ? 'you' : q.answered_by})` : '';
+    r.answer.textContent = q.answer ? `→ ${q.answer}${by}`
+      : (q.status === 'expired' ? 'no answer before its deadline' : `withdrawn${by}`);
+    r.answer.classList.toggle('none', !q.answer);
+  }
+
+  function renderAnswered() {
+    const list = [...S.answered.values()]
+      .sort((a, b) => (b.resolved_at || 0) - (a.resolved_at || 0) || b.id - a.id)
+      .slice(0, ANSWERED);
+    $('answered-panel').hidden = list.length === 0;
+    keyed($('answered'), list, (q) => q.id, answeredItem, updateAnsweredItem);
+  }
+
+  // What waits for the operator: the count in the header and the tab's title.
+  function renderAttention() {
+    const parts = [];
+    const pending = [...S.approvals.values()].filter((a) => a.status === 'pending').length;
+    const failing = [...S.agents.values()].filter(failingAgent).map((a) => a.name);
+    if (pending) parts.push(`${pending} approval${pending > 1 ? 's' : ''}`);
+    if (S.questions.size) parts.push(`${S.questions.size} question${S.questions.size > 1 ? 's' : ''}`);
+    if (failing.length) parts.push(`${failing.length} failing (${failing.join(', ')})`);
+    if (S.unread.size) parts.push(`${S.unread.size} unread`);
+    const waiting = pending + S.questions.size + failing.length + S.unread.size;
+    document.title = waiting ? `(${waiting}) hivekit` : 'hivekit';
+    const el = $('attention');
+    el.hidden = waiting === 0;
+    el.textContent = waiting ? `${waiting} for you` : '';
+    el.title = parts.join(' · ');
+    el.dataset.count = String(waiting);
+  }
+
   // Questions ---------------------------------------------------------------------------
 
   function questionCard(q) {
@@ -828,17 +985,45 @@
 
   // Live log and broker traffic ----------------------------------------------------------
 
-  function addLog(agent, line, cls) {
+  // One line per event, in seq order, each once (history and live events overlap). Lines
+  // of an earlier daemon (whose seqs started again) stay above, without their seq.
+  let logBoot = 0;
+  function addLog(seq, at, agent, line, cls) {
     const log = $('log');
+    const key = `${logBoot}:${seq}`;
+    if (log.querySelector(`[data-line="${CSS.escape(key)}"]`)) return;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 30;
-    log.append(h('div', {class: `line ${cls}`},
-      h('span', {class: 'time'}, clock()), h('span', {class: 'who'}, agent),
-      h('span', {class: 'text'}, line)));
+    const el = h('div', {class: `line ${cls}`, 'data-line': key, 'data-seq': seq},
+      h('span', {class: 'time'}, clock(at)), h('span', {class: 'who'}, agent),
+      h('span', {class: 'text'}, line));
+    let before = null;
+    for (let node = log.lastElementChild; node; node = node.previousElementSibling) {
+      if (!node.dataset.line.startsWith(`${logBoot}:`) || Number(node.dataset.seq) < seq) break;
+      before = node;
+    }
+    log.insertBefore(el, before);
     while (log.childElementCount > LOG_LINES) log.firstElementChild.remove();
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
-  // Newest first, each message once (history and live events may overlap).
+  // The live log starts with its recent history (once per daemon): what a page opened now
+  // would otherwise miss.
+  let logLoadedBoot = null;
+  async function loadLog() {
+    if (logLoadedBoot === S.boot) return;
+    logLoadedBoot = S.boot;
+    try {
+      for (const e of await api('GET', `/api/logs?limit=${LOG_LINES}`)) {
+        const line = logLine(e.event.type, e.event);
+        if (line) addLog(e.seq, e.at, ...line);
+      }
+    } catch (_) {
+      logLoadedBoot = null;  // an older daemon, or a failure: live lines only
+    }
+  }
+
+  // Newest first, each message once (history and live events may overlap). A message to the
+  // operator is unread until marked read (here, by `hivekit ack`, or in another tab).
   function addMessage(m) {
     const list = $('messages');
     const id = Number(m.id);
@@ -852,13 +1037,46 @@
       }
     }
     const system = m.sender === 'system';
-    list.insertBefore(h('li', {class: `message${system ? ' system' : ''}`, 'data-message': id},
-      h('div', {class: 'route'}, h('span', {class: 'name'}, m.sender), h('span', {}, '→'),
-        h('span', {class: 'name'}, m.recipient), timeEl(m.created_at)),
-      messageBody(m)), before);
+    const toYou = m.recipient === 'operator';
+    if (toYou && !m.acked_at) S.unread.add(id);
+    const read = toYou ? h('button', {type: 'button', class: 'link read', 'data-action': 'read',
+      onclick: () => markRead([id])}, 'mark read') : null;
+    list.insertBefore(h('li', {class: `message${system ? ' system' : ''}${toYou ? ' to-you' : ''}`,
+      'data-message': id},
+    h('div', {class: 'route'}, h('span', {class: 'name'}, m.sender), h('span', {}, '→'),
+      h('span', {class: 'name'}, toYou ? 'you' : m.recipient), timeEl(m.created_at), read),
+    messageBody(m)), before);
     while (list.childElementCount > MESSAGES) list.lastElementChild.remove();
     $('messages-empty').hidden = true;
+    render();
   }
+
+  function renderUnread() {
+    for (const li of $('messages').children) {
+      const id = Number(li.dataset.message);
+      const unread = S.unread.has(id);
+      li.classList.toggle('unread', unread);
+      const button = li.querySelector('button.read');
+      if (button) {
+        button.hidden = !unread;
+        button.disabled = S.busy.has(`read:${id}`);
+      }
+    }
+    $('unread-count').textContent = S.unread.size ? String(S.unread.size) : '';
+    $('read-all').hidden = S.unread.size === 0;
+  }
+
+  async function markRead(ids) {
+    const key = ids.length === 1 ? `read:${ids[0]}` : 'read:all';
+    await act(key, 'mark read', async () => {
+      const body = ids.length ? {ids} : {all: true};
+      await api('POST', '/api/agents/operator/inbox/ack', body);
+      // The messages_read event says so too (and tells the other tabs).
+      if (ids.length) for (const id of ids) S.unread.delete(id);
+      else S.unread.clear();
+    });
+  }
+  $('read-all').addEventListener('click', () => markRead([]));
 
   // A system message carries a helper event (JSON with a type): shown as its fields.
   function messageBody(m) {
@@ -884,12 +1102,13 @@
       h('span', {class: 'event'}, ev.type.replace(/_/g, ' ')), fields);
   }
 
-  // The feed starts with each agent's recent inbox (once per page load); events add the rest.
+  // The feed starts with each inbox's recent messages, the operator's too (once per page
+  // load); events add the rest.
   let historyLoaded = false;
   async function loadHistory() {
     if (historyLoaded) return;
     historyLoaded = true;
-    for (const name of S.agents.keys()) {
+    for (const name of ['operator', ...S.agents.keys()]) {
       try {
         const messages = await api('GET', `/api/agents/${encodeURIComponent(name)}/inbox?limit=20`);
         for (const m of messages) addMessage(m);

@@ -26,8 +26,8 @@ def _say(hive: Hive, agent: str, line: str, warning: bool = False) -> None:
     from hivekit import events
 
     log.log(logging.WARNING if warning else logging.INFO, "[%s] %s", agent, line)
-    hive.bus.publish(events.LogLine(agent=agent, line=line,
-                                    stream="stderr" if warning else "stdout"))
+    hive.log_event(agent, events.LogLine(agent=agent, line=line,
+                                         stream="stderr" if warning else "stdout"))
 
 
 def _describe(exc: Exception) -> str:

@@ -64,7 +64,9 @@ from .config import NixosContainerConfig
 from .status import Watcher
 
 if TYPE_CHECKING:
-    from hivekit import AgentSpec, Deploy, Hive, Mount
+    from collections.abc import Iterator
+
+    from hivekit import AgentSpec, Deploy, ExecPlan, Hive, Mount
 
 log = logging.getLogger("hivekit.nixos_container")
 
@@ -344,6 +346,8 @@ def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount]:
 
 @hookimpl
 def initial_config_files(hive: Hive, agent: AgentSpec) -> dict[str, str]:
+    # The templates (agent_templates) are the process backend's; a NixOS agent's harness is
+    # the `hivekit.agent.command` of its module (agent.nix).
     files = resources.files(__package__)
     return {
         target: files.joinpath(source).read_text().replace("@name@", agent.name)
@@ -454,6 +458,49 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     remove_container(hive, agent, container_name(hive, agent.name))
     watcher(hive).forget(agent.name)
+
+
+#: The agent's service inside its container (nix/agent-base.nix).
+AGENT_UNIT = "hive-agent.service"
+#: Environment passed from the CLI to ``nixos-container run`` (nothing of the agent's: the
+#: command runs in the container, which has its own).
+HOST_ENV = ("PATH", "LANG", "LC_ALL", "TERM")
+#: Run inside the container by ``hivekit exec``: each credential key in the creds dir becomes
+#: a variable of the command's (as for the agent), then the command runs.
+WITH_CREDS = ('for f in "$0"/env/*; do [ -f "$f" ] && export "${f##*/}=$(cat "$f")"; done; '
+              'exec "$@"')
+
+
+@hookimpl
+def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> ExecPlan:
+    """``nixos-container run <c> -- CMD``: in the container (which must be running), with the
+    agent's creds dir at ``creds_mount`` and its keys in the command's environment."""
+    import os
+
+    from hivekit import ExecPlan
+
+    cfg = settings(hive)
+    container = container_name(hive, agent.name)
+    if not conf_path(hive, container).exists():
+        raise OperationFailed(f"container {container} does not exist: nothing to run in")
+    return ExecPlan(
+        argv=[_program(hive, cfg.nixos_container), "run", container, "--", "sh", "-c",
+              WITH_CREDS, cfg.creds_mount, *argv],
+        env={k: os.environ[k] for k in HOST_ENV if k in os.environ})
+
+
+@hookimpl
+def agent_logs(hive: Hive, agent: AgentSpec, lines: int,
+               follow: bool) -> Iterator[str | None]:
+    """The journal of the agent's service inside its container (``journalctl -M <c>``)."""
+    cfg = settings(hive)
+    argv = [_program(hive, cfg.journalctl), "-M", container_name(hive, agent.name), "-u",
+            AGENT_UNIT, "-o", "cat", "--no-pager", "-n", str(lines)]
+    if follow:
+        from hivekit import follow as follow_lines
+
+        return follow_lines([*argv, "-f"])
+    return iter(run(argv, timeout=cfg.timeout).splitlines())
 
 
 @hookimpl

@@ -98,6 +98,8 @@ class NixosContainerConfig:
     nixos_container: str = "nixos-container"
     #: The ``systemctl`` executable.
     systemctl: str = "systemctl"
+    #: The ``journalctl`` executable (``hivekit logs`` reads a container's journal with it).
+    journalctl: str = "journalctl"
     #: The ``nix-env`` executable (sets a container's system profile back after a failed
     #: activation).
     nix_env: str = "nix-env"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hivekit_plugins.process import sandbox, spec
+from hivekit_plugins.process import cgroups, sandbox, spec
 from hivekit_plugins.process.settings import ProcessConfig
 from hivekit_plugins.process.supervisor import (
     Child,
@@ -27,9 +27,21 @@ from hivekit_plugins.process.supervisor import (
     group_members,
 )
 
-from hivekit import Badge, BadgeLevel, HiveError, Mount, OperationFailed, hookimpl
+from hivekit import (
+    Badge,
+    BadgeLevel,
+    ExecPlan,
+    HiveError,
+    Mount,
+    OperationFailed,
+    actions,
+    creds,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from hivekit import AgentSpec, Deploy, Hive
 
 log = logging.getLogger("hivekit.process")
@@ -52,6 +64,8 @@ class Backend:
         self._lock = threading.Lock()
         self._bwrap: str | None = None
         self._probed = False
+        self._tree: cgroups.Tree | None = None
+        self._tree_probed = False
         #: agent → (the launch number its last run started, when it came up).
         self._started: dict[str, tuple[int, float]] = {}
         #: agent → the ``[health]`` of what its last deploy runs.
@@ -92,38 +106,120 @@ class Backend:
             self.hive.refresh(name)
         return self._bwrap
 
+    def cgroup_tree(self) -> cgroups.Tree | None:
+        """The cgroup tree agents' memory and CPU limits use, or None for rlimits.
+
+        Decided once, like :meth:`bwrap`: ``cgroup = "auto"`` probes and warns (naming what is
+        then not enforced) when the config sets limits it cannot enforce; ``"required"``
+        refuses to go on without; ``"off"`` never tries.
+        """
+        with self._lock:
+            if self._tree_probed:
+                return self._tree
+            s = self.settings
+            mode = s.cgroup
+            tree, why = (None, 'cgroup = "off"') if mode == "off" else cgroups.probe(
+                self.hive.paths.state_dir)
+            if tree is None and mode == "required":
+                raise HiveError(f'[process] cgroup = "required", but no cgroup tree can take '
+                                f'the agents\' limits here: {why}\nrun hivekit serve where it '
+                                'may manage cgroups (a systemd unit with Delegate=yes), or set '
+                                '[process] cgroup = "auto" to fall back to rlimits')
+            if tree is not None:
+                tree.sweep()
+                log.info("process: agents' memory and CPU limits use cgroup %s (%s)", tree.kind,
+                         ", ".join(f"{c} in {d}" for c, d in sorted(tree.parents.items())))
+            warning = cgroups.fallback_warning(why, s.any_set("memory"), s.any_set("cpus"),
+                                               tree)
+            if warning:
+                log.warning("%s", warning)
+            self._tree, self._tree_probed = tree, True
+            return tree
+
     # --- launching -----------------------------------------------------------------------------
 
-    def launch_for(self, agent: AgentSpec, config: spec.AgentToml) -> Launch:
-        """How to run ``config`` for ``agent``: checks that its command exists."""
+    def launch_for(self, agent: AgentSpec, config: spec.AgentToml, *, argv: list[str] | None = None,
+                   tty: bool = False) -> Launch:
+        """How to run ``config`` for ``agent``: checks that its command exists.
+
+        With ``argv``, how to run that command instead, in the same sandbox, limits and
+        environment, for ``hivekit exec`` (no parent-death signal: the operator's CLI runs it;
+        ``tty``: it keeps the operator's terminal).
+        """
         hive, p = self.hive, agent.paths
         for d in (p.state, p.creds, p.runtime, hive.paths.shared):
             d.mkdir(parents=True, exist_ok=True)
         # The hive's own bin dir first: `python` and `hivekit` are the ones the hive runs on.
         path_var = config.env.get("PATH") or os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
-        program = spec.resolve(config, p.applied, path_var)
+        program = spec.resolve(config, p.applied, path_var) if argv is None else argv[0]
         bwrap = self.bwrap()
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         env.update({"PATH": path_var, "HOME": str(p.creds)})
         env.update(config.env)
         extra = self.extra_binds(agent)
         # Last: agent.toml cannot set these (spec refuses them), and nothing may shadow them.
-        env.update(hive.agent_env(agent))
-        inner = [program, *config.args]
+        env.update(hive.agent_env(agent))  # its paths through the mount table (agent_mounts)
+        inner = [program, *config.args] if argv is None else [program, *argv[1:]]
         if bwrap:
             inner = [*sandbox.argv(bwrap, name=agent.name,
                                    hidden=[hive.paths.state_dir, hive.paths.runtime_dir],
                                    applied=p.applied, notes=p.state, creds=p.creds,
-                                   shared=hive.paths.shared, runtime=p.runtime, extra=extra),
+                                   shared=hive.paths.shared, runtime=p.runtime, extra=extra,
+                                   ro_binds=self.settings.ro_binds,
+                                   new_session=argv is not None and not tty),
                      *inner]
-        limits = [a for k, v in self.settings.rlimits(agent.name).items()
-                  for a in ("--rlimit", f"{k}={v}")]
-        argv = [sys.executable, "-I", str(LAUNCHER), "--parent", str(os.getpid()), *limits,
-                "--", *inner]
-        describe = " ".join([config.command, *config.args])
-        return Launch(argv=argv, env=env, cwd=str(p.state), describe=describe, bwrap=bwrap,
-                      wait_for_port=config.wait_for_port)
+        shim = [sys.executable, "-I", str(LAUNCHER)]
+        if argv is None:
+            shim += ["--parent", str(os.getpid())]
+        shim += [a for d in self._cgroups(agent) for a in ("--cgroup", str(d))]
+        shim += ["--env-dir", str(creds.env_dir(agent))]
+        tree = self.cgroup_tree()
+        memory_in_cgroup = tree is not None and tree.enforces("memory")
+        shim += [a for k, v in self.settings.rlimits(agent.name, memory=not memory_in_cgroup)
+                 .items() for a in ("--rlimit", f"{k}={v}")]
+        describe = " ".join([config.command, *config.args] if argv is None else argv)
+        return Launch(argv=[*shim, "--", *inner], env=env, cwd=str(p.state), describe=describe,
+                      bwrap=bwrap, wait_for_port=config.wait_for_port)
+
+    def _cgroups(self, agent: AgentSpec) -> list[Path]:
+        """The agent's cgroup directories, made with its limits (none without a tree)."""
+        tree = self.cgroup_tree()
+        if tree is None:
+            return []
+        limits = self.settings.limits(agent.name)
+        try:
+            return tree.prepare(agent.name, limits.memory, limits.cpus)
+        except OSError as exc:
+            raise OperationFailed(f"{agent.name}: cannot set up its cgroup for the memory and "
+                                  f"CPU limits: {exc.strerror or exc}") from None
+
+    def exec_plan(self, agent: AgentSpec, argv: list[str], tty: bool) -> ExecPlan:
+        """``hivekit exec``: ``argv`` in the agent's sandbox, limits and environment, with its
+        credentials loaded by the shim (never put in the plan)."""
+        try:
+            config = spec.load(agent.paths.applied)
+        except OperationFailed:
+            config = spec.parse(spec.seed(agent.name))  # a broken agent.toml: still let the
+            # operator in to look (only its env is taken from it)
+        launch = self.launch_for(agent, config, argv=argv, tty=tty)
+        return ExecPlan(argv=launch.argv, env=launch.env, cwd=launch.cwd)
+
+    def log_lines(self, agent: AgentSpec, lines: int, follow: bool) -> Iterator[str | None]:
+        """``hivekit logs``: the end of ``agent.log`` (with ``agent.log.1`` when that is too
+        short), then with ``follow`` the live log's new lines of the agent (its output and the
+        supervisor's), which the log file gets too."""
+        # Subscribed before the file is read: a line written meanwhile may show twice, never
+        # not at all.
+        follower = actions.LiveLines(self.hive, agent.name, 0, follow) if follow else None
+        try:
+            path = agent.paths.state / LOG_NAME
+            yield from _tail([path.with_name(path.name + ".1"), path], lines)
+            if follower is not None:
+                yield from follower
+        finally:
+            if follower is not None:
+                follower.close()
 
     def extra_binds(self, agent: AgentSpec) -> list[tuple[str, Path]]:
         """What the sandbox shows beyond the agent's own dirs: the manager edits every agent's
@@ -302,6 +398,8 @@ class Backend:
         child = self.get(agent.name)
         if child is not None:
             child.stop(self.settings.stop_timeout)
+        if self._tree is not None:
+            self._tree.remove(agent.name)
 
     def forget(self, agent: AgentSpec) -> None:
         self.stop(agent)
@@ -319,6 +417,31 @@ class Backend:
         for child, proc in pending:
             child.finish_stop(proc, max(0.1, deadline - time.monotonic()))
             child.logfile.close()
+            if self._tree is not None:
+                self._tree.remove(child.name)
+
+
+def _tail(paths: list[Path], lines: int) -> list[str]:
+    """The last ``lines`` lines of ``paths`` read as one file (missing ones skipped)."""
+    if lines <= 0:
+        return []
+    kept: list[str] = []
+    for path in reversed(paths):  # newest first: stop once there are enough
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - 512 * 1024))  # the end is enough for 10k short lines
+                text = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        part = text.splitlines()
+        if size > 512 * 1024 and part:
+            part = part[1:]  # the first one is cut
+        kept = part + kept
+        if len(kept) >= lines:
+            break
+    return kept[-lines:]
 
 
 def _which(program: str) -> str:
@@ -392,8 +515,17 @@ def config_schema() -> type:
 
 
 @hookimpl
-def initial_config_files(agent: AgentSpec) -> dict[str, str]:
+def initial_config_files(hive: Hive, agent: AgentSpec, template: str | None) -> dict[str, str]:
+    if template == spec.CLAUDE:
+        return {spec.FILE: spec.seed_claude(agent.name)}
     return {spec.FILE: spec.seed(agent.name)}
+
+
+@hookimpl
+def agent_templates(hive: Hive) -> dict[str, str]:
+    # The turn loop and the MCP bridge are the agent_api plugin's (on by default).
+    return {spec.CLAUDE: "Claude Code (`claude -p`) answering its messages turn by turn, with "
+                         "the hive's MCP tools (hivekit turn-loop)"}
 
 
 @hookimpl
@@ -403,7 +535,9 @@ def agent_mounts(hive: Hive, agent: AgentSpec) -> list[Mount] | None:
 
 @hookimpl
 def startup(hive: Hive) -> None:
-    backend(hive).bwrap()  # probe now: the warning (or the refusal) belongs to the start
+    # Probe now: the warnings (or the refusals) belong to the start.
+    backend(hive).bwrap()
+    backend(hive).cgroup_tree()
 
 
 @hookimpl
@@ -434,6 +568,17 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
 @hookimpl
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     backend(hive).forget(agent)
+
+
+@hookimpl
+def agent_exec(hive: Hive, agent: AgentSpec, argv: list[str], tty: bool) -> ExecPlan:
+    return backend(hive).exec_plan(agent, argv, tty)
+
+
+@hookimpl
+def agent_logs(hive: Hive, agent: AgentSpec, lines: int,
+               follow: bool) -> Iterator[str | None]:
+    return backend(hive).log_lines(agent, lines, follow)
 
 
 @hookimpl

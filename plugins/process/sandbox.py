@@ -1,14 +1,24 @@
 """Bubblewrap: what an agent sees when the hive sandboxes it.
 
-The sandbox is built on an empty root: every top-level host directory is bound read-only (so
-the host's programs and libraries work as they are), with a fresh ``/dev``, ``/proc``, ``/tmp``
-and ``/run`` (``/run``'s host entries bound read-only again, since on NixOS the system profile
-lives there), then:
+The sandbox is built on an empty root and binds only what an agent needs to run programs, all
+read-only:
 
-* the hive's own state and runtime dirs are covered by empty tmpfs, which hides every other
-  agent's notes and creds, ``hive.db`` and ``admin.sock``;
-* the agent's applied config repo is bound back read-only, its notes and creds read-write at
-  their host paths, ``<state_dir>/shared`` read-write at ``/shared`` and its socket dir
+* the system's programs and libraries: ``/usr`` (and ``/bin``, ``/sbin``, ``/lib*`` as the
+  host has them: symlinks into ``/usr`` on a merged-usr system), the Nix store (``/nix``) and
+  NixOS's ``/run/current-system`` when present;
+* the ``/etc`` essentials (:data:`ETC`: users and groups, name resolution, TLS certificates,
+  the dynamic linker's cache, time zone, Debian's alternatives, NixOS's ``/etc/static``), not
+  the rest of ``/etc`` (no ``shadow``, no host keys);
+* the hive's own Python and hivekit's own packages (:func:`code_paths`: the agent's
+  ``python`` and ``hivekit`` are the hive's, wherever they are installed);
+* paths the operator adds with ``[process] ro_binds``;
+
+and a fresh ``/dev``, ``/proc``, ``/tmp`` and ``/run``. Nothing else of the host is there: not
+``/root``, not ``/home``, not the operator's checkouts or work dirs, not the hive's state (its
+``hive.db``, ``admin.sock``, the other agents' notes and creds). Then:
+
+* the agent's applied config repo is bound read-only, its notes and creds read-write at their
+  host paths, ``<state_dir>/shared`` read-write at ``/shared`` and its socket dir
   ``<runtime_dir>/agents/<n>`` at ``/run/hive``;
 * the manager, whose work is editing the other agents' configs, also gets ``<state_dir>/agents``
   read-write (every agent's proposed repo, and with it their notes and creds, as the reference
@@ -24,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from hivekit import run
@@ -31,27 +42,30 @@ from hivekit import run
 #: Where the agent's socket dir and the shared dir appear inside the sandbox.
 RUNTIME_MOUNT = "/run/hive"
 SHARED_MOUNT = "/shared"
-#: Top-level host entries the sandbox makes fresh (or, for /shared, its own) instead of binding.
-_FRESH = frozenset({"proc", "dev", "tmp", "run", "shared"})
 #: Namespaces and hardening for every sandboxed agent (and the probe).
 ISOLATION = ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
              "--cap-drop", "ALL", "--die-with-parent")
+#: Top-level system directories, bound (or, as symlinks, recreated) when the host has them.
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/nix")
+#: What of /etc an agent's programs need. A symlink (NixOS's /etc is mostly links into
+#: /etc/static) is bound as what it points at.
+ETC = ("passwd", "group", "hosts", "hostname", "resolv.conf", "nsswitch.conf", "host.conf",
+       "gai.conf", "services", "protocols", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+       "localtime", "timezone", "zoneinfo", "ssl", "ca-certificates", "ca-certificates.conf",
+       "pki", "alternatives", "mime.types", "os-release", "lsb-release", "debian_version",
+       "gitconfig", "static", "nix", "profile", "profile.d", "bash.bashrc", "inputrc",
+       "terminfo", "locale.alias", "locale.conf", "default/locale", "npmrc")
+#: Of /run, only what NixOS keeps its system profile and DNS stub in.
+RUN = ("/run/current-system", "/run/systemd/resolve")
 
 
-def _bind_children(root: str, skip: frozenset[str]) -> list[str]:
-    """Bind every entry of host dir ``root`` read-only at the same path (symlinks recreated)."""
+def _system(paths: Iterable[str]) -> list[str]:
+    """Bind each existing path read-only at itself; a top-level symlink is recreated as one."""
     args: list[str] = []
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
-        return args
-    for entry in entries:
-        if entry.name in skip:
-            continue
-        path = os.path.join(root, entry.name)
-        if entry.is_symlink():
+    for path in paths:
+        if os.path.islink(path) and os.path.dirname(path) == "/":
             args += ["--symlink", os.readlink(path), path]
-        else:
+        elif os.path.exists(path):
             args += ["--ro-bind", path, path]
     return args
 
@@ -67,12 +81,14 @@ def code_paths() -> list[str]:
     return sorted({sys.prefix, sys.base_prefix, *packages})
 
 
-def host_view() -> list[str]:
-    """The host, read-only, with fresh /dev, /proc, /tmp and /run."""
+def host_view(ro_binds: Iterable[str] = ()) -> list[str]:
+    """The system's programs, libraries and /etc essentials, read-only, with fresh /dev,
+    /proc, /tmp and /run; ``ro_binds`` (the operator's additions) too."""
     return [
-        *_bind_children("/", _FRESH),
+        *_system(SYSTEM),
+        "--dir", "/etc", *_system(f"/etc/{name}" for name in ETC),
         "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run",
-        *_bind_children("/run", frozenset({"hive"})),
+        *_system(RUN), *_system(ro_binds),
     ]
 
 
@@ -93,16 +109,22 @@ def mounts(*, applied: Path, notes: Path, creds: Path, shared: Path, runtime: Pa
 
 
 def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Path, creds: Path,
-         shared: Path, runtime: Path, extra: list[tuple[str, Path]] = ()) -> list[str]:
+         shared: Path, runtime: Path, extra: list[tuple[str, Path]] = (),
+         ro_binds: Iterable[str] = (), new_session: bool = False) -> list[str]:
     """The bubblewrap command line (up to and including ``--``) for one agent.
 
     :param extra: further ``(bwrap bind option, host path)`` pairs bound at the same path after
         the hive's dirs are hidden (the manager's view of the other agents' repos).
+    :param ro_binds: more host paths to bind read-only (``[process] ro_binds``).
+    :param new_session: run in a session of its own, without a controlling terminal (so that
+        it cannot push input into one): for a ``hivekit exec`` without a terminal of its own.
+        Supervised agents need not: they start in a session of their own, and must stay in
+        the process group the supervisor signals.
     """
-    args = [bwrap, *host_view()]
+    args = [bwrap, *host_view(ro_binds)]
     # The hive's own Python and code (its `python` and `hivekit` come first on the agent's PATH),
-    # in case they live somewhere the sandbox covers, such as /tmp (a checkout there, installed
-    # editable). Bound before the hive's dirs are hidden, so they can never uncover those.
+    # wherever they are (a venv in a checkout, installed editable). Bound before the hive's
+    # dirs are hidden, so they can never uncover those.
     for path in code_paths():
         args += ["--ro-bind-try", path, path]
     for d in sorted({str(p) for p in hidden}, key=len):  # outer before inner
@@ -110,7 +132,9 @@ def argv(bwrap: str, *, name: str, hidden: list[Path], applied: Path, notes: Pat
     for option, host, inside in mounts(applied=applied, notes=notes, creds=creds,
                                        shared=shared, runtime=runtime, extra=extra):
         args += [option, str(host), inside]
-    args += [*ISOLATION, "--hostname", f"h-{name}", "--chdir", str(notes), "--"]
+    # The skeleton bubblewrap made (/etc, the mount points) read-only too.
+    args += ["--remount-ro", "/", *ISOLATION, *(["--new-session"] if new_session else []),
+             "--hostname", f"h-{name}", "--chdir", str(notes), "--"]
     return args
 
 

@@ -35,6 +35,8 @@ from attrs import field, frozen
 from hivekit import OperationFailed, identity
 
 FILE = "agent.toml"
+#: The template that runs Claude Code (``hivekit request spawn NAME --template claude``).
+CLAUDE = "claude"
 
 #: Variables hivekit sets itself: an agent's config cannot change who it is or where it talks.
 IDENTITY = identity.NAMES
@@ -118,6 +120,26 @@ def seed(name: str) -> str:
         + _identity_comment() +
         'command = "hivekit"\n'
         'args = ["harness"]\n'
+        "\n"
+        "[env]\n"
+        'PYTHONUNBUFFERED = "1"\n'
+    )
+
+
+def seed_claude(name: str) -> str:
+    """The ``claude`` template's ``agent.toml``: Claude Code through ``hivekit turn-loop``."""
+    return (
+        f"# {name} runs Claude Code (the hive's \"claude\" template). `hivekit turn-loop` waits\n"
+        "# for messages on the hive's socket, gives each batch to one `claude -p` turn with the\n"
+        "# hive's MCP tools (send, ask, agents...) and the hive's prompt, and acknowledges them\n"
+        "# once the turn succeeded; a failed turn restarts the agent (the dashboard shows why).\n"
+        "# Arguments after \"--\" go to every turn (`claude --help`: --model, --permission-mode).\n"
+        "# It needs Claude Code on the hive's PATH (npm install -g @anthropic-ai/claude-code) and\n"
+        f"# credentials: `hivekit creds {name} set ANTHROPIC_API_KEY` (the value on stdin), or\n"
+        f"# `hivekit exec {name} -- claude login`. Commit a change here and request an apply.\n"
+        'command = "hivekit"\n'
+        'args = ["turn-loop", "--", "--permission-mode", "acceptEdits"]\n'
+        "wait_for_port = false   # it serves no page\n"
         "\n"
         "[env]\n"
         'PYTHONUNBUFFERED = "1"\n'

@@ -1,4 +1,5 @@
-"""An example third-party hivekit plugin: a config table, a badge, a state key and a command."""
+"""An example third-party hivekit plugin: a config table, a badge, a state key, a command and a
+template."""
 
 from __future__ import annotations
 
@@ -40,3 +41,15 @@ def register_commands(cli):
     def hello(name):
         """Say hello (from the example plugin)."""
         click.echo(f"hello, {name}, from the example plugin")
+
+
+@hookimpl
+def agent_templates(hive):
+    return {"greeter": "an agent that greets (the example plugin's template)"}
+
+
+@hookimpl
+def initial_config_files(hive, agent, template):
+    if template == "greeter":
+        return {"greeting.txt": f"{hive.plugin_config('example').greeting} from {agent.name}\n"}
+    return None
