@@ -340,7 +340,7 @@ def test_approvals_failed_by_a_destroy_or_purge_tell_resolved_then_destroyed_onl
         ("destroyed", None, None, None)]
     respawn = hive.post("/api/requests/spawn", {"name": "coder"})
     before = len(helper_events(hive))
-    cli_ok(hive, "destroy", "coder", "--purge")
+    cli_ok(hive, "destroy", "coder", "--purge", "--yes")
     told = helper_events(hive)[before:]
     assert [(e["type"], e.get("id"), e.get("status"), e.get("note")) for e in told] == [
         ("approval_resolved", respawn["id"], "failed", "agent purged"),
