@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from hivekit import creds, deploy, events, teardown
+from hivekit import creds, deploy, events, outbox, teardown, wake
 from hivekit.errors import BadRequest, Conflict, HiveError, NotFound, OperationFailed
 from hivekit.git import Repo
-from hivekit.hive import OPERATOR, Hive
+from hivekit.hive import OPERATOR, SYSTEM, Hive
 from hivekit.names import RESERVED, check_id, check_name
 from hivekit.records import (
     AgentSpec,
@@ -330,9 +330,10 @@ async def wait_agent(hive: Hive, name: str, timeout: float = MAX_WAIT) -> AgentV
 
 def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
                work: Callable[[AgentSpec], None],
-               observe: tuple[str, str] | None = None) -> AgentView:
+               observe: tuple[str, str] | None = None, woken: bool = False) -> AgentView:
     """Run ``work`` under the agent's lock; then tell the ``observe = (hook, reason)``
-    observers, once the lock is released (an observer may start another operation)."""
+    observers, once the lock is released (an observer may start another operation). With
+    ``woken``, the agent gets its wake-up for ``reason``, written with its wanted state."""
     spec = existing_agent(hive, name)
     with hive.begin(spec.name, kind):
         try:
@@ -341,8 +342,13 @@ def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
             raise
         except Exception as exc:
             raise OperationFailed(f"{kind.value} {spec.name}: {deploy.describe(exc)}") from exc
-        if wanted:
-            hive.store.set_wanted(spec.name, wanted)
+        text = wake.message(hive, spec, observe[1]) if woken and observe else None
+        with outbox.record(hive) as out:
+            if wanted:
+                hive.store.set_wanted(spec.name, wanted)
+            if text is not None:
+                out.send(SYSTEM, spec.name, text)
+        out.deliver()
     # The operation's end remade the row (and announced it).
     view = hive.view.row(spec.name)
     assert view is not None, f"{spec.name} is registered but has no row"
@@ -354,7 +360,7 @@ def _lifecycle(hive: Hive, name: str, kind: Transient, wanted: str | None,
 def start(hive: Hive, name: str) -> AgentView:
     return _lifecycle(hive, name, Transient.STARTING, "running",
                       lambda a: hive.hook.start(hive=hive, agent=a),
-                      ("agent_started", "started by the operator"))
+                      ("agent_started", "started by the operator"), woken=True)
 
 
 def stop(hive: Hive, name: str) -> AgentView:
@@ -371,15 +377,16 @@ def restart(hive: Hive, name: str) -> AgentView:
             hive.hook.start(hive=hive, agent=a)
 
     return _lifecycle(hive, name, Transient.RESTARTING, "running", work,
-                      ("agent_started", "restarted by the operator"))
+                      ("agent_started", "restarted by the operator"), woken=True)
 
 
-def rebuild(hive: Hive, name: str) -> AgentView:
+def rebuild(hive: Hive, name: str, reason: str = "rebuilt by the operator") -> AgentView:
     """Rebuild the agent from its applied ``main`` (outside any approval). It clears the agent's
-    ``needs rebuild`` mark when it succeeds; the manager hears ``rebuilt`` either way."""
+    ``needs rebuild`` mark when it succeeds; the manager hears ``rebuilt`` either way, and the
+    agent, rebuilt, its wake-up for ``reason`` (what the ``agent_started`` observers hear too)."""
     return _lifecycle(hive, name, Transient.REBUILDING, "running",
-                      lambda a: deploy.rebuild_agent(hive, a),
-                      ("agent_started", "rebuilt by the operator"))
+                      lambda a: deploy.rebuild_agent(hive, a, reason=reason),
+                      ("agent_started", reason))
 
 
 def destroy(hive: Hive, name: str, purge: bool = False) -> None:

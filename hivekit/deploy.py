@@ -29,7 +29,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from hivekit import events, hookimpl, outbox, remotes, verify
+from hivekit import events, hookimpl, outbox, remotes, verify, wake
 from hivekit.errors import BadRequest, HiveError, OperationFailed, describe
 from hivekit.git import Repo, check_proposed
 from hivekit.hive import SYSTEM, Hive
@@ -232,14 +232,15 @@ def _step(hive: Hive, deploy: Deploy, step: str) -> None:
 
 def _succeed(hive: Hive, approval: Approval, deploy: Deploy) -> Approval:
     hive.call_each("finalize_deploy", hive=hive, deploy=deploy)
+    woken = wake.message(hive, deploy.agent,
+                         f"config update applied: approval #{approval.id} deployed "
+                         f"{(approval.sha or '')[:12]} ({deploy.deployed_tag})")
     with outbox.record(hive) as out:
         resolved = hive.store.resolve(approval.id, ApprovalStatus.APPROVED,
                                       expect=ApprovalStatus.RUNNING, tag=deploy.deployed_tag)
         hive.store.set_rebuild(approval.agent, None)
         _tell(out, resolved)
-        out.send(SYSTEM, approval.agent,
-                 f"config update applied: approval #{approval.id} deployed "
-                 f"{(approval.sha or '')[:12]} ({deploy.deployed_tag})")
+        out.send(SYSTEM, approval.agent, woken)
     _step(hive, deploy, "finalized")
     out.deliver()
     hive.checkpoint("apply.delivered", approval.agent)
@@ -315,19 +316,25 @@ def reconverge_container(hive: Hive, agent: AgentSpec, *, approval_id: int | Non
     return f"rolled back: {agent.name} was rebuilt from main ({sha}) and runs it again"
 
 
-def _tell(out: outbox.Outcome, approval: Approval) -> None:
+def _tell(out: outbox.Outcome, approval: Approval, *, ran: bool = True) -> None:
     """What every party is owed when ``approval`` ended: the bus, the manager's helper events
-    and the ``approval_resolved`` observers (written with the transition, in ``out``)."""
+    and the ``approval_resolved`` observers (written with the transition, in ``out``).
+
+    ``ran=False``: the approval failed without running (its agent was destroyed or purged): the
+    manager hears ``approval_resolved`` alone (then ``destroyed``, from the destroy), never a
+    ``spawned``/``rebuilt`` for a spawn or rebuild that did not happen."""
     out.publish(events.ApprovalChanged(approval=approval))
     ok = approval.status == ApprovalStatus.APPROVED
     out.notify_manager(events.ApprovalResolvedHelper(
         id=approval.id, kind=approval.kind.value, agent=approval.agent,
         status=approval.status.value, commit=approval.commit, sha=approval.sha,
         tag=approval.tag, note=approval.note, ref=approval.ref))
-    if approval.kind == ApprovalKind.SPAWN and approval.status != ApprovalStatus.DENIED:
+    if not ran or approval.status == ApprovalStatus.DENIED:
+        pass
+    elif approval.kind == ApprovalKind.SPAWN:
         out.notify_manager(events.SpawnedHelper(agent=approval.agent, ok=ok, sha=approval.sha,
                                                 note=approval.note))
-    elif approval.kind == ApprovalKind.APPLY and approval.status != ApprovalStatus.DENIED:
+    elif approval.kind == ApprovalKind.APPLY:
         out.notify_manager(events.RebuiltHelper(agent=approval.agent, ok=ok, sha=approval.sha,
                                                 tag=approval.tag, note=approval.note))
     out.approval_resolved(approval)
@@ -505,7 +512,7 @@ def fail_pending(hive: Hive, out: outbox.Outcome, agent: str, note: str, *,
             name = f"failed/{approval.id}"
         resolved = hive.store.resolve(approval.id, ApprovalStatus.FAILED,
                                       expect=ApprovalStatus.PENDING, note=note, tag=name)
-        _tell(out, resolved)
+        _tell(out, resolved, ran=False)
         failed.append(resolved)
     return failed
 
@@ -574,9 +581,11 @@ def _recover_spawn(hive: Hive, approval: Approval) -> Approval:
 # --- the operator's rebuild ------------------------------------------------------------------
 
 
-def rebuild_agent(hive: Hive, agent: AgentSpec, *, rerun: bool = False) -> None:
+def rebuild_agent(hive: Hive, agent: AgentSpec, *, rerun: bool = False,
+                  reason: str | None = None) -> None:
     """Rebuild ``agent`` from its applied ``main`` outside any approval (the operator's rebuild,
-    or startup re-running one a crash interrupted); the manager hears ``rebuilt`` once.
+    or startup re-running one a crash interrupted); the manager hears ``rebuilt`` once, and with
+    a ``reason`` the agent gets its wake-up (:mod:`hivekit.wake`) when the rebuild succeeded.
 
     Success clears the agent's rebuild mark. A failure puts back the mark it had (an operator's
     rebuild that fails changes nothing) and raises; a re-run that fails marks it ``needed``.
@@ -605,11 +614,14 @@ def rebuild_agent(hive: Hive, agent: AgentSpec, *, rerun: bool = False) -> None:
             return
         raise
     hive.checkpoint("rebuild.built", agent.name)
+    woken = None if reason is None else wake.message(hive, agent, reason)
     with outbox.record(hive) as out:
         hive.store.set_rebuild(agent.name, None)
         out.notify_manager(events.RebuiltHelper(
             agent=agent.name, ok=True, sha=Repo(agent.paths.applied).ref(MAIN), tag=None,
             note=None))
+        if woken is not None:
+            out.send(SYSTEM, agent.name, woken)
     hive.checkpoint("rebuild.done", agent.name)
     out.deliver()
     hive.checkpoint("rebuild.delivered", agent.name)

@@ -70,14 +70,16 @@ def point(hive: Hive, name: str) -> bool:
     if before is not None and seen.get(name) == (url, before):
         return False  # the files hivekit last found right are untouched (a deploy's case)
     seen.pop(name, None)
+    dirs = _dirs_signature(repo)  # before anything is read: a later change shows as a change
     why = check_proposed(repo, agents)
     if why is not None:
         log.warning("not pointing %s's %s remote: %s", name, REMOTE, why)
         return False
-    changed = _set_url(agents, (*repo.relative_to(agents).parts, ".git"), url)
-    after = _signature(repo)
-    if after is not None:
-        seen[name] = (url, after)
+    changed, config = _set_url(agents, (*repo.relative_to(agents).parts, ".git"), url)
+    if dirs is not None:
+        # The config as read (or as written): a write by the manager after that read is seen
+        # by the next call, never taken for the version found right.
+        seen[name] = (url, (*dirs, *_file_signature(config)))
     return changed
 
 
@@ -90,15 +92,27 @@ def _signature(repo: Path) -> tuple[int, ...] | None:
     moves its mtime: either way the next :func:`point` checks the repo again. (The dirs' own
     mtimes move with every commit, so they are not part of it.)
     """
+    dirs = _dirs_signature(repo)
+    try:
+        config = os.lstat(repo / ".git" / "config")
+    except OSError:
+        return None
+    return None if dirs is None else (*dirs, *_file_signature(config))
+
+
+def _dirs_signature(repo: Path) -> tuple[int, ...] | None:
     out: list[int] = []
     try:
         for path in (repo, repo / ".git"):
             st = os.lstat(path)
             out += (st.st_dev, st.st_ino, st.st_mode)
-        st = os.lstat(repo / ".git" / "config")
     except OSError:
         return None
-    return (*out, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns)
+    return tuple(out)
+
+
+def _file_signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns)
 
 
 def point_all(hive: Hive) -> int:
@@ -146,21 +160,24 @@ def _git_config(path: Path, *args: str) -> str | None:
                               f"{exc.stderr_tail.strip()}") from None
 
 
-def _set_url(root: Path, parts: tuple[str, ...], url: str) -> bool:
+def _set_url(root: Path, parts: tuple[str, ...], url: str) -> tuple[bool, os.stat_result]:
+    """Point the remote of the config in ``root/parts``; whether it changed, and the stat of
+    the config file it read (unchanged) or wrote."""
     git_dir = _open_dir(root, parts)
     try:
         try:
             fd = os.open("config", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=git_dir)
         except FileNotFoundError:
-            old, mode = b"", 0o644
+            old, mode, read = b"", 0o644, None
         else:
             with os.fdopen(fd, "rb") as f:
-                old, mode = f.read(), os.fstat(f.fileno()).st_mode & 0o777
+                read = os.fstat(f.fileno())
+                old, mode = f.read(), read.st_mode & 0o777
         with tempfile.TemporaryDirectory(prefix="hivekit-remote-") as tmp:
             copy = Path(tmp) / "config"
             copy.write_bytes(old)
-            if _git_config(copy, "--get", f"remote.{REMOTE}.url") == url:
-                return False
+            if read is not None and _git_config(copy, "--get", f"remote.{REMOTE}.url") == url:
+                return False, read
             _git_config(copy, f"remote.{REMOTE}.url", url)
             if _git_config(copy, "--get", f"remote.{REMOTE}.fetch") is None:
                 _git_config(copy, f"remote.{REMOTE}.fetch", FETCH)
@@ -171,11 +188,13 @@ def _set_url(root: Path, parts: tuple[str, ...], url: str) -> bool:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(new)
+                f.flush()
+                written = os.fstat(f.fileno())
             os.replace(staging, "config", src_dir_fd=git_dir, dst_dir_fd=git_dir)
         except BaseException:
             os.unlink(staging, dir_fd=git_dir)
             raise
-        return True
+        return True, written
     finally:
         os.close(git_dir)
 

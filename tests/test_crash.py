@@ -284,8 +284,11 @@ def assert_told(c: Crashing, everything: list[dict[str, Any]]) -> None:
 
 
 def _ended(everything: list[dict[str, Any]], name: str, kind: str) -> int:
+    """Approvals of ``name``'s ``kind`` that ran to an end (owing a spawned/rebuilt): failed by
+    a destroy or purge, they never ran and owe only approval_resolved."""
     return sum(1 for a in everything if a["agent"] == name and a["kind"] == kind
-               and a["status"] in ("approved", "failed"))
+               and a["status"] in ("approved", "failed")
+               and a.get("note") not in ("agent destroyed", "agent purged"))
 
 
 def assert_no_orphans(c: Crashing, live: set[str]) -> None:

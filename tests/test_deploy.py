@@ -324,3 +324,25 @@ def test_a_failed_respawn_of_a_tombstone_keeps_the_tombstone(hive):
     assert hive.wait_resolved(a["id"])["status"] == "failed"
     assert [t["name"] for t in hive.get("/api/state")["tombstones"]] == ["coder"]
     assert (hive.state_dir / "applied" / "coder").is_dir()
+
+
+def test_approvals_failed_by_a_destroy_or_purge_tell_resolved_then_destroyed_only(hive):
+    """Neither a pending apply of a destroyed agent nor a pending re-spawn of a purged one ran:
+    the manager hears approval_resolved (with the note) and destroyed, no rebuilt/spawned."""
+    hive.spawn("coder")
+    sha = hive.commit("coder", {"notes.md": "x\n"})
+    pending = hive.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    before = len(helper_events(hive))
+    cli_ok(hive, "destroy", "coder")
+    told = helper_events(hive)[before:]
+    assert [(e["type"], e.get("id"), e.get("status"), e.get("note")) for e in told] == [
+        ("approval_resolved", pending["id"], "failed", "agent destroyed"),
+        ("destroyed", None, None, None)]
+    respawn = hive.post("/api/requests/spawn", {"name": "coder"})
+    before = len(helper_events(hive))
+    cli_ok(hive, "destroy", "coder", "--purge", "--yes")
+    told = helper_events(hive)[before:]
+    assert [(e["type"], e.get("id"), e.get("status"), e.get("note")) for e in told] == [
+        ("approval_resolved", respawn["id"], "failed", "agent purged"),
+        ("destroyed", None, None, None)]
+    assert told[-1] == {"type": "destroyed", "agent": "coder", "purge": True}

@@ -220,6 +220,12 @@ def needs_update(hive: HiveProcess) -> dict[str, dict]:
             if b["label"] == "needs update"}
 
 
+def woken(hive: HiveProcess, name: str) -> list[str]:
+    """The wake-ups in ``name``'s inbox, oldest first."""
+    return [m["body"] for m in hive.get(f"/api/agents/{name}/inbox", limit=1000)
+            if m["sender"] == "system" and "You were just (re)started" in m["body"]]
+
+
 def rebuilt(hive: HiveProcess, since: int) -> list[str]:
     return [c["agent"] for c in fake_calls(hive.state_dir)[since:] if c["call"] == "rebuild"]
 
@@ -262,6 +268,12 @@ def test_the_hive_input_moved_marks_the_lagging_agents_and_update_hive_rebuilds_
     assert out.stdout.splitlines()[1:] == ["manager: rebuilt", "tester: rebuilt",
                                            "up to date: coder"]
     assert sorted(rebuilt(hive, since)) == ["manager", "tester"]
+    # Each agent rebuilt was woken, told why; coder heard of its own rebuild only.
+    for name in ("manager", "tester"):
+        assert woken(hive, name)[-1].startswith(
+            f"rebuilt by `hivekit meta update-hive`: the hive's hivekit moved to {new[:12]} "
+            f"(you ran {old[:12]})\n\nYou were just (re)started by the operator.")
+    assert [w.split("\n")[0] for w in woken(hive, "coder")] == ["rebuilt by the operator"]
     assert subjects(meta)[:2] == [f"update tester hivekit {new[:12]}",
                                   f"update manager hivekit {new[:12]}"]
     assert needs_update(hive) == {}

@@ -555,3 +555,22 @@ def test_the_mount_table_is_the_containers_binds(local):
     coder = hive.agent("coder")
     assert hive.inside(coder, coder.paths.state) == "/agents/coder/state"
     assert hive.inside(coder, hive.paths.applied_root / "coder") is None  # not shown to it
+
+
+def test_the_wake_up_names_the_notes_where_the_container_binds_them(nixos):
+    """After an apply and after an operator restart, the agent's inbox has hive-c0re's wake-up,
+    its notes path the one the backend bound into the container (read from the conf)."""
+    nixos.spawn("coder")
+    notes_dir = str(nixos.state_dir / "agents" / "coder" / "state")
+    notes = next(t for _o, s, t in binds_of(nixos.host.conf("h-coder")) if s == notes_dir)
+    assert notes != notes_dir  # the container's view, not the host's
+    sha = nixos.commit("coder", {"notes.md": "x\n"})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": sha})
+    assert nixos.post(f"/api/approvals/{approval['id']}/approve")["status"] == "approved"
+    nixos.post("/api/agents/coder/restart")
+    told = [m["body"] for m in nixos.get("/api/agents/coder/inbox") if m["sender"] == "system"]
+    tail = ("\n\nYou were just (re)started by the operator. If you were mid-task, check "
+            f"`{notes}/` for your notes and pick up where you left off. claude's `--continue` "
+            "session is intact, so prior context is still in your window.")
+    assert told == [f"config update applied: approval #{approval['id']} deployed {sha[:12]} "
+                    f"(deployed/{approval['id']})" + tail, "restarted by the operator" + tail]

@@ -76,7 +76,8 @@ def auto_update(hive: Hive) -> None:
     while not hive.stopping.is_set():
         try:
             if config.auto_update == "rebuild":
-                result = meta.update_hive(lambda name: actions.rebuild(hive, name))
+                result = meta.update_hive(
+                    lambda name, why: actions.rebuild(hive, name, why), "[meta_flake] auto_update")
                 for row in result["agents"]:
                     if not row["ok"]:
                         log.warning("meta flake: auto_update could not rebuild %s: %s",

@@ -34,7 +34,8 @@ def update_hive(hive: Hive) -> dict[str, Any]:
 
     from .meta import meta_for
 
-    return meta_for(hive).update_hive(lambda name: actions.rebuild(hive, name))
+    return meta_for(hive).update_hive(lambda name, why: actions.rebuild(hive, name, why),
+                                      "`hivekit meta update-hive`")
 
 
 @frozen

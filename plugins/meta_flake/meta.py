@@ -604,9 +604,10 @@ class MetaFlake:
         builds = self.builds()
         return {n: builds.get(n) for n in self.hive.agent_names() if builds.get(n) != current}
 
-    def update_hive(self, rebuild: Callable[[str], None]) -> dict[str, Any]:
-        """Relock the hivekit input, then ``rebuild`` exactly the agents it leaves behind, each
-        recorded as ``update <n> hivekit <rev12>``; each agent's outcome, in order.
+    def update_hive(self, rebuild: Callable[[str, str], None], by: str) -> dict[str, Any]:
+        """Relock the hivekit input, then ``rebuild(name, reason)`` exactly the agents it leaves
+        behind, each recorded as ``update <n> hivekit <rev12>``; each agent's outcome, in order.
+        ``reason`` (what the agent's wake-up says) names ``by``, who asked for the update.
 
         :raises Conflict: another update is running.
         """
@@ -623,8 +624,10 @@ class MetaFlake:
                 if self.hive.stopping.is_set():
                     results.append({"name": name, "ok": False, "error": "the hive is stopping"})
                     continue
+                reason = (f"rebuilt by {by}: the hive's hivekit moved to "
+                          f"{_short(self.current_hive())} (you ran {_short(lagging[name])})")
                 try:
-                    rebuild(name)
+                    rebuild(name, reason)
                 except Exception as exc:
                     results.append({"name": name, "ok": False, "error": describe(exc)})
                     continue
