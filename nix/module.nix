@@ -341,7 +341,7 @@ in
         # A socket per agent and a long-poll from each: a full hive needs far more than the
         # default soft limit of 1024 open files.
         LimitNOFILE = 65536;
-      } // optionalAttrs (cfg.backend == "process") {
+      } // optionalAttrs (hive.backend == "process") {
         # The process backend puts each agent in a cgroup of its own for [process] memory and
         # cpus: the unit's cgroup is the daemon's to manage.
         Delegate = "cpu memory";
@@ -357,7 +357,7 @@ in
         ProtectKernelModules = true;
         ProtectKernelLogs = true;
         # A delegated cgroup tree must stay writable (the process backend's agents' limits).
-        ProtectControlGroups = cfg.backend != "process";
+        ProtectControlGroups = hive.backend != "process";
         ProtectClock = true;
         RestrictRealtime = true;
         RestrictSUIDSGID = true;

@@ -362,3 +362,11 @@ def test_the_readmes_nixos_example_evaluates_and_its_config_passes_the_check(rea
     assert unit["LoadCredential"] and unit["SupplementaryGroups"]
     result = config_check(tmp_path, rendered(body))
     assert result.returncode == 0, result.stderr
+
+
+def test_the_process_backend_gets_a_delegated_cgroup():
+    """The process backend limits each agent through a cgroup of its own: the unit delegates its
+    tree and leaves it writable (the module reads the backend from ``settings.hive``)."""
+    unit = module()["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
+    assert unit["Delegate"] == "cpu memory"
+    assert unit["ProtectControlGroups"] is False
