@@ -27,7 +27,9 @@ rule by a test. The names are grouped as follows:
   variables) and :func:`environment_file` (an environment as systemd reads it);
   :func:`structure` (raw data into an attrs class, strictly: :class:`Invalid`, a
   ``BadRequest``, names the field), ``converter`` and :func:`to_json` (the converter every
-  boundary uses), :func:`helper_event` (a ``system`` message's body as its helper event).
+  boundary uses), :func:`helper_event` (a ``system`` message's body as its helper event);
+  :class:`Health` (what an agent's own config declares about its health, checked) and
+  :func:`http_probe` (a GET on the agent's port), for a backend's ``health_check``.
 * **operations** (what a surface offers, as the admin API calls them): the modules
   :mod:`~hivekit.actions`, :mod:`~hivekit.broker`, :mod:`~hivekit.questions` and
   :mod:`~hivekit.state` (``state.agent_view``, ``state.snapshot``), :mod:`~hivekit.creds` (an
@@ -95,6 +97,8 @@ _LAZY: dict[str, str] = {
     "Invalid": "hivekit.convert",
     "to_json": "hivekit.convert",
     "helper_event": "hivekit.convert",
+    "Health": "hivekit.verify",
+    "http_probe": "hivekit.verify",
     # operations and events: modules offered whole
     **dict.fromkeys(("actions", "broker", "questions", "state", "events", "identity",
                      "creds", "wake"),

@@ -62,6 +62,33 @@ in
         is read after it and wins.
       '';
     };
+    health = {
+      # How a deploy proves the agent runs on its new config (hivekit's `verify` step, after
+      # every build): the nixos_container backend reads these from the built system's
+      # /etc/hive/health.json. Each unset one is null: the hive's own default.
+      timeout = mkOption {
+        type = types.nullOr types.numbers.positive;
+        default = null;
+        description = "Seconds a deploy waits for the agent to become healthy ([hive] health_timeout).";
+      };
+      settle = mkOption {
+        type = types.nullOr types.numbers.positive;
+        default = null;
+        description = "Seconds the agent must run without a restart after its build ([nixos_container] health_settle).";
+      };
+      http = mkOption {
+        type = types.nullOr (types.strMatching "/[^[:space:]]*");
+        default = null;
+        example = "/healthz";
+        description = "A path on the agent's port (HIVE_PORT) that must answer 2xx to a GET.";
+      };
+      command = mkOption {
+        type = types.nullOr (types.nonEmptyListOf types.str);
+        default = null;
+        example = [ "curl" "-fsS" "http://127.0.0.1:8123/ready" ];
+        description = "A command run in the container (nixos-container run) that must exit 0.";
+      };
+    };
     notesDir = mkOption {
       type = types.str;
       # Where the nixos_container backend binds them.
@@ -79,6 +106,8 @@ in
     system.stateVersion = mkDefault "24.11";
 
     environment.systemPackages = [ cfg.package pkgs.git ];
+    # Read from the host by the nixos_container backend's health check (<system>/etc/...).
+    environment.etc."hive/health.json".text = builtins.toJSON cfg.health;
     programs.git = {
       enable = true;
       config.user = { inherit (cfg.git) name email; };

@@ -370,3 +370,29 @@ def test_the_process_backend_gets_a_delegated_cgroup():
     unit = module()["config"]["systemd"]["services"]["hivekit"]["serviceConfig"]
     assert unit["Delegate"] == "cpu memory"
     assert unit["ProtectControlGroups"] is False
+
+
+# --- what an agent's NixOS config declares about its health -------------------------------------
+
+
+@pytest.mark.parametrize("declared, expected", [
+    ("", {}),
+    ('timeout = 5; settle = 0.5; http = "/healthz"; command = [ "curl" "-f" "x" ];',
+     {"timeout": 5, "settle": 0.5, "http": "/healthz", "command": ["curl", "-f", "x"]}),
+], ids=["nothing", "everything"])
+def test_the_agents_health_declarations_reach_the_backend_as_it_reads_them(tmp_path, declared,
+                                                                            expected):
+    """nix/agent-base.nix renders ``hivekit.agent.health`` into the system's
+    /etc/hive/health.json; the nixos_container backend reads that file back into
+    ``hivekit.Health``: every field of it is an option, and what was set arrives unchanged."""
+    import attrs
+    from hivekit_plugins.nixos_container import health
+
+    from hivekit import Health
+
+    got = nix_value(f"import ./tests/nix/eval-agent-base.nix {{ health = {{ {declared} }}; }}")
+    assert got["healthOptions"] == sorted(attrs.fields_dict(Health))
+    etc = tmp_path / health.HEALTH_FILE
+    etc.parent.mkdir(parents=True)
+    etc.write_text(got["healthJson"])
+    assert health.load(tmp_path) == Health(**expected)

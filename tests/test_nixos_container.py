@@ -337,7 +337,8 @@ def local(short_tmp, monkeypatch):
     monkeypatch.setenv("NIXOS_STANDIN_ROOT", str(host.root))
     path = short_tmp / "hivekit.toml"
     path.write_text(config(host, "/srv/hive-flake", '[nixos_container.agents.tester]\n'
-                                                    'flake = "git+file:///srv/tester"\n')
+                                                    'flake = "git+file:///srv/tester"\n'
+                                                    'health_timeout = 7\n')
                     .replace("[hive]\n", '[hive]\nstate_dir = "state"\n'))
     (short_tmp / "state").mkdir()
     cfg = read(path)
@@ -574,3 +575,132 @@ def test_the_wake_up_names_the_notes_where_the_container_binds_them(nixos):
             "session is intact, so prior context is still in your window.")
     assert told == [f"config update applied: approval #{approval['id']} deployed {sha[:12]} "
                     f"(deployed/{approval['id']})" + tail, "restarted by the operator" + tail]
+
+
+# --- the deploy's verify step ------------------------------------------------------------------
+
+#: An agent module whose service runs `false`: it starts, exits 1, and systemd restarts it.
+CRASHING = ('{ pkgs, ... }: {\n  hivekit.agent.command = [ "${pkgs.coreutils}/bin/false" ];\n'
+            "}\n")
+
+
+def test_an_agent_service_that_exits_on_its_new_config_is_rolled_back(nixos):
+    """The new config builds and activates (a crash-looping service's start job succeeds), but
+    the agent's service inside exits at once: the verify step sees it from the container's own
+    systemd, the deploy fails with the service's journal, and the container is rebuilt from the
+    previous main and runs it again."""
+    host = nixos.host
+    nixos.spawn("coder")
+    good = host.profile("h-coder")
+    applied = Repo(nixos.state_dir / "applied" / "coder")
+    good_sha = applied.rev("refs/heads/main")
+    before = len(host.calls("systemctl"))
+    bad = nixos.commit("coder", {"agent.nix": CRASHING})
+    approval = nixos.post("/api/requests/apply", {"agent": "coder", "commit": bad})
+    result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+    assert result["status"] == "failed"
+    body = applied.tag_message(f"failed/{approval['id']}")
+    assert body.startswith("deployed, then rolled back: nixos_container: hive-agent.service in "
+                           "h-coder is activating (auto-restart) since the build, last exit "
+                           "status 1\nits last output:\nhive-agent.service: Main process "
+                           "exited, code=exited, status=1/FAILURE\n"), body
+    assert "rolled back: coder was rebuilt from main" in body
+    assert applied.rev("refs/heads/main") == good_sha
+    assert host.profile("h-coder") == good  # the previous system, built again
+    unit = host.unit("h-coder")
+    assert (unit["state"], unit["system"], unit["crash_looping"]) == ("active", str(good), [])
+    assert agents(nixos)["coder"]["status"] == "running"
+    # Each round asked the container unit on the host, then the agent's unit inside (the
+    # backend's own calls: nixos-container runs a bare `systemctl show` of its own).
+    shows = [c["argv"] for c in host.calls("systemctl")[before:]
+             if "show" in c["argv"] and "LoadState" in c["argv"]]
+    assert shows[:2] == [
+        nc.health.show_argv("x", "container@h-coder.service", nc.health.HOST_PROPS)[1:],
+        nc.health.show_argv("x", "hive-agent.service", nc.health.AGENT_PROPS, "h-coder")[1:]]
+
+
+def test_a_declared_http_probe_must_answer_within_the_declared_timeout(nixos):
+    """``hivekit.agent.health.http`` and ``.timeout`` in the agent's NixOS config: a probe that
+    answers 500 fails the deploy after the declared 3 s; answering 2xx, the deploy succeeds."""
+    import http.server
+    import threading
+    import time
+
+    nixos.spawn("coder")
+    port = agents(nixos)["coder"]["port"]
+    answer = {"code": 500}
+
+    class Probe(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(answer["code"] if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Probe)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        declared = ('{ ... }: {\n  hivekit.agent.health.http = "/healthz";\n'
+                    "  hivekit.agent.health.timeout = 3;\n"
+                    "  hivekit.agent.health.settle = 0.1;\n}\n")
+        approval = nixos.post("/api/requests/apply", {
+            "agent": "coder", "commit": nixos.commit("coder", {"agent.nix": declared})})
+        began = time.monotonic()
+        result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+        assert result["status"] == "failed"
+        assert result["note"].startswith(
+            f"deployed, then rolled back: not healthy within 3s (nixos_container: GET /healthz "
+            f"on port {port} answered 500)"), result["note"]
+        assert time.monotonic() - began < 30  # 3 s and the rollback, not [hive]'s 60 s
+        answer["code"] = 204
+        approval = nixos.post("/api/requests/apply", {
+            "agent": "coder",
+            "commit": nixos.commit("coder", {"agent.nix": declared + "# again\n"})})
+        result = nixos.post(f"/api/approvals/{approval['id']}/approve")
+        assert result["status"] == "approved", result["note"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def built_system(host: Host, container: str, health_json: str | None) -> None:
+    """A system profile for ``container`` whose etc/hive/health.json holds ``health_json``."""
+    system = host.root / "nix" / "store" / f"test-{container}-system"
+    (system / "etc" / "hive").mkdir(parents=True, exist_ok=True)
+    if health_json is not None:
+        (system / "etc" / "hive" / "health.json").write_text(health_json)
+    profile = host.profiles_dir / container / "system"
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profile.unlink(missing_ok=True)
+    profile.symlink_to(system)
+
+
+def test_the_health_timeout_is_the_operators_then_the_agents_then_the_hives(local):
+    # [nixos_container.agents.tester] health_timeout = 7 (the fixture's config)
+    built_system(local.host, "h-tester", '{"timeout": 3}')
+    assert nc.health_timeout(local, local.agent("tester")) == 7
+    built_system(local.host, "h-coder", '{"timeout": 3, "http": null}')
+    assert nc.health_timeout(local, local.agent("coder")) == 3
+    built_system(local.host, "h-other", None)
+    assert nc.health_timeout(local, local.agent("other")) is None  # [hive] health_timeout
+    assert nc.health_timeout(local, local.agent("ghost")) is None  # nothing built
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{not json", "cannot read the agent's health declarations"),
+    ('["/healthz"]', "must be an object"),
+    ('{"timeout": "soon"}', "timeout"),
+    ('{"timeout": -1}', "health.timeout must be a number of seconds above 0"),
+    ('{"http": "healthz"}', "health.http must be a path on the agent's port starting with /"),
+    ('{"command": []}', "health.command must be a non-empty list"),
+    ('{"probe": "/x"}', "probe"),
+], ids=["not-json", "a-list", "a-string-timeout", "negative", "relative-path", "no-command",
+        "unknown-key"])
+def test_health_declarations_the_module_would_not_render_are_refused(local, text, says):
+    """The manager writes the agent's config: whatever reaches health.json is checked as
+    strictly as a request, and a bad one fails the deploy naming the file (never coerced)."""
+    built_system(local.host, "h-coder", text)
+    with pytest.raises(OperationFailed) as err:
+        nc.health_timeout(local, local.agent("coder"))
+    assert says in str(err.value) and "health.json" in str(err.value)

@@ -250,3 +250,83 @@ def test_list_units_prints_what_systemctl_prints(host):
     assert (none.returncode, none.stdout) == (0, "")
     legend = host.systemctl("list-units", "nothing@*").stdout
     assert legend.startswith("0 loaded units listed.")
+
+
+CRASHING = ('{ pkgs, ... }: {\n  hivekit.agent.command = [ "${pkgs.coreutils}/bin/false" ];\n'
+            "}\n")
+
+
+def show(host, *args: str) -> tuple[int, dict[str, str], str]:
+    r = host.systemctl(*args)
+    props = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    return r.returncode, props, r.stderr
+
+
+def test_show_inside_a_container_and_a_crash_looping_agent_service(host):
+    unit = "hive-agent.service"
+    props = ("-p", "LoadState", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts")
+    # Not running: there is no bus inside to reach.
+    code, _, err = show(host, "-M", "h-coder", "show", *props, unit)
+    assert (code, err) == (1, "Failed to connect to bus: No such file or directory\n")
+    assert host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder",
+                                cwd=host.work).returncode == 0
+    assert host.nixos_container("start", "h-coder").returncode == 0
+    code, got, _ = show(host, "show", *props, "container@h-coder.service")
+    assert (code, got) == (0, {"LoadState": "loaded", "ActiveState": "active",
+                               "SubState": "running", "NRestarts": "0"})
+    code, got, _ = show(host, "-M", "h-coder", "show", *props, unit)
+    assert (code, got) == (0, {"LoadState": "loaded", "ActiveState": "active",
+                               "SubState": "running", "NRestarts": "0"})
+    assert show(host, "--machine=h-coder", "show", "-p", "LoadState", "nosuch.service")[1] == {
+        "LoadState": "not-found"}
+    # A command that exits at once: the reload succeeds (a simple service's start job does),
+    # and the service restarts every RestartSec=2 s until the start limit fails it.
+    (host.applied / "agent.nix").write_text(CRASHING)
+    assert host.nixos_container("update", "h-coder", "--flake", f"{host.flake}#coder",
+                                cwd=host.work).returncode == 0
+    host.nixos_container("stop", "h-coder")
+    assert host.nixos_container("start", "h-coder").returncode == 0
+    assert host.unit("h-coder")["failed_units"] == []
+    code, got, _ = show(host, "-M", "h-coder", "show", *props, "-p", "ExecMainStatus", unit)
+    assert got == {"LoadState": "loaded", "ActiveState": "activating", "SubState": "auto-restart",
+                   "NRestarts": "0", "ExecMainStatus": "1"}
+    lines = (host.root / "journal" / "h-coder" / unit).read_text().splitlines()
+    assert lines == [f"{unit}: Main process exited, code=exited, status=1/FAILURE",
+                     f"{unit}: Failed with result 'exit-code'.",
+                     f"{unit}: Scheduled restart job, restart counter is at 1."]
+    # Later (the record's start moved back 11 s): the start limit was hit.
+    import json
+
+    path = host.root / "systemd.json"
+    data = json.loads(path.read_text())
+    data["units"]["container@h-coder.service"]["started_at"] -= 11
+    path.write_text(json.dumps(data))
+    code, got, _ = show(host, "-M", "h-coder", "show", *props, "-p", "Result", unit)
+    assert got == {"LoadState": "loaded", "ActiveState": "failed", "SubState": "failed",
+                   "NRestarts": "4", "Result": "start-limit-hit"}
+    assert (host.root / "journal" / "h-coder" / unit).read_text().splitlines()[-1] == (
+        f"{unit}: Start request repeated too quickly.")
+    # Only `show` is emulated inside.
+    assert host.systemctl("-M", "h-coder", "restart", unit).returncode == 1
+
+
+def test_the_built_system_holds_the_agents_health_declarations(host):
+    import json
+
+    (host.applied / "agent.nix").write_text(
+        '{ ... }: {\n  hivekit.agent.health.timeout = 5;\n'
+        '  hivekit.agent.health.http = "/healthz";\n'
+        '  hivekit.agent.health.command = [ "check" "--quick" ];\n}\n')
+    assert host.nixos_container("create", "h-coder", "--flake", f"{host.flake}#coder",
+                                cwd=host.work).returncode == 0
+    declared = json.loads((host.profile("h-coder") / "etc/hive/health.json").read_text())
+    assert declared == {"timeout": 5, "settle": None, "http": "/healthz",
+                        "command": ["check", "--quick"]}
+    # A definition of the wrong type fails the evaluation, as the module system's check does.
+    (host.applied / "agent.nix").write_text('{ ... }: {\n  hivekit.agent.health.timeout = '
+                                            '"soon";\n}\n')
+    r = host.nixos_container("update", "h-coder", "--flake", f"{host.flake}#coder",
+                             cwd=host.work)
+    assert r.returncode != 0
+    assert ("error: A definition for option `hivekit.agent.health.timeout' is not of type "
+            "`null or positive integer or floating point number, meaning >0'.") in r.stderr

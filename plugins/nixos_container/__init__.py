@@ -31,6 +31,10 @@ container managed through ``nixos-container`` and systemd:
 * **status**: one ``systemctl list-units 'container@*'`` every ``status_interval`` seconds
   reports every container whose status changed (see :mod:`.status`); every operation above
   reports what it left behind. A snapshot of the hive runs no command at all.
+* **health** (the deploy's ``verify`` step, after a spawn or rebuild): the container unit and
+  the agent's ``hive-agent.service`` inside it active and not restarted since the build, for
+  ``health_settle`` seconds, then the probes the agent's NixOS config declares
+  (``hivekit.agent.health``); see :mod:`.health`.
 
 ``<ref>`` comes from the ``agent_flake_ref`` hook (the meta_flake plugin answers it), else from
 this plugin's table (``[nixos_container.agents.<name>] flake``, then ``[nixos_container] flake``).
@@ -59,6 +63,7 @@ from hivekit import (
     run,
 )
 
+from . import health
 from .conf import LIMITS_FILE, Bind, check_path, limits_dropin, rewrite, write_if_changed
 from .config import NixosContainerConfig
 from .status import Watcher
@@ -222,6 +227,7 @@ def roll_back(hive: Hive, agent: AgentSpec, container: str, system: Path,
     _run(hive, agent, [_program(hive, cfg.nix_env), "-p", str(profile), "--set", str(system)],
          container, cfg.timeout)
     nixos_container(hive, agent, "stop", container)
+    starts(hive).forget(agent.name)
     watcher(hive).mark(agent.name, "stopped")
     if was_running:
         nixos_container(hive, agent, "start", container)
@@ -236,6 +242,11 @@ def watcher(hive: Hive) -> Watcher:
                        min(cfg.timeout, 30.0), container_name)
 
     return hive.plugin_state(PLUGIN, make)
+
+
+def starts(hive: Hive) -> health.Starts:
+    """When each container's last build started it (the health check's settle clock)."""
+    return hive.plugin_state(f"{PLUGIN}.starts", health.Starts)
 
 
 def list_containers(hive: Hive) -> list[str]:
@@ -369,6 +380,7 @@ def spawn(hive: Hive, agent: AgentSpec) -> None:
                         *FLAKES, build=True)
         configure(hive, agent, container)
         nixos_container(hive, agent, "start", container)
+        starts(hive).mark(agent.name)
         watcher(hive).mark(agent.name, "running")
     except BaseException:
         # A failed spawn registers nothing, so leave no container behind: a failed create
@@ -399,7 +411,9 @@ def rebuild(hive: Hive, agent: AgentSpec, deploy: Deploy | None) -> None:
                         *FLAKES, build=True)
         # update only reloads a running container; binds and networking apply at a fresh start.
         nixos_container(hive, agent, "stop", container)
+        starts(hive).forget(agent.name)
         nixos_container(hive, agent, "start", container)
+        starts(hive).mark(agent.name)
         watcher(hive).mark(agent.name, "running")
     except Exception as exc:
         raise _after_failed_rebuild(hive, agent, container, exc, previous, was_running) from exc
@@ -457,7 +471,32 @@ def stop(hive: Hive, agent: AgentSpec) -> None:
 @hookimpl
 def destroy(hive: Hive, agent: AgentSpec, purge: bool) -> None:
     remove_container(hive, agent, container_name(hive, agent.name))
+    starts(hive).forget(agent.name)
     watcher(hive).forget(agent.name)
+
+
+@hookimpl
+def health_check(hive: Hive, agent: AgentSpec) -> bool | str:
+    """The container and its agent service up since the build, then the declared probes."""
+    cfg = settings(hive)
+    container = container_name(hive, agent.name)
+    return health.check(
+        hive, agent, container=container, systemctl=_program(hive, cfg.systemctl),
+        journalctl=_program(hive, cfg.journalctl),
+        system=profile_system(profile_path(hive, container)),
+        settled=starts(hive).since(agent.name), settle=cfg.health_settle,
+        timeout=min(cfg.timeout, 30.0),
+        run_in=[_program(hive, cfg.nixos_container), "run", container, "--"])
+
+
+@hookimpl
+def health_timeout(hive: Hive, agent: AgentSpec) -> float | None:
+    """``[nixos_container.agents.<n>] health_timeout``, else what the built system declares."""
+    own = settings(hive).agent(agent.name).health_timeout
+    if own is not None:
+        return own
+    container = container_name(hive, agent.name)
+    return health.load(profile_system(profile_path(hive, container))).timeout
 
 
 #: The agent's service inside its container (nix/agent-base.nix).

@@ -88,6 +88,11 @@ class AgentSettings:
     flake: str | None = field(default=None, validator=_validator(check_flake))
     memory_max: str | None = field(default=None, validator=_validator(check_memory_max))
     cpu_quota: str | None = field(default=None, validator=_validator(check_cpu_quota))
+    #: Seconds a deploy of this agent may wait for it to become healthy; overrides what the
+    #: agent's own config declares (``hivekit.agent.health.timeout``) and ``[hive]
+    #: health_timeout``.
+    health_timeout: float | None = field(default=None, validator=attrs.validators.optional(
+        positive))
 
 
 @frozen
@@ -130,6 +135,10 @@ class NixosContainerConfig:
     #: Seconds between two reads of every container's status (one ``systemctl list-units``
     #: for all of them; the dashboard shows a container that died within this long).
     status_interval: float = field(default=5.0, validator=positive)
+    #: Seconds a container and its agent service must run without a restart after a build
+    #: before the deploy counts it healthy (an agent's ``hivekit.agent.health.settle``
+    #: overrides it).
+    health_settle: float = field(default=1.0, validator=positive)
     #: Per-agent overrides: ``[nixos_container.agents.coder] memory_max = "4G"``.
     agents: dict[str, AgentSettings] = field(factory=dict, validator=_agents)
 

@@ -31,12 +31,14 @@ from hivekit import (
     Badge,
     BadgeLevel,
     ExecPlan,
+    Health,
     HiveError,
     Mount,
     OperationFailed,
     actions,
     creds,
     hookimpl,
+    http_probe,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ class Backend:
         #: agent → (the launch number its last run started, when it came up).
         self._started: dict[str, tuple[int, float]] = {}
         #: agent → the ``[health]`` of what its last deploy runs.
-        self._health: dict[str, spec.Health] = {}
+        self._health: dict[str, Health] = {}
 
     # --- sandbox -------------------------------------------------------------------------------
 
@@ -372,14 +374,14 @@ class Backend:
         if ran < settle:
             return f"running for {ran:.1f}s of the {settle:g}s it must stay up"
         if health.http is not None:
-            problem = _http_probe(agent.port, health.http)
+            problem = http_probe(agent.port, health.http)
             if problem is not None:
                 return problem
         if health.command is not None:
             return self._command_probe(agent, health)
         return True
 
-    def _command_probe(self, agent: AgentSpec, health: spec.Health) -> bool | str:
+    def _command_probe(self, agent: AgentSpec, health: Health) -> bool | str:
         from hivekit import CommandFailed, run
 
         assert health.command is not None
@@ -466,21 +468,6 @@ def _listeners(port: int) -> set[str]:
                     int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
     return inodes
-
-
-def _http_probe(port: int, path: str) -> str | None:
-    """None if ``GET path`` on the agent's port answers 2xx, else what happened."""
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", path)
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return f"GET {path} on port {port}: {exc}"
-    finally:
-        conn.close()
-    return None if 200 <= status < 300 else f"GET {path} on port {port} answered {status}"
 
 
 def _holds(pgid: int, inodes: set[str]) -> bool:

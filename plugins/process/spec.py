@@ -27,12 +27,10 @@ import shutil
 import textwrap
 import tomllib
 from pathlib import Path
-from typing import Any
 
-import attrs
 from attrs import field, frozen
 
-from hivekit import OperationFailed, identity
+from hivekit import Health, OperationFailed, identity
 
 FILE = "agent.toml"
 #: The template that runs Claude Code (``hivekit request spawn NAME --template claude``).
@@ -41,42 +39,6 @@ CLAUDE = "claude"
 #: Variables hivekit sets itself: an agent's config cannot change who it is or where it talks.
 IDENTITY = identity.NAMES
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _seconds(_inst: Any, att: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not value > 0:  # also refuses NaN
-        raise ValueError(f"health.{att.name} must be a number of seconds above 0, got {value}")
-
-
-def _probe_path(_inst: Any, _att: attrs.Attribute, value: str | None) -> None:
-    if value is not None and (not value.startswith("/") or any(
-            c.isspace() or ord(c) < 32 for c in value)):
-        raise ValueError(f"health.http must be a path on the agent's port starting with / "
-                         f"(no spaces), got {value!r}")
-
-
-def _probe_command(_inst: Any, _att: attrs.Attribute, value: list[str] | None) -> None:
-    if value is not None and (not value or not value[0].strip()):
-        raise ValueError("health.command must be a non-empty list: the program, then its "
-                         "arguments")
-    if value is not None and any("\0" in v for v in value):
-        raise ValueError("health.command must not contain NUL bytes")
-
-
-@frozen
-class Health:
-    """``[health]``: how a deploy proves that the agent runs (the ``verify`` step)."""
-
-    #: Seconds a deploy may wait for the agent to become healthy (default:
-    #: ``[hive] health_timeout``).
-    timeout: float | None = field(default=None, validator=_seconds)
-    #: Seconds the agent must run without a restart after its build (default:
-    #: ``[process] health_settle``).
-    settle: float | None = field(default=None, validator=_seconds)
-    #: A path on the agent's port that must answer 2xx to a GET (``"/healthz"``).
-    http: str | None = field(default=None, validator=_probe_path)
-    #: A command run like the agent (its sandbox, its environment) that must exit 0.
-    command: list[str] | None = field(default=None, validator=_probe_command)
 
 
 @frozen

@@ -56,6 +56,9 @@ rec {
     listOf = _: t "listOf";
     attrsOf = _: t "attrsOf";
     nullOr = _: t "nullOr";
+    strMatching = _: t "strMatching";
+    nonEmptyListOf = _: t "nonEmptyListOf";
+    numbers.positive = t "positiveNumber";
     enum = _: t "enum";
     submodule = m: {
       stubKind = "submodule";

@@ -386,6 +386,73 @@ def failing_units(flake: str) -> list[str]:
                    for m in FAILING_UNIT.finditer(strip_comments(content))})
 
 
+# The agent's own service (nix/agent-base.nix: hive-agent.service, Restart=always, RestartSec=2)
+# runs `hivekit.agent.command`. A command set on one line to a program named `false`,
+#   hivekit.agent.command = [ "<anything>/bin/false" ... ];
+# exits 1 at once, every time: the start job succeeds (a simple service counts as started once
+# it is forked, so switch-to-configuration reports nothing) and systemd restarts it every 2 s.
+# The built system records such a unit as crash-looping (see the systemctl stand-in's `-M`).
+CRASHING_COMMAND = re.compile(r'hivekit\.agent\.command\s*=\s*\[\s*"[^"]*/bin/false"')
+AGENT_UNIT = "hive-agent.service"
+
+# `hivekit.agent.health.<option> = <value>;` on one line: what nix/agent-base.nix renders into
+# the system's etc/hive/health.json (builtins.toJSON of the four options, unset ones null). The
+# values the stand-in understands are the options' types: a number, a "string", a list of
+# "strings"; any other value is refused as the module system refuses a definition of the
+# wrong type.
+HEALTH_OPTION = re.compile(
+    r"hivekit\.agent\.health\.(timeout|settle|http|command)\s*=\s*([^;]*);")
+HEALTH_TYPES = {"timeout": "null or positive integer or floating point number, meaning >0",
+                "settle": "null or positive integer or floating point number, meaning >0",
+                "http": "null or string matching the pattern /[^[:space:]]*",
+                "command": "null or non-empty (list of string)"}
+
+
+def _health_value(option: str, text: str, path: Path) -> object:
+    text = text.strip()
+    value: object
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        value = float(text) if "." in text else int(text)
+        ok = option in ("timeout", "settle") and value > 0
+    elif re.fullmatch(r'"[^"]*"', text):
+        value = text[1:-1]
+        ok = option == "http" and re.fullmatch(r"/\S*", value) is not None
+    elif re.fullmatch(r'\[(\s*"[^"]*")*\s*\]', text):
+        value = re.findall(r'"([^"]*)"', text)
+        ok = option == "command" and bool(value)
+    else:
+        value, ok = text, False
+    if not ok:
+        raise NixError([f"error: A definition for option `hivekit.agent.health.{option}' is "
+                        f"not of type `{HEALTH_TYPES[option]}'. Definition values:",
+                        f"       - In `{path}': {text}"])
+    return value
+
+
+def health_declared(flake: str) -> dict[str, object]:
+    """What the system's etc/hive/health.json holds for ``flake`` (see above)."""
+    declared: dict[str, object] = dict.fromkeys(sorted(HEALTH_TYPES))
+    top = _flake_dir(flake)
+    if top is None:
+        return declared
+    for path, content in reachable(top / "flake.nix"):
+        if content is None:
+            continue
+        for m in HEALTH_OPTION.finditer(strip_comments(content)):
+            declared[m.group(1)] = _health_value(m.group(1), m.group(2), path)
+    return declared
+
+
+def crash_looping_units(flake: str) -> list[str]:
+    """The units of ``flake``'s system that start and then exit at once, again and again."""
+    top = _flake_dir(flake)
+    if top is None:
+        return []
+    found = any(CRASHING_COMMAND.search(strip_comments(content))
+                for _path, content in reachable(top / "flake.nix") if content is not None)
+    return [AGENT_UNIT] if found else []
+
+
 def switch_to_configuration_test(system: Path) -> tuple[int, list[str]]:
     """``<system>/bin/switch-to-configuration test`` inside the container: exit code, stderr.
 
@@ -410,12 +477,18 @@ def build(flake: str, attr: str, out_link: Path,
     """``nix build -o <out_link> [--option K V]... <flake>#nixosConfigurations."<attr>"...``."""
     check_features(list(options))
     digest = evaluate(flake, attr)
+    health = health_declared(flake)  # a definition of the wrong type fails the evaluation
     out = store_dir() / f"{digest}-nixos-system-{attr}-24.11"
     out.mkdir(parents=True, exist_ok=True)
     (out / "system").write_text("x86_64-linux")
     (out / "init").write_text("#!/bin/sh\n# stand-in system\n")
     (out / "source.json").write_text(json.dumps({"flake": flake, "attr": attr}))
-    (out / "activation.json").write_text(json.dumps({"failed_units": failing_units(flake)}))
+    (out / "activation.json").write_text(json.dumps({
+        "failed_units": failing_units(flake), "crash_looping": crash_looping_units(flake)}))
+    # A toplevel's etc is the system's /etc (nix/agent-base.nix: environment.etc).
+    (out / "etc" / "hive").mkdir(parents=True, exist_ok=True)
+    (out / "etc" / "hive" / "health.json").write_text(
+        json.dumps(health, sort_keys=True, separators=(",", ":")))
     try:
         if out_link.is_symlink() or out_link.exists():
             out_link.unlink()
