@@ -26,6 +26,10 @@ class TestProcess(BackendContract):
         # A command that never listens on its port: the start waits for it (start_timeout).
         return {"agent.toml": 'command = "sleep"\nargs = ["600"]\n'}
 
+    def crashing_files(self, hive, name):
+        # Started without waiting for its port, it exits 3: the build returns, verify sees it.
+        return {"agent.toml": 'command = "sh"\nargs = ["-c", "exit 3"]\nwait_for_port = false\n'}
+
 
 class TestNixosContainer(BackendContract):
     """On the stand-ins for nixos-container and systemctl (tests/standins): every agent builds
@@ -49,6 +53,12 @@ class TestNixosContainer(BackendContract):
         # The stand-in's build takes as long as a file it reads says (a real one takes minutes).
         seeded = (hive.state_dir / "agents" / name / "config" / "agent.nix").read_text()
         return {"agent.nix": seeded + "# standin: build-seconds 600\n"}
+
+    def crashing_files(self, hive, name):
+        # The agent's service (nix/agent-base.nix) runs `false`: it starts, exits 1, and
+        # systemd restarts it (the stand-in's crash-looping unit).
+        return {"agent.nix": '{ pkgs, ... }: {\n  hivekit.agent.command = '
+                             '[ "${pkgs.coreutils}/bin/false" ];\n}\n'}
 
     def environ(self, hive, name):
         # What the container's agent service reads (nix/agent-base.nix's EnvironmentFile).

@@ -37,6 +37,8 @@ EXPECTED = {
     "test_output_reaches_the_live_log": "a spawn's output reaches the live log",
     "test_long_work_stops_when_the_hive_is_stopping":
         "a long build gives up when the hive is stopping",
+    "test_an_agent_that_exits_on_its_new_config_is_rolled_back":
+        "an agent that does not stay up on its new config fails the deploy",
 }
 
 MODULE = textwrap.dedent('''
@@ -49,6 +51,9 @@ MODULE = textwrap.dedent('''
 
         def slow_files(self, hive, name):
             return {"SLOW": "its build sleeps ten minutes\\n"}
+
+        def crashing_files(self, hive, name):
+            return {"EXIT": "its agent exits at once\\n"}
 ''')
 
 

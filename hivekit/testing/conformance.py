@@ -27,7 +27,8 @@ tests take fixtures):
   for the agent's processes on this host (by their identity variables), which is where a
   process-based backend runs them; the fake backend is handled by its control file;
 * :meth:`BackendContract.broken_files` (a config the backend cannot build) and
-  :meth:`BackendContract.slow_files` (one whose build takes long).
+  :meth:`BackendContract.slow_files` (one whose build takes long) and
+  :meth:`BackendContract.crashing_files` (one that builds, but whose agent exits at once).
 
 A backend that cannot do something the suite checks says so in ``unsupported`` (``{"check
 name": "why"}``): those checks are skipped with that reason, never silently.
@@ -58,7 +59,7 @@ from hivekit.testing.harness import HiveProcess
 #: building from a fixed flake, can list them in :meth:`BackendContract.prepare`).
 AGENTS = ("manager", "cspawn", "cmain", "cbroken", "cstart", "crestart", "cstop", "cdestroy",
           "cfailed", "cfailed2", "cthreads", "cdie", "ccrash", "cwant", "cstopped", "cenv", "clog",
-          "clong", "cshut")
+          "clong", "cshut", "cunwell")
 #: What the suite's daemons tell agents about the operator: not the default, so that a
 #: backend that hard-codes the default is caught.
 PRONOUNS = "xe/xem"
@@ -131,6 +132,11 @@ class BackendContract:
     def slow_files(self, hive: HiveProcess, name: str) -> dict[str, str] | None:
         """A commit whose build takes minutes (None: the backend cannot be told so; the fake
         is told through its control file)."""
+        return None
+
+    def crashing_files(self, hive: HiveProcess, name: str) -> dict[str, str] | None:
+        """A commit that builds, but whose agent exits at once whenever it starts (None: the
+        backend cannot be told so; the fake is told through its control file)."""
         return None
 
     # --- the daemon ---------------------------------------------------------------------------
@@ -242,6 +248,54 @@ class BackendContract:
                 f"is_running: {said}")
         _expect(_state(contract, "cbroken")["deployed_sha"] == first["sha"],
                 "after a failed build, the deployed version is the previous one", "it moved")
+
+    def test_an_agent_that_exits_on_its_new_config_is_rolled_back(self, contract):
+        """A config whose agent does not stay up fails its deploy, and the agent runs its
+        previous config again: refused by the build itself (a start that waits for the agent),
+        or else by the ``verify`` step (a ``health_check``, or the backend's status reports),
+        after which ``main`` goes back, the agent is rebuilt from the previous config, and the
+        failed/<id> note says that it was deployed, then rolled back, and why."""
+        first = _spawn(contract, "cunwell", self.timeout)
+        files = self.crashing_files(contract, "cunwell")
+        if files is None and self.backend != "fake":
+            pytest.fail("no way to make an agent exit at once: override "
+                        "BackendContract.crashing_files (or declare the check in unsupported, "
+                        "with the reason)")
+        fake = None
+        if files is None:
+            from hivekit.testing import fake
+
+            fake.control(contract.state_dir, unhealthy={"cunwell": "conformance: it exits"})
+            files = {"conformance.txt": "exits at once\n"}
+        try:
+            sha = contract.commit("cunwell", files, "exits at once")
+            approval = _apply(contract, "cunwell", sha)
+        finally:
+            if fake is not None:
+                fake.control(contract.state_dir)
+        note = approval["note"] or ""
+        _expect(approval["status"] == "failed",
+                "an agent that does not stay up on its new config fails the deploy",
+                f"the deploy was {approval['status']}: nothing noticed that the agent exits "
+                "(a health_check, or hive.report_status when it dies, would)")
+        _expect(note.strip() and "Traceback" not in note,
+                "the failed deploy says why, in the backend's words", f"its note: {note!r}")
+        built = [c for c in _calls(contract, "cunwell") if c["hook"] == "rebuild"]
+        if any(c["ok"] and c["main"] == sha for c in built):  # it built: verify refused it
+            _expect(note.startswith("deployed, then rolled back: "),
+                    "a deploy refused after its build says it was rolled back",
+                    f"its note: {note!r}")
+            _expect(built[-1]["ok"] and built[-1]["main"] == first["sha"],
+                    "the rollback rebuilt the agent from the previous config",
+                    f"the last rebuild: {built[-1]}")
+        from hivekit.git import Repo
+
+        main = Repo(contract.state_dir / "applied" / "cunwell").rev("refs/heads/main")
+        _expect(main == first["sha"], "after the failed deploy, main is the previous deploy",
+                f"main is {main}, the previous deploy {first['sha']}")
+        said = _wait_value(lambda: _says(contract, "cunwell") == "True", self.timeout)
+        _expect(said, "after the failed deploy, the agent runs its previous config",
+                f"is_running: {_says(contract, 'cunwell')}")
 
     def test_start_is_idempotent_and_runs_what_was_last_built(self, contract):
         """Starting a running agent changes nothing; a stopped one starts what was last built,

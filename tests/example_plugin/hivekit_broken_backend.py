@@ -13,6 +13,8 @@ What it gets wrong, each the way a first attempt at a backend might:
 * it never reports a status (``hive.report_status``): the hive learns of a death from no one;
 * its agents get only ``HIVE_LABEL`` and ``HIVE_NOTES``, nothing reaches ``hive.log``;
 * a commit with a file ``SLOW`` takes ten minutes to build, deaf to ``hive.stopping``;
+* with a file ``EXIT`` its agent exits at once, and nothing notices (no ``health_check``, no
+  status report): the deploy counts as a success;
 * its processes outlive the daemon (no ``shutdown``).
 """
 
@@ -36,7 +38,8 @@ def _build(agent):
 
 def _run(agent):
     env = {"PATH": "/usr/bin:/bin", "HIVE_LABEL": agent.name, "HIVE_NOTES": str(agent.paths.state)}
-    _running[agent.name] = subprocess.Popen(["sleep", "3600"], env=env, start_new_session=True)
+    argv = ["sh", "-c", "exit 3"] if (agent.paths.config / "EXIT").exists() else ["sleep", "3600"]
+    _running[agent.name] = subprocess.Popen(argv, env=env, start_new_session=True)
 
 
 def _kill(agent):

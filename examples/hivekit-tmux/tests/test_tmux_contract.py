@@ -11,3 +11,7 @@ class TestTmux(BackendContract):
     def slow_files(self, hive, name):
         # A script that never listens on its port: its start waits (start_timeout).
         return {"agent.sh": "sleep 600\n"}
+
+    def crashing_files(self, hive, name):
+        # A script that exits at once: its start sees the pane end before the port listens.
+        return {"agent.sh": "exit 3\n"}
