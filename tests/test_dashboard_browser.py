@@ -213,6 +213,41 @@ def test_a_failing_apply_shows_failed_with_the_build_error_in_full(context, hive
     no_problems(page)
 
 
+def test_a_deploy_shows_verifying_until_the_agent_proves_healthy_or_is_rolled_back(context,
+                                                                                     hive):
+    """After the build, the row's pill says ``verifying…`` while the health checks run (here:
+    one that hangs until the test lets it answer); a healthy agent ends ``approved`` and the
+    pill goes; an unhealthy one ends ``failed`` with the rollback in its note."""
+    hive.spawn("coder")
+    first = hive.post("/api/requests/apply", {
+        "agent": "coder", "commit": hive.commit("coder", {"notes.txt": "one\n"}, "one")})
+    page = open_page(context, hive)
+    control(hive.state_dir, health_hang=["coder"])
+    pending(page, first["id"]).get_by_role("button", name="Approve", exact=True).click()
+    pill = agent(page, "coder").locator(".pill")
+    expect(pill).to_have_text("◐ verifying…")
+    expect(page.locator("#log")).to_contain_text(f"approval #{first['id']}: verify")
+    expect(agent(page, "coder").get_by_role("button", name="stop", exact=True)).to_be_disabled()
+    shot(page, "verifying")
+    control(hive.state_dir)  # the check answers: healthy
+    expect(resolved(page, first["id"]).locator(".outcome")).to_have_text("approved")
+    expect(pill).to_be_hidden()
+    expect(agent(page, "coder").locator(".status")).to_have_text("running")
+
+    control(hive.state_dir, unhealthy={"coder": "port 8080 refused"})
+    second = hive.post("/api/requests/apply", {
+        "agent": "coder", "commit": hive.commit("coder", {"notes.txt": "two\n"}, "two")})
+    pending(page, second["id"]).get_by_role("button", name="Approve", exact=True).click()
+    item = resolved(page, second["id"])
+    expect(item.locator(".outcome")).to_have_text("failed")
+    expect(item.locator(".tag")).to_have_text(f"failed/{second['id']}")
+    expect(item.locator(".note")).to_contain_text(
+        "deployed, then rolled back: fake: port 8080 refused")
+    expect(pill).to_be_hidden()
+    control(hive.state_dir)
+    no_problems(page)
+
+
 def test_strings_from_agents_render_as_text(context, make_hive):
     hive = make_hive('[hive]\nbackend = "fake"\nenable = ["example"]\n\n'
                      '[example]\ngreeting = "<img src=x onerror=window.__pwned=1>"\n')
