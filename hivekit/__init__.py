@@ -43,8 +43,9 @@ rule by a test. The names are grouped as follows:
   ``opt={"query": Cls}`` and reads them with :func:`body`, :func:`query` and :func:`path_id`
   (:func:`check_input`, the app's ``before_request``, structures them strictly first);
   :func:`error_handler`, :func:`create_app` (the whole API app, to serve it elsewhere, as the
-  dashboard does), :func:`bind_unix` (a 0600 Unix socket), and the request bodies
-  :class:`SpawnRequest`, :class:`ApplyRequest`.
+  dashboard does), :func:`bind_unix` (a 0600 Unix socket), :class:`QuietServer` (a
+  ``uvicorn.Server`` that sleeps when idle and stops at once: serve with it), and the request
+  bodies :class:`SpawnRequest`, :class:`ApplyRequest`.
 * **CLI** (``register_commands``): :func:`api_command` (a command that talks to the daemon gets
   its client: ``client.get/post/request/events/watch``), :class:`HiveContext` (``ctx.obj``:
   the config and ``client()``), :func:`fail`, :func:`print_json`; the click types
@@ -110,6 +111,7 @@ _LAZY: dict[str, str] = {
                      "check_input", "error_handler", "create_app", "SpawnRequest",
                      "ApplyRequest"), "hivekit.api"),
     "bind_unix": "hivekit.sockets",
+    "QuietServer": "hivekit.serving",
     # CLI
     **dict.fromkeys(("api_command", "HiveContext", "fail", "print_json", "AGENT_NAME", "ID",
                      "api_path", "expect", "UnexpectedAnswer"), "hivekit.cli"),

@@ -30,6 +30,7 @@ from hivekit.plugins import Loaded, register
 from hivekit.questions import Watchdog
 from hivekit.records import AgentStatus, Transient
 from hivekit.remotes import Remotes
+from hivekit.serving import QuietServer
 from hivekit.sockets import bind_unix
 
 log = logging.getLogger("hivekit")
@@ -73,7 +74,7 @@ class StateDirLock:
             self._file = None
 
 
-class Server(uvicorn.Server):
+class Server(QuietServer):
     """uvicorn's server, ending the hive's event streams as soon as a stop is asked for."""
 
     def __init__(self, config: uvicorn.Config, hive: Hive) -> None:

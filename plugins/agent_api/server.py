@@ -40,6 +40,7 @@ from hivekit import (
     Forbidden,
     Hive,
     HiveDep,
+    QuietServer,
     SpawnRequest,
     actions,
     bind_unix,
@@ -375,7 +376,7 @@ class AgentSockets:
         self._lock = threading.Lock()
         self._served: dict[str, _Listener] = {}
         self._closed = False
-        self._server = uvicorn.Server(self._config(self.app))
+        self._server: QuietServer = QuietServer(self._config(self.app))
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="agent-api", daemon=True)
@@ -510,5 +511,5 @@ class AgentSockets:
             served = list(self._served.values())
             self._served.clear()
         self._stop(*served)
-        self._server.should_exit = True  # its main loop ends within a tick
+        self._server.should_exit = True  # its main loop ends at once
         self._thread.join(timeout=GRACEFUL_SECONDS + 5)

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode
 import uvicorn
 from litestar import MediaType, Response, get
 
-from hivekit import HiveError, PathStr, create_app
+from hivekit import HiveError, PathStr, QuietServer, create_app
 
 from . import DashboardConfig, is_loopback, token_path
 
@@ -332,7 +332,7 @@ class DashboardServer:
         self.token_path = token_path(hive.paths.state_dir, settings)
         self.port = settings.port if settings.port is not None else hive.config.hive.dashboard_port
         self.url = ""
-        self._server: uvicorn.Server | None = None
+        self._server: QuietServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -347,7 +347,7 @@ class DashboardServer:
         config = uvicorn.Config(Gate(app, token, self.port), lifespan="off", log_config=None,
                                 log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_SECONDS)
-        self._server = uvicorn.Server(config)
+        self._server = QuietServer(config)
         self._thread = threading.Thread(target=self._serve, args=(sock,), name="dashboard",
                                         daemon=True)
         self._thread.start()
