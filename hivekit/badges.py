@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from hivekit import hookimpl
@@ -42,27 +43,57 @@ def login_help(name: str) -> str:
             f"then `hivekit restart {name}`")
 
 
-def _creds_signature(agent: AgentSpec) -> tuple[str, ...] | None:
+#: A listing is reused while its dir's mtime stays put, but only if that mtime was already this
+#: much older than the listing (ns): a change within the same tick of the kernel's coarse file
+#: clock (or a filesystem's 1-2 s granularity) leaves the mtime as it was.
+SETTLED_NS = 2_000_000_000
+
+#: path → ((mtime_ns, inode), the listing: (name, is_dir) pairs, sorted; trusted or not).
+Listings = dict[str, tuple[tuple[int, int], list[tuple[str, bool]], bool]]
+
+
+def _listing(path: str, cache: Listings) -> list[tuple[str, bool]] | None:
+    """``path``'s entries, from ``cache`` while its mtime proves it unchanged (one ``stat``);
+    None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        cache.pop(path, None)
+        return None
+    key = (st.st_mtime_ns, st.st_ino)
+    hit = cache.get(path)
+    if hit is not None and hit[0] == key and hit[2]:
+        return hit[1]
+    listed_at = time.time_ns()
+    try:
+        with os.scandir(path) as entries:
+            names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+    except OSError:
+        cache.pop(path, None)
+        return None
+    cache[path] = (key, names, listed_at - st.st_mtime_ns > SETTLED_NS)
+    return names
+
+
+def _creds_signature(agent: AgentSpec, cache: Listings | None = None) -> tuple[str, ...] | None:
     """What changes when an entry is added to or removed from the creds dir or one of its
     subdirectories (a login's file is one level down: ``.claude/.credentials.json``,
-    ``.codex/auth.json``): the names there. Names, not mtimes: two changes within one tick of
-    the kernel's coarse file clock leave a dir's mtime as it was. None when the dir is missing.
+    ``.codex/auth.json``): the names there. None when the dir is missing.
+
+    With ``cache`` (kept by the caller between calls), a dir whose mtime has not moved since a
+    settled listing costs one ``stat``, not a listing (see :data:`SETTLED_NS`).
     """
-    root = agent.paths.creds
-    try:
-        with os.scandir(root) as entries:
-            top = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
-    except OSError:
+    cache = {} if cache is None else cache
+    root = str(agent.paths.creds)
+    top = _listing(root, cache)
+    if top is None:
         return None
     names = []
     for name, is_dir in top:
         names.append(name)
         if is_dir:
-            try:
-                with os.scandir(root / name) as entries:
-                    names += sorted(f"{name}/{e.name}" for e in entries)
-            except OSError:
-                continue
+            below = _listing(os.path.join(root, name), cache)
+            names += [f"{name}/{n}" for n, _ in below or ()]
     return tuple(names)
 
 
@@ -78,6 +109,8 @@ class Badges:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, ...] | None] = {}
+        #: agent → the listings of its creds dir and subdirectories (see _creds_signature).
+        self._listings: dict[str, Listings] = {}
 
     @hookimpl
     def startup(self, hive: Hive) -> None:
@@ -98,7 +131,7 @@ class Badges:
         rows = [row for row in hive.view.rows() if row.status != "spawning"]
         for row in rows:
             agent = hive.agent(row.name)
-            signature = _creds_signature(agent)
+            signature = _creds_signature(agent, self._listings.setdefault(row.name, {}))
             if row.name not in self._seen:
                 shown = any(b.label == NEEDS_LOGIN for b in row.badges)
                 if shown != needs_login(agent):
@@ -108,6 +141,7 @@ class Badges:
             self._seen[row.name] = signature
         for gone in set(self._seen) - {row.name for row in rows}:
             del self._seen[gone]
+            self._listings.pop(gone, None)
         for name in changed:
             hive.refresh(name)
         return changed

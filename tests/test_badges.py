@@ -47,3 +47,40 @@ def test_what_counts_as_a_login_and_what_the_watcher_notices(tmp_path):
     before = _creds_signature(agent)
     (creds / "env" / "ANTHROPIC_API_KEY").write_text("k")
     assert not needs_login(agent) and _creds_signature(agent) != before
+
+
+def test_the_watchers_listings_are_reused_only_while_a_settled_mtime_proves_them(tmp_path):
+    """The creds watcher stats a dir instead of listing it again while its mtime has not moved,
+    but only trusts a listing made when that mtime was already settled: a change within the
+    same tick of the file clock (simulated: the mtime set back to what it was) is still seen
+    the next time."""
+    import os
+    import time
+
+    from hivekit.badges import SETTLED_NS, _creds_signature
+    from hivekit.records import AgentPaths, AgentSpec
+
+    root = tmp_path / "agents" / "coder"
+    agent = AgentSpec(name="coder", port=8100, is_manager=False, paths=AgentPaths(
+        config=root / "config", state=root / "state", creds=root / "creds",
+        applied=root / "applied", runtime=tmp_path / "run"))
+    claude = agent.paths.creds / ".claude"
+    claude.mkdir(parents=True)
+    cache: dict = {}
+    recent = os.stat(claude).st_mtime_ns
+    assert _creds_signature(agent, cache) == (".claude",)
+    # Not settled when listed: a file added "in the same tick" is seen although mtime is back.
+    (claude / ".credentials.json").write_text("{}")
+    os.utime(claude, ns=(recent, recent))
+    assert _creds_signature(agent, cache) == (".claude", ".claude/.credentials.json")
+    # Settled (its mtime well in the past when listed): the next look is one stat and sees
+    # the same; a change moves the mtime and is seen.
+    old = time.time_ns() - 3 * SETTLED_NS
+    os.utime(claude, ns=(old, old))
+    assert _creds_signature(agent, cache) == (".claude", ".claude/.credentials.json")
+    assert cache[str(claude)][2] is True
+    assert _creds_signature(agent, cache) == (".claude", ".claude/.credentials.json")
+    (claude / ".credentials.json").unlink()
+    assert _creds_signature(agent, cache) == (".claude",)
+    # Without a cache, the same answer.
+    assert _creds_signature(agent) == _creds_signature(agent, cache)
