@@ -397,14 +397,14 @@ class BackendContract:
         _spawn(contract, "cthreads", self.timeout)
         for name, expected, what in (("cthreads", True, "a running agent"),
                                      ("cnever", False, "an agent that never existed")):
-            answer = _ask(contract, name, threads=8, calls=20)
+            answer = _ask(contract, name, threads=8, calls=5)
             _expect(not answer["errors"], f"is_running answers for {what}",
                     f"it raised: {answer['errors']}")
             _expect(answer["answers"] == [repr(expected)],
                     f"is_running says {expected} for {what}, from 8 threads at once",
                     f"it answered {answer['answers']}")
         _post(contract, "/api/agents/cthreads/stop")
-        answer = _ask(contract, "cthreads", threads=8, calls=20)
+        answer = _ask(contract, "cthreads", threads=8, calls=5)
         _expect(answer["answers"] == ["False"] and not answer["errors"],
                 "is_running says False for a stopped agent, from 8 threads at once",
                 f"it answered {answer}")
