@@ -481,7 +481,7 @@ def health_check(hive: Hive, agent: AgentSpec) -> bool | str:
     cfg = settings(hive)
     container = container_name(hive, agent.name)
     return health.check(
-        hive, agent, container=container, systemctl=_program(hive, cfg.systemctl),
+        agent, container=container, systemctl=_program(hive, cfg.systemctl),
         journalctl=_program(hive, cfg.journalctl),
         system=profile_system(profile_path(hive, container)),
         settled=starts(hive).since(agent.name), settle=cfg.health_settle,
@@ -500,7 +500,7 @@ def health_timeout(hive: Hive, agent: AgentSpec) -> float | None:
 
 
 #: The agent's service inside its container (nix/agent-base.nix).
-AGENT_UNIT = "hive-agent.service"
+AGENT_UNIT = health.AGENT_UNIT
 #: Environment passed from the CLI to ``nixos-container run`` (nothing of the agent's: the
 #: command runs in the container, which has its own).
 HOST_ENV = ("PATH", "LANG", "LC_ALL", "TERM")

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from hivekit import CommandFailed, Health, Invalid, OperationFailed, ProgramMissing, http_probe
 
 if TYPE_CHECKING:
-    from hivekit import AgentSpec, Hive
+    from hivekit import AgentSpec
 
 #: The agent's service inside its container (nix/agent-base.nix).
 AGENT_UNIT = "hive-agent.service"
@@ -174,7 +174,7 @@ def journal_tail(journalctl: str, container: str, timeout: float) -> str:
     return ("\nits last output:\n" + "\n".join(lines)) if lines else ""
 
 
-def check(hive: Hive, agent: AgentSpec, *, container: str, systemctl: str, journalctl: str,
+def check(agent: AgentSpec, *, container: str, systemctl: str, journalctl: str,
           system: Path | None, settled: float | None, settle: float, timeout: float,
           run_in: list[str]) -> bool | str:
     """One round of the ``health_check``: True, or why not yet.
